@@ -1,0 +1,52 @@
+"""YAML -> pydantic, with every failure turned into a one-line ConfigError (file, key, rule, value)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from autotune.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(path), "", "file does not exist", show_value=False)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(str(path), "", f"malformed YAML at {where}: {problem}", show_value=False) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", "top level must be a mapping", type(data).__name__)
+    return data
+
+
+def parse_model(cls: type[M], data: dict[str, Any], file: str, context: dict[str, Any] | None = None) -> M:
+    try:
+        return cls.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise _first_error(exc, file) from None
+
+
+def _first_error(exc: ValidationError, file: str) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    key = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return ConfigError(file, key, "unknown key", show_value=False)
+    # our own validators raise ValueError("rule"); pydantic prefixes "Value error, "
+    msg = msg.removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return ConfigError(file, key, "is required", show_value=False)
+    value = err.get("input")
+    if isinstance(value, dict | list):  # whole-object errors: the rule already names the culprit
+        return ConfigError(file, key, msg, show_value=False)
+    return ConfigError(file, key, msg, value)

@@ -1,0 +1,197 @@
+"""The search-space file: engine, hardware, knobs, objectives, constraints, SLA."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autotune.config.loader import load_yaml, parse_model
+from autotune.errors import ConfigError
+from autotune.knobs import KNOBS, check_value
+from autotune.metrics import TRIAL_METRICS
+
+DEFAULT_ENGINE_PYTHON = ".venv-engine/bin/python"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineConfig(Strict):
+    """How to start the engine. `command` wins over `python`; both come from config, never from code."""
+
+    kind: Literal["vllm"] = "vllm"
+    python: str = DEFAULT_ENGINE_PYTHON
+    command: list[str] | None = None  # e.g. ["vllm", "serve"] or a container entrypoint
+    device: Literal["cpu", "cuda"] = "cpu"
+    host: str = "127.0.0.1"
+    env: dict[str, str] = Field(default_factory=dict)
+    extra_args: list[str] = Field(default_factory=list)
+    startup_timeout_s: float = Field(600.0, gt=0)
+    shutdown_timeout_s: float = Field(20.0, gt=0)
+
+    def launcher(self) -> list[str]:
+        if self.command:
+            return list(self.command)
+        return [self.python, "-m", "vllm.entrypoints.openai.api_server"]
+
+
+class HardwareConfig(Strict):
+    name: str = "2-core CPU VM"
+    usd_per_hour: float = Field(0.10, ge=0)
+
+
+class KnobSpec(Strict):
+    """One of: `choices`, a `low`/`high` range (optionally `step`, `log`), or a fixed `value`."""
+
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    value: Any = None
+    when: dict[str, list[Any]] | None = None  # sample only when every named knob has one of these values
+
+    @model_validator(mode="after")
+    def _one_form(self) -> KnobSpec:
+        forms = [self.choices is not None, self.low is not None or self.high is not None, self.value is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of `choices`, `low`+`high`, or `value`")
+        if self.choices is not None and not self.choices:
+            raise ValueError("`choices` must not be empty")
+        if forms[1]:
+            if self.low is None or self.high is None:
+                raise ValueError("a range needs both `low` and `high`")
+            if self.low > self.high:
+                raise ValueError(f"empty or inverted range: low {self.low:g} > high {self.high:g}")
+            if self.log and self.low <= 0:
+                raise ValueError("a log range needs low > 0")
+        return self
+
+    def candidates(self) -> list[Any]:
+        if self.choices is not None:
+            return list(self.choices)
+        if self.value is not None:
+            return [self.value]
+        return [self.low, self.high]
+
+
+class Objective(Strict):
+    metric: str
+    direction: Literal["minimize", "maximize"]
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in TRIAL_METRICS:
+            raise ValueError(f"unknown objective metric; known: {sorted(TRIAL_METRICS)}")
+        return v
+
+
+class Constraint(Strict):
+    metric: str
+    op: Literal["<=", ">="]
+    value: float
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in TRIAL_METRICS:
+            raise ValueError(f"unknown constraint metric; known: {sorted(TRIAL_METRICS)}")
+        return v
+
+
+class SLA(Strict):
+    """Per-request thresholds for SLA attainment and goodput (ms); unset thresholds are not checked."""
+
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2e_ms: float | None = Field(None, gt=0)
+
+
+def default_objectives() -> list[Objective]:
+    return [
+        Objective(metric="p95_e2e_ms", direction="minimize"),
+        Objective(metric="usd_per_1k_requests", direction="minimize"),
+        Objective(metric="quality", direction="maximize"),
+    ]
+
+
+class SearchDefaults(Strict):
+    n_trials: int = Field(6, ge=1)
+    max_failures: int = Field(5, ge=0)
+    seed: int = 0
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+
+
+class SpaceConfig(Strict):
+    name: str
+    description: str = ""
+    workload: str | None = None  # path relative to this file
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    knobs: dict[str, KnobSpec] = Field(default_factory=dict)
+    objectives: list[Objective] = Field(default_factory=default_objectives, min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    sla: SLA = Field(default_factory=SLA)
+    search: SearchDefaults = Field(default_factory=SearchDefaults)
+
+    @field_validator("knobs")
+    @classmethod
+    def _knobs_known_and_valid(cls, knobs: dict[str, KnobSpec]) -> dict[str, KnobSpec]:
+        seen: list[str] = []
+        for name, spec in knobs.items():
+            if name not in KNOBS:
+                raise ValueError(f"unknown knob {name!r}; known knobs: {sorted(KNOBS)}")
+            typ = KNOBS[name].type
+            if spec.low is not None and typ not in (int, float):
+                raise ValueError(f"knob {name!r} is {typ.__name__}: use `choices`, not a range")
+            for cand in spec.candidates():
+                cand = int(cand) if typ is int and isinstance(cand, float) and cand.is_integer() else cand
+                rule = check_value(name, cand)
+                if rule:
+                    raise ValueError(f"knob {name!r}: {rule}, got {cand!r}")
+            for dep, values in (spec.when or {}).items():
+                if dep not in seen:
+                    raise ValueError(f"knob {name!r}: `when` must name a knob listed before it, got {dep!r}")
+                dep_cands = knobs[dep].candidates()
+                if knobs[dep].low is None and not any(v in dep_cands for v in values):
+                    raise ValueError(f"knob {name!r}: `when.{dep}` matches no value of {dep}: {values!r}")
+            seen.append(name)
+        return knobs
+
+    @model_validator(mode="after")
+    def _objective_names_unique(self) -> SpaceConfig:
+        names = [o.metric for o in self.objectives]
+        if len(names) != len(set(names)):
+            raise ValueError(f"objectives repeat a metric: {names}")
+        return self
+
+
+def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
+    data = load_yaml(path)
+    space = parse_model(SpaceConfig, data, str(path))
+    if check_paths:
+        check_engine_launcher(space, str(path))
+    return space
+
+
+def check_engine_launcher(space: SpaceConfig, file: str) -> None:
+    """An engine interpreter/command that does not exist is a config error, caught before any trial."""
+    exe = space.engine.launcher()[0]
+    key = "engine.command" if space.engine.command else "engine.python"
+    if "/" in exe:
+        if not Path(exe).exists():
+            hint = " (run `make setup` to create the default engine env)" if exe == DEFAULT_ENGINE_PYTHON else ""
+            raise ConfigError(file, key, f"engine interpreter does not exist{hint}", exe)
+    elif shutil.which(exe) is None:
+        raise ConfigError(file, key, "engine command not found on PATH", exe)
+
+
+def workload_path(space: SpaceConfig, space_file: str | Path) -> Path | None:
+    if space.workload is None:
+        return None
+    return (Path(space_file).parent / space.workload).resolve()

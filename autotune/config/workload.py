@@ -1,0 +1,62 @@
+"""The workload file: dataset, prompt, arrival model, windows, sampling parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from autotune.config.loader import load_yaml, parse_model
+from autotune.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Arrival(Strict):
+    """Open loop (`poisson` at `rate` req/s, arrivals independent of completions) or closed loop (`users`)."""
+
+    mode: Literal["poisson", "closed"] = "closed"
+    rate: float | None = Field(None, gt=0)
+    users: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Arrival:
+        if self.mode == "poisson" and self.rate is None:
+            raise ValueError("mode poisson needs `rate` (requests/s)")
+        if self.mode == "closed" and self.users is None:
+            raise ValueError("mode closed needs `users`")
+        return self
+
+
+class Prompt(Strict):
+    system: str = ""
+    template: str = "{input}"  # formatted with the dataset item's `input` mapping
+
+
+class WorkloadConfig(Strict):
+    name: str
+    task: Literal["extraction"] = "extraction"  # selects the scorer
+    dataset: str  # JSONL, relative to the workload file
+    prompt: Prompt = Field(default_factory=Prompt)
+    arrival: Arrival = Field(default_factory=lambda: Arrival(mode="closed", users=4))
+    warmup_s: float = Field(5.0, ge=0)
+    duration_s: float = Field(30.0, gt=0)
+    drain_timeout_s: float = Field(60.0, ge=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(96, ge=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+    seed: int = 0
+
+    def dataset_path(self, workload_file: str | Path) -> Path:
+        return (Path(workload_file).parent / self.dataset).resolve()
+
+
+def load_workload(path: str | Path) -> WorkloadConfig:
+    wl = parse_model(WorkloadConfig, load_yaml(path), str(path))
+    ds = wl.dataset_path(path)
+    if not ds.is_file():
+        raise ConfigError(str(path), "dataset", "dataset file does not exist", str(ds))
+    return wl

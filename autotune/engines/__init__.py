@@ -1,0 +1,1 @@
+"""Engines run as processes; the tuner never imports them."""

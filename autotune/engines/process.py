@@ -1,0 +1,129 @@
+"""Engine processes: own process group, teardown by group id, and a registry to reap orphans.
+
+Never kill by name: every engine we start is recorded (pid, pgid, create time, owner pid) under the run
+directory, so a later run can reap exactly the groups whose owning tuner died (e.g. `kill -9`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    with contextlib.suppress(Exception):  # Linux only; best effort, the registry is the guarantee
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_group(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start argv (a list, never a shell string) as the leader of a new process group, output to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    try:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True, preexec_fn=_die_with_parent, close_fds=True,
+        )
+    finally:
+        log.close()  # the child holds its own descriptor
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def terminate_group(pgid: int, timeout_s: float = 20.0) -> bool:
+    """SIGTERM the group, wait up to timeout_s, then SIGKILL. Returns True if SIGKILL was needed."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return False
+        _reap_children()
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    for _ in range(50):
+        _reap_children()
+        if not group_alive(pgid):
+            break
+        time.sleep(0.1)
+    return True
+
+
+def _reap_children() -> None:
+    """Collect exited children so a dead group leader does not linger as a zombie in our own group check."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
+
+
+class EngineRegistry:
+    """Files `<dir>/<pgid>.json` recording the engines this tool started and who owns them."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def record(self, proc: subprocess.Popen, argv: list[str]) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        entry = {
+            "pid": proc.pid,
+            "pgid": os.getpgid(proc.pid),
+            "create_time": psutil.Process(proc.pid).create_time(),
+            "owner_pid": os.getpid(),
+            "owner_create_time": psutil.Process().create_time(),
+            "argv0": argv[:3],
+        }
+        path = self.dir / f"{entry['pgid']}.json"
+        path.write_text(json.dumps(entry))
+        return path
+
+    def forget(self, pgid: int) -> None:
+        (self.dir / f"{pgid}.json").unlink(missing_ok=True)
+
+    def reap_orphans(self, timeout_s: float = 10.0) -> list[int]:
+        """Terminate recorded engine groups whose owner is gone; returns the reaped pgids."""
+        reaped: list[int] = []
+        if not self.dir.is_dir():
+            return reaped
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+                continue
+            if _alive(entry["owner_pid"], entry["owner_create_time"]):
+                continue  # another live tuner owns it
+            if _alive(entry["pid"], entry["create_time"]) or group_alive(entry["pgid"]):
+                # the leader matches what we started (same create time), so the pgid is still ours
+                if _alive(entry["pid"], entry["create_time"]) or not psutil.pid_exists(entry["pgid"]):
+                    terminate_group(entry["pgid"], timeout_s)
+                    reaped.append(entry["pgid"])
+            path.unlink(missing_ok=True)
+        return reaped
+
+
+def _alive(pid: int, create_time: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - create_time) < 0.01
+    except psutil.Error:
+        return False

@@ -1,0 +1,60 @@
+"""vLLM /metrics snapshots -> deltas over the measurement window (parsing by prometheus_client)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from prometheus_client.parser import text_string_to_metric_families
+
+# sample name (label-summed) -> our metric key, for counters whose window delta we report
+COUNTERS = {
+    "vllm:generation_tokens_total": "server_generation_tokens",
+    "vllm:prompt_tokens_total": "server_prompt_tokens",
+    "vllm:num_preemptions_total": "server_preemptions",
+    "vllm:spec_decode_num_draft_tokens_total": "spec_draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens_total": "spec_accepted_tokens",
+    "vllm:time_to_first_token_seconds_sum": "_ttft_sum",
+    "vllm:time_to_first_token_seconds_count": "_ttft_count",
+    "vllm:e2e_request_latency_seconds_sum": "_e2e_sum",
+    "vllm:e2e_request_latency_seconds_count": "_e2e_count",
+}
+GAUGES = {"vllm:kv_cache_usage_perc": "server_kv_cache_usage_perc", "vllm:num_requests_waiting": "server_waiting"}
+
+
+def parse(text: str) -> dict[str, float]:
+    """Sum samples over labels (one engine, one model) -> {sample name: value}; histogram buckets kept by le."""
+    out: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = s.name
+            if s.name.endswith("_bucket"):
+                key = f"{s.name}{{le={s.labels.get('le')}}}"
+            out[key] += s.value
+    return dict(out)
+
+
+def window_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Counter deltas and end-of-window gauges, plus derived server-side TTFT mean and spec acceptance."""
+    d: dict[str, float] = {}
+    for name, key in COUNTERS.items():
+        if name in after:
+            d[key] = after[name] - before.get(name, 0.0)
+    for name, key in GAUGES.items():
+        if name in after:
+            d[key] = after[name]
+    n = d.pop("_ttft_count", 0.0)
+    s = d.pop("_ttft_sum", 0.0)
+    d["server_ttft_mean_ms"] = s / n * 1000.0 if n else math.nan
+    n = d.pop("_e2e_count", 0.0)
+    s = d.pop("_e2e_sum", 0.0)
+    d["server_e2e_mean_ms"] = s / n * 1000.0 if n else math.nan
+    drafted = d.get("spec_draft_tokens", 0.0)
+    d["spec_acceptance_rate"] = d.get("spec_accepted_tokens", 0.0) / drafted if drafted else math.nan
+    return d
+
+
+def histogram_delta(before: dict[str, float], after: dict[str, float], family: str) -> dict[str, float]:
+    """Cumulative bucket counts of a histogram over the window: {le: count}."""
+    prefix = f"{family}_bucket{{le="
+    return {k[len(prefix):-1]: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix)}

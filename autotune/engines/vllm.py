@@ -1,0 +1,191 @@
+"""vLLM as a process: argv from server knobs, launch in its own group, /health readiness, teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from collections import deque
+from pathlib import Path
+
+import httpx
+
+from autotune.config.space import EngineConfig
+from autotune.engines.base import EngineHandle
+from autotune.engines.process import EngineRegistry, start_group, terminate_group
+from autotune.errors import EngineHealthTimeout, EngineLaunchError
+from autotune.knobs import ServerConfig
+from autotune.models import registry as models
+
+# log patterns -> failure reason tags, checked in order on the log tail of a dead engine
+FAILURE_PATTERNS = [
+    ("oom", re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|"
+                       r"insufficient.*(kv|memory)|No available memory for the cache blocks|"
+                       r"larger than the available KV cache memory", re.I)),
+    ("unsupported", re.compile(r"not supported|unsupported|NotImplementedError|"
+                               r"error: unrecognized arguments|invalid choice|argument --|"
+                               r"ValidationError|must be (less|greater|at most|at least)", re.I)),
+]
+
+
+def speculative_config(s: ServerConfig) -> dict | None:
+    """--speculative-config JSON; draft settings only apply to their method (conditional knobs)."""
+    if s.spec_method == "none":
+        return None
+    cfg: dict = {"method": s.spec_method, "num_speculative_tokens": s.num_speculative_tokens}
+    if s.spec_method == "ngram":
+        if s.prompt_lookup_max is not None:
+            cfg["prompt_lookup_max"] = s.prompt_lookup_max
+        if s.prompt_lookup_min is not None:
+            cfg["prompt_lookup_min"] = s.prompt_lookup_min
+    elif s.spec_method == "draft_model":
+        if not s.draft_model:
+            raise EngineLaunchError("spec_method draft_model needs the draft_model knob", reason="bad_config")
+        cfg["model"] = models.resolve(s.draft_model)[0]
+    return cfg
+
+
+def _flag(argv: list[str], name: str, value: object) -> None:
+    if value is not None:
+        argv += [f"--{name}", str(value)]
+
+
+def _bool(argv: list[str], name: str, value: bool | None) -> None:
+    if value is not None:
+        argv.append(f"--{name}" if value else f"--no-{name}")
+
+
+def build_argv(s: ServerConfig, engine: EngineConfig, port: int) -> list[str]:
+    """The engine command line as an argv list (never a shell string)."""
+    model_path, variant_quant = models.resolve(s.model)
+    argv = engine.launcher() + ["--model", model_path, "--served-model-name", s.model]
+    argv += ["--host", engine.host, "--port", str(port)]
+    if s.dtype != "auto":
+        _flag(argv, "dtype", s.dtype)
+    quant = variant_quant if s.quantization in ("none", "variant") else s.quantization
+    _flag(argv, "quantization", quant)
+    _flag(argv, "max-num-seqs", s.max_num_seqs)
+    _flag(argv, "max-num-batched-tokens", s.max_num_batched_tokens)
+    _flag(argv, "block-size", s.block_size)
+    if s.enforce_eager:
+        argv.append("--enforce-eager")
+    _bool(argv, "enable-prefix-caching", s.enable_prefix_caching)
+    _bool(argv, "enable-chunked-prefill", s.enable_chunked_prefill)
+    _flag(argv, "max-model-len", s.max_model_len)
+    spec = speculative_config(s)
+    if spec is not None:
+        argv += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]
+    _flag(argv, "seed", s.seed)
+    if engine.device == "cuda":
+        _flag(argv, "gpu-memory-utilization", s.gpu_memory_utilization)
+    return argv + list(engine.extra_args)
+
+
+def build_env(s: ServerConfig, engine: EngineConfig) -> dict[str, str]:
+    """Environment overrides for the engine (on top of os.environ)."""
+    env = dict(engine.env)
+    if engine.device == "cpu" and s.kv_cache_space_gb is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = f"{s.kv_cache_space_gb:g}"
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(path: Path, n: int = 15) -> str:
+    try:
+        with path.open(errors="replace") as f:
+            return "\n".join(line.rstrip() for line in deque(f, maxlen=n))
+    except OSError:
+        return ""
+
+
+def classify_failure(tail: str) -> str:
+    for reason, pattern in FAILURE_PATTERNS:
+        if pattern.search(tail):
+            return reason
+    return "launch_failed"
+
+
+class VLLMEngine:
+    """Launches one vLLM OpenAI server per ServerConfig; the registry lets a later run reap orphans."""
+
+    def __init__(self, config: EngineConfig, registry: EngineRegistry, on_wait=None):
+        self.config = config
+        self.registry = registry
+        self.on_wait = on_wait  # called with elapsed seconds while waiting for /health
+
+    def launch(self, server: ServerConfig, log_path: Path) -> EngineHandle:
+        port = free_port(self.config.host)
+        argv = build_argv(server, self.config, port)
+        overrides = build_env(server, self.config)
+        started = time.monotonic()
+        proc = start_group(argv, {**os.environ, **overrides}, log_path)
+        self.registry.record(proc, argv)
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        handle = EngineHandle(
+            url=f"http://{host}:{port}", served_model=server.model, pgid=proc.pid,
+            log_path=log_path, argv=argv, env_overrides=overrides,
+        )
+        try:
+            self._wait_ready(proc, handle, started)
+        except BaseException:
+            self.stop(handle)
+            raise
+        handle.startup_s = time.monotonic() - started
+        handle.version = self._version(handle)
+        return handle
+
+    def _wait_ready(self, proc, handle: EngineHandle, started: float) -> None:
+        deadline = started + self.config.startup_timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = proc.poll()
+                if code is not None:
+                    tail = log_tail(handle.log_path)
+                    reason = classify_failure(tail)
+                    last = _last_error_line(tail)
+                    raise EngineLaunchError(
+                        f"engine exited with code {code} before ready ({reason}): {last}", reason, tail
+                    )
+                try:
+                    if client.get(f"{handle.url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                elapsed = time.monotonic() - started
+                if time.monotonic() > deadline:
+                    raise EngineHealthTimeout(
+                        f"engine not healthy after {elapsed:.0f} s (startup_timeout_s)",
+                        log_tail=log_tail(handle.log_path),
+                    )
+                if self.on_wait:
+                    self.on_wait(elapsed)
+                time.sleep(1.0)
+
+    def _version(self, handle: EngineHandle) -> str:
+        try:
+            return httpx.get(f"{handle.url}/version", timeout=2.0).json().get("version", "unknown")
+        except (httpx.HTTPError, ValueError):
+            return "unknown"
+
+    def stop(self, handle: EngineHandle) -> None:
+        terminate_group(handle.pgid, self.config.shutdown_timeout_s)
+        self.registry.forget(handle.pgid)
+
+
+def scrape_metrics(url: str) -> str:
+    return httpx.get(f"{url}/metrics", timeout=10.0).text
+
+
+def _last_error_line(tail: str) -> str:
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.search(r"error|exception|killed|memory", ln, re.I):
+            return ln[-300:]
+    return lines[-1][-300:] if lines else "no output"

@@ -1,0 +1,128 @@
+"""The knob registry and the trial config it produces.
+
+A knob is either a *server* knob (changes the engine's argv/env, needs a relaunch) or a *client* knob
+(changes how the load is generated). Adding a knob means: one entry in KNOBS, one field in ServerConfig or
+ClientConfig, and (for server knobs) one line in the engine's argv builder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Part = Literal["server", "client"]
+SPEC_METHODS = ("none", "ngram", "draft_model")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    part: Part
+    type: type
+    help: str
+    allowed: tuple[Any, ...] | None = None  # closed set of values, when the knob has one
+    min: float | None = None
+    max: float | None = None
+
+
+KNOBS: dict[str, Knob] = {
+    k.name: k
+    for k in [
+        Knob("model", "server", str, "bundled model name (see `autotune models list`) or a model path/id"),
+        Knob("dtype", "server", str, "--dtype", allowed=DTYPES),
+        Knob("quantization", "server", str, "--quantization; 'none', a vLLM method, or a bundled variant"),
+        Knob("max_num_seqs", "server", int, "--max-num-seqs", min=1),
+        Knob("max_num_batched_tokens", "server", int, "--max-num-batched-tokens", min=16),
+        Knob("block_size", "server", int, "--block-size", allowed=(1, 8, 16, 32, 64, 128)),
+        Knob("enforce_eager", "server", bool, "--enforce-eager (skip torch.compile / graphs)"),
+        Knob("enable_prefix_caching", "server", bool, "--enable-prefix-caching / --no-enable-prefix-caching"),
+        Knob("enable_chunked_prefill", "server", bool, "--enable-chunked-prefill / --no-..."),
+        Knob("max_model_len", "server", int, "--max-model-len", min=16),
+        Knob("spec_method", "server", str, "speculative decoding method", allowed=SPEC_METHODS),
+        Knob("num_speculative_tokens", "server", int, "speculative tokens per step", min=1, max=16),
+        Knob("prompt_lookup_min", "server", int, "ngram: minimum lookup window", min=1),
+        Knob("prompt_lookup_max", "server", int, "ngram: maximum lookup window", min=1),
+        Knob("draft_model", "server", str, "draft_model: bundled name or path of the draft model"),
+        Knob("seed", "server", int, "--seed", min=0),
+        Knob("gpu_memory_utilization", "server", float, "--gpu-memory-utilization (cuda only)", min=0.05, max=1.0),
+        Knob("kv_cache_space_gb", "server", float, "VLLM_CPU_KVCACHE_SPACE (cpu only), GiB", min=0.1),
+        Knob("max_tokens", "client", int, "max output tokens per request (overrides the workload)", min=1),
+        Knob("temperature", "client", float, "sampling temperature (overrides the workload)", min=0.0, max=2.0),
+    ]
+}
+
+
+class ServerConfig(BaseModel):
+    """Everything that determines the engine process. Equal ServerConfigs can share one engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "smollm2-135m"
+    dtype: str = "auto"
+    quantization: str = "none"
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    block_size: int | None = None
+    enforce_eager: bool = False
+    enable_prefix_caching: bool | None = None
+    enable_chunked_prefill: bool | None = None
+    max_model_len: int | None = None
+    spec_method: str = "none"
+    num_speculative_tokens: int = 3
+    prompt_lookup_min: int | None = None
+    prompt_lookup_max: int | None = None
+    draft_model: str | None = None
+    seed: int | None = 0
+    gpu_memory_utilization: float | None = None
+    kv_cache_space_gb: float | None = None
+
+
+class ClientConfig(BaseModel):
+    """Everything that shapes the load but not the engine; None means 'use the workload's value'."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+class TrialConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerConfig
+    client: ClientConfig
+
+    def flat(self) -> dict[str, Any]:
+        return {**self.server.model_dump(), **self.client.model_dump()}
+
+
+def split_values(values: dict[str, Any]) -> TrialConfig:
+    """Sampled + fixed knob values -> TrialConfig (server part, client part)."""
+    server = {k: v for k, v in values.items() if KNOBS[k].part == "server"}
+    client = {k: v for k, v in values.items() if KNOBS[k].part == "client"}
+    return TrialConfig(server=ServerConfig(**server), client=ClientConfig(**client))
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Return the broken rule for `value` of knob `name`, or None when it is valid."""
+    knob = KNOBS[name]
+    if knob.type is bool:
+        ok_type = isinstance(value, bool)
+    elif knob.type is int:
+        ok_type = isinstance(value, int) and not isinstance(value, bool)
+    elif knob.type is float:
+        ok_type = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok_type = isinstance(value, str)
+    if not ok_type:
+        return f"must be of type {knob.type.__name__}"
+    if knob.allowed is not None and value not in knob.allowed:
+        return f"must be one of {list(knob.allowed)}"
+    if knob.min is not None and value < knob.min:
+        return f"must be >= {knob.min:g}"
+    if knob.max is not None and value > knob.max:
+        return f"must be <= {knob.max:g}"
+    return None

@@ -1,0 +1,110 @@
+"""Run the shipped locustfile against an engine and read back its per-request records."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autotune.config.workload import WorkloadConfig
+from autotune.engines.process import terminate_group
+from autotune.errors import LoadGenError
+from autotune.knobs import ClientConfig
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+@dataclass
+class LoadResult:
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    metrics_before: str
+    metrics_after: str
+    out_dir: Path
+
+
+def render_requests(workload: WorkloadConfig, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dataset items -> chat requests, with the workload's system prompt and template."""
+    reqs = []
+    for it in items:
+        messages = []
+        if workload.prompt.system:
+            messages.append({"role": "system", "content": workload.prompt.system})
+        messages.append({"role": "user", "content": workload.prompt.template.format(**it["input"])})
+        reqs.append({"id": it["id"], "messages": messages})
+    return reqs
+
+
+def load_config(workload: WorkloadConfig, client: ClientConfig, requests: list[dict[str, Any]], model: str,
+                out_dir: Path) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "model": model,
+        "max_tokens": client.max_tokens or workload.max_tokens,
+        "temperature": workload.temperature if client.temperature is None else client.temperature,
+        "seed": workload.seed,
+        "arrival": workload.arrival.model_dump(),
+        "warmup_s": workload.warmup_s,
+        "duration_s": workload.duration_s,
+        "drain_timeout_s": workload.drain_timeout_s,
+        "request_timeout_s": workload.request_timeout_s,
+        "out_dir": str(out_dir),
+    }
+
+
+def locust_argv(url: str, cfg: dict[str, Any]) -> list[str]:
+    arrival = cfg["arrival"]
+    users = arrival["users"] if arrival["mode"] == "closed" else 1
+    hard_limit = int(cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 30)
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", url, "--headless",
+        "-u", str(users), "-r", str(users), "--run-time", f"{hard_limit}s", "--stop-timeout", "5",
+        "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING",
+    ]
+
+
+def run_load(url: str, cfg: dict[str, Any], out_dir: Path) -> LoadResult:
+    """Run Locust in its own process group; any failure becomes LoadGenError quoting its output."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = out_dir / "load-config.json"
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path)}
+    log_path = out_dir / "locust.log"
+    argv = locust_argv(url, cfg)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                stdin=subprocess.DEVNULL)
+        limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90
+        try:
+            code = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            terminate_group(proc.pid, 5.0)
+            raise LoadGenError(f"locust did not finish within {limit:.0f} s (hung engine?)") from None
+        except BaseException:  # Ctrl-C / SIGTERM: never leave the load generator behind
+            terminate_group(proc.pid, 5.0)
+            raise
+    summary_path = out_dir / "summary.json"
+    if code != 0 or not summary_path.is_file():
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+        raise LoadGenError(f"locust exited with code {code}: {' | '.join(tail)[-400:]}")
+    records = [json.loads(line) for line in (out_dir / "requests.jsonl").read_text().splitlines() if line]
+    return LoadResult(
+        records=records,
+        summary=json.loads(summary_path.read_text()),
+        metrics_before=_read(out_dir / "metrics-before.txt"),
+        metrics_after=_read(out_dir / "metrics-after.txt"),
+        out_dir=out_dir,
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def _clean_env() -> dict[str, str]:
+    # keep secrets out of the load generator's environment except what it needs
+    return {k: v for k, v in os.environ.items() if not k.upper().endswith(("_API_KEY", "_TOKEN", "_SECRET"))}

@@ -1,0 +1,132 @@
+"""Raw per-request records -> latency percentiles, throughput, goodput, errors, tokens. Pure functions.
+
+A record is a dict written by the locustfile (see autotune/loadgen/locustfile.py):
+  phase ("warmup"|"measure"), ok, ttft_s, e2e_s, token_ts (arrival offsets from send, seconds),
+  prompt_tokens, completion_tokens, error.
+Only successful requests of the measure phase enter latency percentiles; failures are counted apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+LATENCIES = ("ttft", "tpot", "itl", "e2e")
+
+# Every metric a trial can report; objectives and constraints must name one of these.
+TRIAL_METRICS: dict[str, str] = {
+    **{f"p{p}_{lat}_ms": f"p{p} {lat} latency (ms), client side" for p in PERCENTILES for lat in LATENCIES},
+    **{f"mean_{lat}_ms": f"mean {lat} latency (ms), client side" for lat in LATENCIES},
+    "requests_ok": "successful requests in the measurement window",
+    "requests_failed": "failed requests in the measurement window",
+    "error_rate": "failed / all requests in the measurement window",
+    "requests_per_s": "successful requests per second",
+    "output_tokens_per_s": "generated tokens per second (successful requests)",
+    "input_tokens_per_request": "mean prompt tokens per request",
+    "output_tokens_per_request": "mean completion tokens per request",
+    "sla_attainment": "share of requests (failures count as misses) meeting every SLA threshold",
+    "goodput_rps": "SLA-meeting requests per second",
+    "quality": "mean task score of successful requests (0..1)",
+    "usd_per_1k_requests": "hardware $/h turned into $ per 1000 requests at the measured throughput",
+    "achieved_rate_rps": "requests sent per second in the measurement window",
+    "target_rate_rps": "target arrival rate (open loop) or NaN (closed loop)",
+    "loadgen_cpu_s": "CPU seconds used by the load generator process",
+    "loadgen_cpu_share": "load generator CPU seconds per wall second (1.0 = one core)",
+    "server_ttft_mean_ms": "server-side mean TTFT from /metrics deltas (ms)",
+    "server_generation_tokens": "generation tokens counted by the server in the window",
+    "server_preemptions": "preemptions in the window",
+    "server_kv_cache_usage_perc": "KV-cache usage at the end of the window (0..1)",
+    "spec_draft_tokens": "speculative tokens drafted in the window",
+    "spec_accepted_tokens": "speculative tokens accepted in the window",
+    "spec_acceptance_rate": "accepted / drafted speculative tokens",
+    "startup_s": "engine launch to /health OK (s)",
+    "measure_s": "length of the measurement window (s)",
+}
+
+
+def percentiles(values: Sequence[float], ps: Iterable[int] = PERCENTILES) -> dict[int, float]:
+    """Linear-interpolated percentiles (numpy's default); NaN for an empty sample."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return {p: math.nan for p in ps}
+    return {p: float(np.percentile(arr, p)) for p in ps}
+
+
+def tpot_s(rec: dict[str, Any]) -> float | None:
+    """Time per output token after the first: (e2e - ttft) / (tokens - 1)."""
+    n = rec.get("completion_tokens") or 0
+    if n < 2 or rec.get("ttft_s") is None:
+        return None
+    return (rec["e2e_s"] - rec["ttft_s"]) / (n - 1)
+
+
+def itls_s(rec: dict[str, Any]) -> list[float]:
+    """Inter-token latencies: gaps between consecutive streamed chunks."""
+    ts = rec.get("token_ts") or []
+    return [b - a for a, b in zip(ts, ts[1:], strict=False)]
+
+
+def meets_sla(rec: dict[str, Any], sla: dict[str, float | None]) -> bool:
+    if not rec.get("ok"):
+        return False
+    checks = {"ttft_ms": rec.get("ttft_s"), "e2e_ms": rec.get("e2e_s"), "tpot_ms": tpot_s(rec)}
+    for key, seconds in checks.items():
+        limit = sla.get(key)
+        if limit is None:
+            continue
+        if seconds is None and key != "tpot_ms":  # a 1-token answer has no TPOT: nothing to miss
+            return False
+        if seconds is not None and seconds * 1000.0 > limit:
+            return False
+    return True
+
+
+def usd_per_1k(usd_per_hour: float, per_second: float) -> float:
+    """$ per 1000 units when the hardware is fully used at `per_second` units/s."""
+    if per_second <= 0 or math.isnan(per_second):
+        return math.inf
+    return usd_per_hour / 3600.0 / per_second * 1000.0
+
+
+def summarize(
+    records: Sequence[dict[str, Any]], window_s: float, sla: dict[str, float | None] | None = None
+) -> dict[str, float]:
+    """Client-side metrics of the measurement window."""
+    sla = sla or {}
+    measured = [r for r in records if r.get("phase") == "measure"]
+    ok = [r for r in measured if r.get("ok")]
+    failed = len(measured) - len(ok)
+    out: dict[str, float] = {}
+    samples = {
+        "ttft": [r["ttft_s"] for r in ok if r.get("ttft_s") is not None],
+        "tpot": [t for r in ok if (t := tpot_s(r)) is not None],
+        "itl": [x for r in ok for x in itls_s(r)],
+        "e2e": [r["e2e_s"] for r in ok],
+    }
+    for lat, secs in samples.items():
+        for p, v in percentiles(secs).items():
+            out[f"p{p}_{lat}_ms"] = v * 1000.0
+        out[f"mean_{lat}_ms"] = float(np.mean(secs)) * 1000.0 if secs else math.nan
+    out_tokens = sum(r.get("completion_tokens") or 0 for r in ok)
+    out["requests_ok"] = float(len(ok))
+    out["requests_failed"] = float(failed)
+    out["error_rate"] = failed / len(measured) if measured else math.nan
+    out["requests_per_s"] = len(ok) / window_s
+    out["output_tokens_per_s"] = out_tokens / window_s
+    out["input_tokens_per_request"] = (
+        float(np.mean([r.get("prompt_tokens") or 0 for r in ok])) if ok else math.nan
+    )
+    out["output_tokens_per_request"] = out_tokens / len(ok) if ok else math.nan
+    met = sum(1 for r in measured if meets_sla(r, sla))
+    out["sla_attainment"] = met / len(measured) if measured else math.nan
+    out["goodput_rps"] = met / window_s
+    out["achieved_rate_rps"] = len(measured) / window_s
+    return out
+
+
+def mean_quality(scores: Sequence[float]) -> float:
+    return float(np.mean(scores)) if len(scores) else math.nan

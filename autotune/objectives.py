@@ -1,0 +1,44 @@
+"""Trial metrics -> objective vector and constraint violations (Optuna convention: <= 0 is feasible). Pure."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from autotune.config.space import Constraint, Objective
+
+# A NaN/inf metric cannot satisfy a constraint; Optuna wants finite numbers.
+UNMEASURABLE = 1e12
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    values: list[float]
+    violations: list[float]
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.violations)
+
+
+def violation(metrics: dict[str, float], c: Constraint) -> float:
+    """How far the metric is on the wrong side of the bound (<= 0 means satisfied)."""
+    x = metrics.get(c.metric, math.nan)
+    if x is None or math.isnan(x) or math.isinf(x):
+        return UNMEASURABLE
+    return x - c.value if c.op == "<=" else c.value - x
+
+
+def objective_value(metrics: dict[str, float], o: Objective) -> float:
+    """The objective as reported to the sampler; an unmeasurable value is the worst finite value."""
+    x = metrics.get(o.metric, math.nan)
+    if x is None or math.isnan(x) or math.isinf(x):
+        return UNMEASURABLE if o.direction == "minimize" else -UNMEASURABLE
+    return float(x)
+
+
+def evaluate(metrics: dict[str, float], objectives: list[Objective], constraints: list[Constraint]) -> Evaluation:
+    return Evaluation(
+        values=[objective_value(metrics, o) for o in objectives],
+        violations=[violation(metrics, c) for c in constraints],
+    )

@@ -1,0 +1,1 @@
+"""Shipped tasks: deterministic dataset generators and their quality scorers."""
