@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def locust_argv(url: str, cfg: dict[str, Any]) -> list[str]:
     ]
 
 
-def run_load(url: str, cfg: dict[str, Any], out_dir: Path) -> LoadResult:
+def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None) -> LoadResult:
     """Run Locust in its own process group; any failure becomes LoadGenError quoting its output."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / "load-config.json"
@@ -80,7 +81,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path) -> LoadResult:
                                 stdin=subprocess.DEVNULL)
         limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90
         try:
-            code = proc.wait(timeout=limit)
+            code = _wait(proc, limit, on_tick)
         except subprocess.TimeoutExpired:
             terminate_group(proc.pid, 5.0)
             raise LoadGenError(f"locust did not finish within {limit:.0f} s (hung engine?)") from None
@@ -99,6 +100,19 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path) -> LoadResult:
         metrics_after=_read(out_dir / "metrics-after.txt"),
         out_dir=out_dir,
     )
+
+
+def _wait(proc: subprocess.Popen, limit: float, on_tick: Callable[[], None] | None) -> int:
+    waited = 0.0
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            waited += 0.5
+            if waited >= limit:
+                raise
+            if on_tick:
+                on_tick()
 
 
 def _read(path: Path) -> str:

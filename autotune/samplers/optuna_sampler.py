@@ -1,0 +1,59 @@
+"""Optuna samplers and the knob-spec -> distribution mapping (conditional knobs included)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+
+from autotune.config.space import SpaceConfig
+from autotune.knobs import KNOBS
+
+CONSTRAINTS_ATTR = "constraint_violations"
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Feasible-first: Optuna treats values <= 0 as satisfied."""
+    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, []))
+
+
+def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            # few trials are affordable: leave the random start early, model knobs jointly (conditional groups)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=max(2, min(4, n_trials // 2)), multivariate=True, group=True,
+                constraints_func=constraints_func,
+            )
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(
+                seed=seed, population_size=max(4, min(20, n_trials // 2)), constraints_func=constraints_func
+            )
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
+
+
+def _active(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
+    return all(values.get(dep) in allowed for dep, allowed in (when or {}).items())
+
+
+def suggest(trial: optuna.Trial, space: SpaceConfig) -> dict[str, Any]:
+    """Sample every active knob in file order; fixed `value` knobs are returned without sampling."""
+    values: dict[str, Any] = {}
+    for name, spec in space.knobs.items():
+        if not _active(spec.when, values):
+            continue  # conditional knob whose condition is false: not a parameter of this trial
+        if spec.value is not None:
+            values[name] = spec.value
+        elif spec.choices is not None:
+            values[name] = trial.suggest_categorical(name, spec.choices)
+        elif KNOBS[name].type is int:
+            step = int(spec.step or 1)
+            values[name] = trial.suggest_int(name, int(spec.low), int(spec.high), step=step, log=spec.log)
+        else:
+            values[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+    return values

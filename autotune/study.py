@@ -1,0 +1,306 @@
+"""The search loop: ask -> launch -> load -> measure -> tell -> track, with failure budget and resume.
+
+Every trial is told to the persistent Optuna storage before the next one starts, so a crash loses at most
+the running trial; that trial is marked `interrupted` (here on Ctrl-C/SIGTERM, or by the next run after a
+`kill -9`) and its parameters are enqueued so the rerun measures it again.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+import psutil
+
+from autotune import __version__
+from autotune.config.space import SpaceConfig, load_space, workload_path
+from autotune.config.workload import WorkloadConfig, load_workload
+from autotune.engines.process import EngineRegistry
+from autotune.engines.vllm import VLLMEngine
+from autotune.errors import ConfigError, TrialError
+from autotune.knobs import KNOBS, ServerConfig, split_values
+from autotune.loadgen.runner import render_requests
+from autotune.models import registry as models
+from autotune.objectives import evaluate
+from autotune.pareto import front_indices
+from autotune.samplers.optuna_sampler import CONSTRAINTS_ATTR, make_sampler, suggest
+from autotune.tracking.mlflow_tracker import MlflowTracker
+from autotune.trial import run_trial
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class Reporter(Protocol):
+    def search_started(self, study: str, target: int, done: int) -> None: ...
+    def trial_started(self, number: int, values: dict[str, Any]) -> None: ...
+    def phase(self, name: str) -> None: ...
+    def trial_finished(self, number: int, metrics: dict[str, float] | None, error: str | None) -> None: ...
+    def front(self, rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> None: ...
+
+
+@dataclass
+class SearchOptions:
+    space_file: Path
+    workload_file: Path | None = None
+    n_trials: int | None = None
+    timeout_s: float | None = None
+    seed: int | None = None
+    study_name: str | None = None
+    storage: str | None = None
+    run_dir: Path = Path("runs")
+    mlflow_uri: str | None = None
+    max_failures: int | None = None
+    sampler: str | None = None
+
+
+@dataclass
+class SearchSummary:
+    study: str
+    storage: str
+    mlflow_uri: str
+    parent_run_url: str
+    trials_complete: int
+    trials_failed: int
+    front: list[dict[str, Any]] = field(default_factory=list)
+    objectives: list[tuple[str, str]] = field(default_factory=list)
+    stopped_because: str = ""
+    reaped_engines: list[int] = field(default_factory=list)
+
+
+def default_storage(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+
+
+def default_mlflow_uri(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+
+
+def load_inputs(opts: SearchOptions) -> tuple[SpaceConfig, WorkloadConfig, Path]:
+    space = load_space(opts.space_file)
+    wl_file = opts.workload_file or workload_path(space, opts.space_file)
+    if wl_file is None:
+        raise ConfigError(str(opts.space_file), "workload", "no workload: set `workload:` or pass --workload",
+                          show_value=False)
+    workload = load_workload(wl_file)
+    check_models(space, str(opts.space_file))
+    return space, workload, Path(wl_file)
+
+
+def check_models(space: SpaceConfig, file: str) -> None:
+    """Every model the space can pick must be servable here (prepared bundled name or existing path)."""
+    spec = space.knobs.get("model")
+    candidates = spec.candidates() if spec else [ServerConfig().model]
+    for value in candidates:
+        why = models.problem(str(value))
+        if why:
+            raise ConfigError(file, "knobs.model" if spec else "model (default)", why, value)
+    draft = space.knobs.get("draft_model")
+    for value in draft.candidates() if draft else []:
+        why = models.problem(str(value))
+        if why:
+            raise ConfigError(file, "knobs.draft_model", why, value)
+
+
+def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
+    space, workload, wl_file = load_inputs(opts)
+    n_trials = opts.n_trials or space.search.n_trials
+    seed = space.search.seed if opts.seed is None else opts.seed
+    max_failures = space.search.max_failures if opts.max_failures is None else opts.max_failures
+    study_name = opts.study_name or space.name
+    run_dir = opts.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = opts.storage or default_storage(run_dir)
+    mlflow_uri = opts.mlflow_uri or default_mlflow_uri(run_dir)
+
+    registry = EngineRegistry(run_dir / "engines")
+    reaped = registry.reap_orphans()
+    study = _open_study(study_name, storage, space, opts.sampler or space.search.sampler, seed, n_trials)
+    tracker = MlflowTracker(mlflow_uri, study_name, artifact_root=run_dir / "mlartifacts"
+                            if mlflow_uri.startswith(("sqlite:", "file:")) or "://" not in mlflow_uri else None)
+    tracker.log_study_params({"space": str(opts.space_file), "workload": str(wl_file), "sampler":
+                              opts.sampler or space.search.sampler, "seed": seed, "autotune_version": __version__,
+                              "hardware": space.hardware.name, "usd_per_hour": space.hardware.usd_per_hour})
+    _recover_interrupted(study, tracker)
+
+    items = [json.loads(line) for line in workload.dataset_path(wl_file).read_text().splitlines() if line.strip()]
+    requests = render_requests(workload, items)
+    references = {it["id"]: it["reference"] for it in items}
+    engine = VLLMEngine(space.engine, registry, on_wait=lambda s: reporter.phase(f"launching ({s:.0f}s)"))
+    objectives = [(o.metric, o.direction) for o in space.objectives]
+
+    started = time.monotonic()
+    failures = 0
+    stopped = "n_trials reached"
+    reporter.search_started(study_name, n_trials, _finished(study))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    status = "FINISHED"
+    try:
+        while _finished(study) < n_trials:
+            if opts.timeout_s is not None and time.monotonic() - started > opts.timeout_s:
+                stopped = "timeout"
+                break
+            if failures > max_failures:
+                stopped = f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
+                break
+            ok = _one_trial(study, space, workload, requests, references, engine, tracker, run_dir / study_name,
+                            reporter)
+            failures += 0 if ok else 1
+            _update_front(study, space, tracker, reporter)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        tracker.end(status)
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
+              and not t.user_attrs.get("interrupted")]
+    return SearchSummary(
+        study=study_name, storage=storage, mlflow_uri=mlflow_uri, parent_run_url=tracker.run_url(),
+        trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space)[1],
+        objectives=objectives, stopped_because=stopped, reaped_engines=reaped,
+    )
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM takes the same cleanup path as Ctrl-C
+    raise KeyboardInterrupt
+
+
+def _open_study(name: str, storage: str, space: SpaceConfig, sampler: str, seed: int, n_trials: int):
+    directions = [o.direction for o in space.objectives]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
+                                    sampler=make_sampler(sampler, seed, n_trials), load_if_exists=True)
+    got = [d.name.lower() for d in study.directions]
+    if got != directions:
+        raise ConfigError(storage, f"study {name}", f"exists with directions {got}; the space asks for "
+                          f"{directions}. Use another --study-name", show_value=False)
+    return study
+
+
+def _finished(study) -> int:
+    states = optuna.trial.TrialState
+    return sum(1 for t in study.trials if t.state == states.COMPLETE
+               or (t.state == states.FAIL and not t.user_attrs.get("interrupted")))
+
+
+def _owner() -> dict[str, Any]:
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": me.pid, "create_time": me.create_time()}
+
+
+def _owner_alive(owner: dict[str, Any] | None) -> bool:
+    if not owner or owner.get("host") != socket.gethostname():
+        return True  # another host's trial: not ours to judge
+    try:
+        return abs(psutil.Process(owner["pid"]).create_time() - owner["create_time"]) < 0.01
+    except psutil.Error:
+        return False
+
+
+def _interrupt(study, trial_number: int, trial_id: int, params: dict[str, Any], run_id: str | None,
+               tracker: MlflowTracker) -> None:
+    """Mark a trial interrupted (FAIL + tag) and enqueue its parameters so the next run measures them."""
+    study._storage.set_trial_user_attr(trial_id, "interrupted", True)
+    study._storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted")
+    study.tell(trial_number, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial(params, user_attrs={"rerun_of": trial_number}, skip_if_exists=False)
+    if run_id:
+        tracker.mark_interrupted(run_id)
+
+
+def _recover_interrupted(study, tracker: MlflowTracker) -> None:
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+        if not _owner_alive(t.user_attrs.get("owner")):
+            _interrupt(study, t.number, t._trial_id, t.params, t.user_attrs.get("mlflow_run_id"), tracker)
+
+
+def _one_trial(study, space, workload, requests, references, engine, tracker, study_dir: Path,
+               reporter: Reporter) -> bool:
+    trial = study.ask()
+    values = suggest(trial, space)
+    config = split_values(values)
+    trial.set_user_attr("owner", _owner())
+    params = {k: v for k, v in config.flat().items() if k in values or k in KNOBS}
+    run_id = tracker.start_trial(trial.number, params)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    reporter.trial_started(trial.number, values)
+    trial_dir = study_dir / f"trial-{trial.number:04d}"
+    try:
+        result = run_trial(config, space, workload, requests, references, engine, trial_dir, reporter.phase)
+    except TrialError as err:
+        trial.set_user_attr("fail_reason", err.reason)
+        trial.set_user_attr("fail_message", str(err)[:1000])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        files = {p.name: p for p in (trial_dir / "engine.log", trial_dir / "resolved-config.json")}
+        tracker.finish_trial(run_id, {}, files, {"autotune.state": "failed", "autotune.fail_reason": err.reason,
+                                                 "autotune.fail_message": str(err)[:4000]}, failed=True)
+        reporter.trial_finished(trial.number, None, f"{err.reason}: {err}")
+        return False
+    except KeyboardInterrupt:
+        _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
+        raise
+    ev = evaluate(result.metrics, space.objectives, space.constraints)
+    trial.set_user_attr(CONSTRAINTS_ATTR, ev.violations)
+    trial.set_user_attr("feasible", ev.feasible)
+    trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
+    trial.set_user_attr("engine_version", result.engine_version)
+    study.tell(trial, ev.values)
+    tracker.finish_trial(run_id, result.metrics, result.files, {
+        "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
+        "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
+        "autotune.violations": json.dumps(ev.violations),
+    })
+    reporter.trial_finished(trial.number, result.metrics, None)
+    return True
+
+
+def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(all feasible complete trials as rows, the Pareto rows); infeasible trials never enter the front."""
+    rows = []
+    for t in study.trials:
+        if t.state != optuna.trial.TrialState.COMPLETE or not t.user_attrs.get("feasible", True):
+            continue
+        metrics = t.user_attrs.get("metrics", {})
+        row = {"trial": t.number, **t.params, "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
+        for o, v in zip(space.objectives, t.values, strict=True):
+            row[o.metric] = v
+        for extra in ("p95_ttft_ms", "output_tokens_per_s", "requests_per_s", "startup_s", "error_rate"):
+            row.setdefault(extra, metrics.get(extra))
+        rows.append(row)
+    directions = [o.direction for o in space.objectives]
+    on_front = set(front_indices([[r[o.metric] for o in space.objectives] for r in rows], directions))
+    for i, r in enumerate(rows):
+        r["pareto"] = i in on_front
+    return rows, [r for r in rows if r["pareto"]]
+
+
+def _update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter: Reporter) -> None:
+    from autotune.tracking.plots import pareto_html, pareto_png
+
+    rows, front = front_rows(study, space)
+    objectives = [(o.metric, o.direction) for o in space.objectives]
+    all_ids = [t.user_attrs["mlflow_run_id"] for t in study.trials if t.user_attrs.get("mlflow_run_id")
+               and t.state == optuna.trial.TrialState.COMPLETE]
+    tracker.set_pareto({r["mlflow_run_id"] for r in front}, all_ids)
+    figures = {}
+    if rows:
+        knobs = [k for k in space.knobs]
+        figures = {"pareto.png": pareto_png(rows, objectives), "pareto.html": pareto_html(rows, objectives, knobs)}
+    complete = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    tracker.log_front(front, figures, {"front_size": float(len(front)), "trials_complete": float(complete),
+                                       "trials_feasible": float(len(rows))})
+    if figures:
+        import matplotlib.pyplot as plt
+
+        plt.close(figures["pareto.png"])
+    reporter.front(front, objectives)

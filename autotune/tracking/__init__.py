@@ -1,0 +1,1 @@
+"""Experiment tracking. Only tracking/mlflow_tracker.py imports mlflow."""

@@ -1,0 +1,128 @@
+"""MLflow layout: one experiment per study, a parent run for the study, a child run per trial.
+
+Children carry every knob (param), every measurement (metric), the artifacts and state/failure tags; the
+parent carries the Pareto plot (PNG + interactive HTML) and the front table. Pareto membership is a tag
+(`autotune.pareto`) re-written on every child whenever the front moves.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from autotune.errors import TrackingError
+
+SECRET = re.compile(r"(key|token|secret|password|passwd|auth)", re.I)
+ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
+    "autotune.role", "autotune.study", "autotune.trial", "autotune.pareto", "autotune.state", "autotune.fail_reason")
+
+
+def redact(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Never log secrets: values of secret-looking keys are replaced."""
+    return {k: ("***" if SECRET.search(k) else v) for k, v in mapping.items()}
+
+
+class MlflowTracker:
+    def __init__(self, uri: str, study: str, artifact_root: Path | None = None):
+        # imported here: mlflow is heavy and only needed when tracking
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.study = study
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            exp = self.client.get_experiment_by_name(study)
+            if exp is None:
+                location = (artifact_root / study).resolve().as_uri() if artifact_root else None
+                self.experiment_id = self.client.create_experiment(study, artifact_location=location)
+            else:
+                self.experiment_id = exp.experiment_id
+        except Exception as exc:  # store unreachable, bad URI, locked DB...
+            raise TrackingError(f"MLflow store {uri} is not usable: {type(exc).__name__}: {exc}"[:400]) from None
+        self.parent_id = self._parent()
+
+    def _parent(self) -> str:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE}` = 'study'", max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        if runs:
+            self.client.update_run(runs[0].info.run_id, status="RUNNING")
+            return runs[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"study:{self.study}",
+                                     tags={ROLE: "study", STUDY: self.study})
+        return run.info.run_id
+
+    def start_trial(self, number: int, params: dict[str, Any]) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number:03d}",
+            tags={"mlflow.parentRunId": self.parent_id, ROLE: "trial", STUDY: self.study, TRIAL: str(number),
+                  STATE: "running"},
+        )
+        safe = redact(params)
+        self.client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in sorted(safe.items())])
+        return run.info.run_id
+
+    def finish_trial(self, run_id: str, metrics: dict[str, float], files: dict[str, Path], tags: dict[str, str],
+                     failed: bool = False, killed: bool = False) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        ms = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())
+              if isinstance(v, int | float) and math.isfinite(v)]
+        for i in range(0, len(ms), 500):
+            self.client.log_batch(run_id, metrics=ms[i:i + 500])
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        for name, path in files.items():
+            if path.is_file():
+                self.client.log_artifact(run_id, str(path))
+        status = "KILLED" if killed else "FAILED" if failed else "FINISHED"
+        self.client.set_terminated(run_id, status=status)
+
+    def mark_interrupted(self, run_id: str) -> None:
+        self.client.set_tag(run_id, STATE, "interrupted")
+        self.client.set_terminated(run_id, status="KILLED")
+
+    def set_pareto(self, run_ids_on_front: set[str], all_run_ids: list[str]) -> None:
+        for rid in all_run_ids:
+            self.client.set_tag(rid, PARETO, "true" if rid in run_ids_on_front else "false")
+
+    def log_front(self, table: list[dict[str, Any]], figures: dict[str, Any], summary: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        if table:
+            self.client.log_table(self.parent_id, {k: [row.get(k) for row in table] for k in table[0]},
+                                  "pareto_front.json")
+        for name, fig in figures.items():
+            self.client.log_figure(self.parent_id, fig, name)
+        now = int(time.time() * 1000)
+        ms = [Metric(k, float(v), now, 0) for k, v in summary.items() if math.isfinite(v)]
+        if ms:
+            self.client.log_batch(self.parent_id, metrics=ms)
+
+    def log_study_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.parent_id).data.params
+        new = [Param(k, _param(v)) for k, v in redact(params).items() if k not in existing]
+        if new:
+            self.client.log_batch(self.parent_id, params=new)
+
+    def log_parent_file(self, path: Path) -> None:
+        self.client.log_artifact(self.parent_id, str(path))
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status=status)
+
+    def run_url(self, run_id: str | None = None) -> str:
+        rid = run_id or self.parent_id
+        return f"#/experiments/{self.experiment_id}/runs/{rid}"
+
+
+def _param(v: Any) -> str:
+    return str(v)[:6000]
