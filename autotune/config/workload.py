@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +34,7 @@ class Arrival(Strict):
 
 class Prompt(Strict):
     system: str = ""
-    template: str = "{input}"  # formatted with the dataset item's `input` mapping
+    template: str = "{text}"  # str.format()-ed with the dataset item's `input` mapping
 
 
 class WorkloadConfig(Strict):
@@ -59,4 +60,22 @@ def load_workload(path: str | Path) -> WorkloadConfig:
     ds = wl.dataset_path(path)
     if not ds.is_file():
         raise ConfigError(str(path), "dataset", "dataset file does not exist", str(ds))
+    _check_template(wl, ds, str(path))
     return wl
+
+
+def _check_template(wl: WorkloadConfig, dataset: Path, file: str) -> None:
+    """The template must format with the first dataset item: a typo fails here, not mid-trial."""
+    with dataset.open() as f:
+        first = f.readline()
+    try:
+        item = json.loads(first)
+        fields = item["input"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(str(dataset), "line 1", "dataset lines must be JSON objects with an `input` mapping "
+                          "(and `id`, `reference`)", first.strip()[:80]) from None
+    try:
+        wl.prompt.template.format(**fields)
+    except (KeyError, IndexError) as exc:
+        raise ConfigError(file, "prompt.template", f"names a field the dataset items lack; they have "
+                          f"{sorted(fields)}", str(exc)) from None

@@ -25,7 +25,7 @@ FAILURE_PATTERNS = [
                        r"insufficient.*(kv|memory)|No available memory for the cache blocks|"
                        r"larger than the available KV cache memory", re.I)),
     ("unsupported", re.compile(r"not supported|unsupported|NotImplementedError|"
-                               r"error: unrecognized arguments|invalid choice|argument --|"
+                               r"error: unrecognized arguments|invalid choice|argument --|No common block size|"
                                r"ValidationError|must be (less|greater|at most|at least)", re.I)),
 ]
 
@@ -97,7 +97,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def log_tail(path: Path, n: int = 15) -> str:
+def log_tail(path: Path, n: int = 300) -> str:
     try:
         with path.open(errors="replace") as f:
             return "\n".join(line.rstrip() for line in deque(f, maxlen=n))
@@ -149,9 +149,9 @@ class VLLMEngine:
                 if code is not None:
                     tail = log_tail(handle.log_path)
                     reason = classify_failure(tail)
-                    last = _last_error_line(tail)
                     raise EngineLaunchError(
-                        f"engine exited with code {code} before ready ({reason}): {last}", reason, tail
+                        f"engine exited with code {code} before ready ({reason}): {_last_error_line(tail)}",
+                        reason, "\n".join(tail.splitlines()[-40:]),
                     )
                 try:
                     if client.get(f"{handle.url}/health").status_code == 200:
@@ -184,8 +184,11 @@ def scrape_metrics(url: str) -> str:
 
 
 def _last_error_line(tail: str) -> str:
-    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if re.search(r"error|exception|killed|memory", ln, re.I):
-            return ln[-300:]
+    """The root cause: the first `XxxError: ...` line of the tail (later ones wrap it), prefix stripped."""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip() and "WARNING" not in ln]
+    for pattern in (r"\b\w*(Error|Exception): .+", r"\b(error|killed|out of memory)\b.*"):
+        for ln in lines:
+            m = re.search(pattern, ln, re.I)
+            if m and "See root cause above" not in ln:
+                return m.group(0)[-300:]
     return lines[-1][-300:] if lines else "no output"

@@ -1,0 +1,126 @@
+"""Config validation: one-line messages naming file, key, rule and value."""
+
+from __future__ import annotations
+
+import pytest
+
+from autotune.config.space import load_space
+from autotune.config.workload import load_workload
+from autotune.errors import ConfigError
+
+ENGINE = "engine: {python: /bin/sh}\n"
+
+
+def space_error(write, body: str, check_paths: bool = True) -> str:
+    path = write("space.yaml", "name: t\n" + body)
+    with pytest.raises(ConfigError) as exc:
+        load_space(path, check_paths=check_paths)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    return msg
+
+
+def test_valid_space_loads(write):
+    path = write("space.yaml", """\
+        name: ok
+        engine: {python: /bin/sh}
+        knobs:
+          max_num_seqs: {low: 1, high: 8, log: true}
+          spec_method: {choices: [none, ngram]}
+          num_speculative_tokens: {low: 2, high: 4, when: {spec_method: [ngram]}}
+        """)
+    space = load_space(path)
+    assert space.knobs["num_speculative_tokens"].when == {"spec_method": ["ngram"]}
+    assert [o.metric for o in space.objectives] == ["p95_e2e_ms", "usd_per_1k_requests", "quality"]
+
+
+def test_malformed_yaml(write):
+    path = write("bad.yaml", "name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: malformed YAML at line \d+"):
+        load_space(path)
+
+
+def test_unknown_knob(write):
+    msg = space_error(write, ENGINE + "knobs:\n  max_num_seq: {low: 1, high: 4}\n")
+    assert "knobs" in msg and "unknown knob 'max_num_seq'" in msg and "max_num_seqs" in msg
+
+
+def test_inverted_range(write):
+    msg = space_error(write, ENGINE + "knobs:\n  max_num_seqs: {low: 8, high: 2}\n")
+    assert "knobs.max_num_seqs" in msg and "empty or inverted range: low 8 > high 2" in msg
+
+
+def test_value_below_knob_minimum(write):
+    msg = space_error(write, ENGINE + "knobs:\n  max_num_seqs: {low: 0, high: 2}\n")
+    assert "must be >= 1, got 0" in msg
+
+
+def test_bad_choice_value(write):
+    msg = space_error(write, ENGINE + "knobs:\n  dtype: {choices: [float32, fp8x]}\n")
+    assert "must be one of" in msg and "'fp8x'" in msg
+
+
+def test_empty_choices(write):
+    assert "`choices` must not be empty" in space_error(write, ENGINE + "knobs:\n  dtype: {choices: []}\n")
+
+
+def test_unknown_objective(write):
+    msg = space_error(write, ENGINE + "objectives:\n  - {metric: p95_latency, direction: minimize}\n")
+    assert "objectives.0.metric" in msg and "unknown objective metric" in msg and "'p95_latency'" in msg
+
+
+def test_unknown_key_anywhere(write):
+    msg = space_error(write, ENGINE + "hardware: {usd_per_hr: 1}\n")
+    assert "hardware.usd_per_hr: unknown key" in msg
+
+
+def test_when_must_reference_earlier_knob(write):
+    msg = space_error(write, ENGINE + "knobs:\n  num_speculative_tokens: {low: 1, high: 2, when: {spec_method: [ngram]}}\n")
+    assert "`when` must name a knob listed before it" in msg
+
+
+def test_engine_interpreter_must_exist(write):
+    msg = space_error(write, "engine: {python: /nope/bin/python}\n")
+    assert "engine.python: engine interpreter does not exist, got '/nope/bin/python'" in msg
+
+
+def test_engine_command_must_be_on_path(write):
+    msg = space_error(write, "engine: {command: [no-such-vllm-binary, serve]}\n")
+    assert "engine.command: engine command not found on PATH" in msg
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="nope.yaml: file does not exist"):
+        load_space("nope.yaml")
+
+
+def test_model_path_that_does_not_exist(write):
+    from autotune.study import check_models
+
+    path = write("space.yaml", "name: t\n" + ENGINE + "knobs:\n  model: {choices: [./no/such/model]}\n")
+    space = load_space(path)
+    with pytest.raises(ConfigError, match=r"knobs.model: model path does not exist, got './no/such/model'"):
+        check_models(space, str(path))
+
+
+def test_workload_validation(write, tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "input": {"text": "x"}}\n')
+    ok = write("wl.yaml", "name: w\ndataset: d.jsonl\narrival: {mode: poisson, rate: 2}\n")
+    assert load_workload(ok).arrival.rate == 2
+    bad = write("wl2.yaml", "name: w\ndataset: d.jsonl\narrival: {mode: poisson}\n")
+    with pytest.raises(ConfigError, match="arrival: mode poisson needs `rate`"):
+        load_workload(bad)
+    missing = write("wl3.yaml", "name: w\ndataset: nope.jsonl\n")
+    with pytest.raises(ConfigError, match="dataset: dataset file does not exist"):
+        load_workload(missing)
+    typo = write("wl4.yaml", "name: w\ndataset: d.jsonl\nprompt: {template: 'Q: {txt}'}\n")
+    with pytest.raises(ConfigError, match=r"prompt.template: names a field the dataset items lack; they have \['text'\]"):
+        load_workload(typo)
+
+
+def test_shipped_configs_validate():
+    from tests.conftest import REPO
+
+    for f in (REPO / "search_spaces").glob("*.yaml"):
+        load_space(f, check_paths=False)
+    load_workload(REPO / "workloads" / "extraction.yaml")

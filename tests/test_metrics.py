@@ -1,0 +1,66 @@
+"""Metrics maths against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autotune.metrics import itls_s, meets_sla, percentiles, summarize, tpot_s, usd_per_1k
+
+
+def rec(ttft, e2e, tokens, token_ts=None, ok=True, phase="measure", prompt=10):
+    return {"ok": ok, "phase": phase, "ttft_s": ttft, "e2e_s": e2e, "completion_tokens": tokens,
+            "prompt_tokens": prompt, "token_ts": token_ts or []}
+
+
+def test_percentiles_linear_interpolation():
+    # 1..5: p50 = 3, p90 = 4 + 0.6*(5-4) = 4.6, p95 = 4.8, p99 = 4.96
+    p = percentiles([5, 1, 3, 2, 4])
+    assert p == {50: 3.0, 90: pytest.approx(4.6), 95: pytest.approx(4.8), 99: pytest.approx(4.96)}
+
+
+def test_percentiles_empty_is_nan():
+    assert all(math.isnan(v) for v in percentiles([]).values())
+
+
+def test_tpot_and_itl():
+    r = rec(0.5, 2.5, 5, token_ts=[0.5, 1.0, 1.5, 2.5])
+    assert tpot_s(r) == pytest.approx(0.5)  # (2.5 - 0.5) / (5 - 1)
+    assert itls_s(r) == pytest.approx([0.5, 0.5, 1.0])
+    assert tpot_s(rec(0.5, 0.5, 1)) is None  # one token: no TPOT
+
+
+def test_sla_checks_every_threshold():
+    r = rec(0.2, 1.0, 5)  # ttft 200 ms, e2e 1000 ms, tpot 200 ms
+    assert meets_sla(r, {"ttft_ms": 300, "e2e_ms": 1000, "tpot_ms": 200})
+    assert not meets_sla(r, {"ttft_ms": 199})
+    assert not meets_sla(r, {"tpot_ms": 199.9})
+    assert not meets_sla(rec(0.2, 1.0, 5, ok=False), {})  # a failure never meets the SLA
+
+
+def test_summarize_excludes_warmup_and_failures_from_latency():
+    records = [
+        rec(0.1, 1.0, 11, prompt=10),
+        rec(0.3, 3.0, 11, prompt=20),
+        rec(9.0, 99.0, 11, phase="warmup"),  # must not count anywhere
+        rec(None, 0.5, None, ok=False),  # failed: counted apart
+    ]
+    m = summarize(records, window_s=2.0, sla={"e2e_ms": 2000})
+    assert m["requests_ok"] == 2 and m["requests_failed"] == 1
+    assert m["error_rate"] == pytest.approx(1 / 3)
+    assert m["p50_e2e_ms"] == pytest.approx(2000.0)
+    assert m["p50_ttft_ms"] == pytest.approx(200.0)
+    assert m["mean_tpot_ms"] == pytest.approx((90 + 270) / 2)  # (1.0-0.1)/10, (3.0-0.3)/10
+    assert m["requests_per_s"] == pytest.approx(1.0)
+    assert m["output_tokens_per_s"] == pytest.approx(11.0)
+    assert m["input_tokens_per_request"] == pytest.approx(15.0)
+    assert m["sla_attainment"] == pytest.approx(1 / 3)  # only the first of 3 measured requests
+    assert m["goodput_rps"] == pytest.approx(0.5)
+    assert m["achieved_rate_rps"] == pytest.approx(1.5)
+
+
+def test_cost_per_1k():
+    # $3.6/h = $0.001/s; 2 req/s -> $0.0005 per request -> $0.5 per 1k
+    assert usd_per_1k(3.6, 2.0) == pytest.approx(0.5)
+    assert usd_per_1k(3.6, 0.0) == math.inf

@@ -1,0 +1,157 @@
+"""The search loop end to end with a stand-in engine (tests/fake_engine.py), real Locust and real MLflow.
+
+The real-engine path is covered by test_engine_e2e.py; this one checks failure-as-data, resume, interrupted
+trials and the MLflow layout quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autotune.study import SearchOptions, run_search
+
+HERE = Path(__file__).parent
+
+
+class NullReporter:
+    def __init__(self):
+        self.finished: list[tuple[int, str | None]] = []
+
+    def search_started(self, *a): ...
+    def trial_started(self, *a): ...
+    def phase(self, *a): ...
+    def front(self, *a): ...
+
+    def trial_finished(self, number, metrics, error):
+        self.finished.append((number, error))
+
+
+@pytest.fixture
+def setup(tmp_path, write):
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps({
+        "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},
+        "reference": {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"},
+    }) + "\n" for i in range(5)))
+    write("wl.yaml", """\
+        name: w
+        dataset: items.jsonl
+        prompt: {template: "{article}"}
+        arrival: {mode: closed, users: 2}
+        warmup_s: 0.5
+        duration_s: 2
+        drain_timeout_s: 5
+        max_tokens: 40
+        """)
+
+    def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s") -> SearchOptions:
+        space = write("space.yaml", f"""\
+            name: {study}
+            workload: wl.yaml
+            engine:
+              command: [{sys.executable}, {HERE / 'fake_engine.py'}]
+              startup_timeout_s: 3
+              shutdown_timeout_s: 3
+            knobs:
+              model: {{value: {tmp_path}}}
+              max_num_seqs: {seqs}
+            constraints:
+              - {{metric: error_rate, op: "<=", value: 0.01}}
+            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: random}}
+            """)
+        return SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+
+    return make
+
+
+def _study(opts: SearchOptions, name: str = "s"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{(opts.run_dir / 'optuna.db').resolve()}")
+
+
+def _mlflow_runs(opts: SearchOptions, name: str = "s"):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{(opts.run_dir / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name(name)
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_complete_trials_measured_and_tracked(setup):
+    opts = setup("{choices: [2, 4]}", n_trials=2)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 2 and summary.trials_failed == 0
+    trials = _study(opts).trials
+    m = trials[0].user_attrs["metrics"]
+    assert m["requests_ok"] > 0 and m["p95_ttft_ms"] > 0 and m["output_tokens_per_s"] > 0
+    assert m["quality"] == pytest.approx(1.0)  # the fake always answers correctly
+    assert m["server_generation_tokens"] > 0 and m["server_ttft_mean_ms"] > 0
+    assert summary.front and all(r["trial"] in (0, 1) for r in summary.front)
+    client, runs = _mlflow_runs(opts)
+    parent = [r for r in runs if r.data.tags.get("autotune.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
+    assert len(parent) == 1 and len(children) == 2
+    for c in children:
+        assert c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+        assert c.info.status == "FINISHED" and "max_num_seqs" in c.data.params
+        assert c.data.metrics["p95_e2e_ms"] > 0 and "quality" in c.data.metrics
+        assert c.data.tags["autotune.pareto"] in ("true", "false")
+        arts = {a.path for a in client.list_artifacts(c.info.run_id)}
+        assert {"requests.jsonl", "engine.log", "resolved-config.json", "metrics-deltas.json"} <= arts
+    assert any(c.data.tags["autotune.pareto"] == "true" for c in children)
+    parent_arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    assert {"pareto.png", "pareto.html", "pareto_front.json"} <= parent_arts
+
+
+def test_failed_launches_are_data_and_budget_stops(setup):
+    opts = setup("{choices: [13, 14]}", n_trials=10, max_failures=2)
+    reporter = NullReporter()
+    summary = run_search(opts, reporter)
+    assert summary.trials_complete == 0 and summary.trials_failed == 3
+    assert "failure budget" in summary.stopped_because
+    reasons = {t.params["max_num_seqs"]: t.user_attrs["fail_reason"] for t in _study(opts).trials}
+    assert set(reasons.values()) <= {"unsupported", "oom"} and reasons
+    assert reasons.get(13, "unsupported") == "unsupported" and reasons.get(14, "oom") == "oom"
+    _, runs = _mlflow_runs(opts)
+    children = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
+    assert len(children) == 3 and all(c.info.status == "FAILED" for c in children)
+    assert all(c.data.tags["autotune.fail_reason"] in ("unsupported", "oom") for c in children)
+
+
+def test_health_timeout_is_a_failed_trial(setup):
+    opts = setup("{value: 15}", n_trials=1, max_failures=0)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_failed == 1
+    assert _study(opts).trials[0].user_attrs["fail_reason"] == "health_timeout"
+    assert not list((opts.run_dir / "engines").glob("*.json"))  # the hung engine was torn down
+
+
+def test_rerun_resumes_without_losing_trials(setup):
+    opts = setup("{choices: [2, 4]}", n_trials=1)
+    run_search(opts, NullReporter())
+    first = _study(opts).trials[0]
+    opts.n_trials = 2
+    summary = run_search(opts, NullReporter())
+    trials = _study(opts).trials
+    assert summary.trials_complete == 2 and len(trials) == 2
+    assert trials[0].values == first.values and trials[0].params == first.params
+
+
+def test_trial_left_running_by_a_dead_tuner_is_rerun(setup):
+    opts = setup("{choices: [2, 4]}", n_trials=1)
+    opts.run_dir.mkdir(parents=True)
+    storage = f"sqlite:///{(opts.run_dir / 'optuna.db').resolve()}"
+    study = optuna.create_study(study_name="s", storage=storage, directions=["minimize", "minimize", "maximize"])
+    ghost = study.ask({"max_num_seqs": optuna.distributions.CategoricalDistribution([2, 4])})
+    ghost.set_user_attr("owner", {"host": __import__("socket").gethostname(), "pid": 999999, "create_time": 1.0})
+    ghost_params = dict(ghost.params)
+    run_search(opts, NullReporter())
+    trials = _study(opts).trials
+    assert trials[0].state.name == "FAIL" and trials[0].user_attrs["interrupted"] is True
+    rerun = [t for t in trials if t.user_attrs.get("rerun_of") == 0]
+    assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE" and rerun[0].params == ghost_params
+    assert not math.isnan(rerun[0].values[0])
