@@ -113,11 +113,12 @@ class EngineRegistry:
                 continue
             if _alive(entry["owner_pid"], entry["owner_create_time"]):
                 continue  # another live tuner owns it
-            if _alive(entry["pid"], entry["create_time"]) or group_alive(entry["pgid"]):
-                # the leader matches what we started (same create time), so the pgid is still ours
-                if _alive(entry["pid"], entry["create_time"]) or not psutil.pid_exists(entry["pgid"]):
-                    terminate_group(entry["pgid"], timeout_s)
-                    reaped.append(entry["pgid"])
+            leader_is_ours = _alive(entry["pid"], entry["create_time"])
+            # the pgid is still ours if its leader is the process we started (same create time), or if the
+            # leader is gone but members of the group live on (a pgid is not reused while the group exists)
+            if leader_is_ours or (group_alive(entry["pgid"]) and not psutil.pid_exists(entry["pgid"])):
+                terminate_group(entry["pgid"], timeout_s)
+                reaped.append(entry["pgid"])
             path.unlink(missing_ok=True)
         return reaped
 

@@ -78,7 +78,7 @@ class MlflowTracker:
         for i in range(0, len(ms), 500):
             self.client.log_batch(run_id, metrics=ms[i:i + 500])
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
-        for name, path in files.items():
+        for path in files.values():
             if path.is_file():
                 self.client.log_artifact(run_id, str(path))
         status = "KILLED" if killed else "FAILED" if failed else "FINISHED"

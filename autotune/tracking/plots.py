@@ -16,7 +16,8 @@ def pareto_png(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]):
     pairs = list(combinations([o for o, _ in objectives], 2)) or [(objectives[0][0], objectives[0][0])]
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.2), squeeze=False)
     for ax, (x, y) in zip(axes[0], pairs, strict=False):
-        for on_front, style in ((False, dict(c="#bbbbbb", label="dominated")), (True, dict(c="#d62728", label="Pareto"))):
+        styles = ((False, dict(c="#bbbbbb", label="dominated")), (True, dict(c="#d62728", label="Pareto")))
+        for on_front, style in styles:
             pts = [r for r in rows if r["pareto"] == on_front]
             ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=40, **style)
             for r in pts:
