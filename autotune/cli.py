@@ -32,7 +32,7 @@ def _guard(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted: engines stopped, the running trial is marked interrupted; "
-                  "rerun the same command to resume")
+                  "rerun the same command to resume", soft_wrap=True)
         raise typer.Exit(130) from None
 
 

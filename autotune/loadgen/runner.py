@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config.workload import WorkloadConfig
-from autotune.engines.process import terminate_group
+from autotune.engines.process import start_group, terminate_group
 from autotune.errors import LoadGenError
 from autotune.knobs import ClientConfig
 
@@ -76,18 +76,17 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path)}
     log_path = out_dir / "locust.log"
     argv = locust_argv(url, cfg)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                stdin=subprocess.DEVNULL)
-        limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90
-        try:
-            code = _wait(proc, limit, on_tick)
-        except subprocess.TimeoutExpired:
-            terminate_group(proc.pid, 5.0)
-            raise LoadGenError(f"locust did not finish within {limit:.0f} s (hung engine?)") from None
-        except BaseException:  # Ctrl-C / SIGTERM: never leave the load generator behind
-            terminate_group(proc.pid, 5.0)
-            raise
+    log_path.unlink(missing_ok=True)
+    proc = start_group(argv, env, log_path)  # own group, dies with us even on kill -9 (PDEATHSIG)
+    limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90
+    try:
+        code = _wait(proc, limit, on_tick)
+    except subprocess.TimeoutExpired:
+        terminate_group(proc.pid, 5.0)
+        raise LoadGenError(f"locust did not finish within {limit:.0f} s (hung engine?)") from None
+    except BaseException:  # Ctrl-C / SIGTERM: never leave the load generator behind
+        terminate_group(proc.pid, 5.0)
+        raise
     summary_path = out_dir / "summary.json"
     if code != 0 or not summary_path.is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
