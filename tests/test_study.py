@@ -104,7 +104,9 @@ def test_complete_trials_measured_and_tracked(setup):
         assert {"requests.jsonl", "engine.log", "resolved-config.json", "metrics-deltas.json"} <= arts
     assert any(c.data.tags["autotune.pareto"] == "true" for c in children)
     parent_arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
-    assert {"pareto.png", "pareto.html", "pareto_front.json"} <= parent_arts
+    assert {"pareto.png", "pareto.html", "pareto_front.json", "pareto_front.md"} <= parent_arts
+    front = json.loads(Path(client.download_artifacts(parent[0].info.run_id, "pareto_front.json")).read_text())
+    assert {r["trial"] for r in front["front"]} == {r["trial"] for r in summary.front}
 
 
 def test_failed_launches_are_data_and_budget_stops(setup):

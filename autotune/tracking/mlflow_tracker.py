@@ -28,7 +28,12 @@ def redact(mapping: dict[str, Any]) -> dict[str, Any]:
 class MlflowTracker:
     def __init__(self, uri: str, study: str, artifact_root: Path | None = None):
         # imported here: mlflow is heavy and only needed when tracking
+        import logging
+
         from mlflow import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
         self.uri = uri
         self.study = study
@@ -95,9 +100,9 @@ class MlflowTracker:
     def log_front(self, table: list[dict[str, Any]], figures: dict[str, Any], summary: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
-        if table:
-            self.client.log_table(self.parent_id, {k: [row.get(k) for row in table] for k in table[0]},
-                                  "pareto_front.json")
+        # log_dict/log_text overwrite (log_table would append), so the parent always shows the current front
+        self.client.log_dict(self.parent_id, {"front": table}, "pareto_front.json")
+        self.client.log_text(self.parent_id, front_markdown(table), "pareto_front.md")
         for name, fig in figures.items():
             self.client.log_figure(self.parent_id, fig, name)
         now = int(time.time() * 1000)
@@ -122,6 +127,17 @@ class MlflowTracker:
     def run_url(self, run_id: str | None = None) -> str:
         rid = run_id or self.parent_id
         return f"#/experiments/{self.experiment_id}/runs/{rid}"
+
+
+def front_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "No feasible trial yet.\n"
+    cols = [c for c in rows[0] if c not in ("mlflow_run_id", "pareto")]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c))
+                                       for c in cols) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _param(v: Any) -> str:
