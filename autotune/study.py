@@ -30,7 +30,7 @@ from autotune.loadgen.runner import render_requests
 from autotune.models import registry as models
 from autotune.objectives import evaluate
 from autotune.pareto import front_indices
-from autotune.samplers.optuna_sampler import CONSTRAINTS_ATTR, make_sampler, suggest
+from autotune.samplers.optuna_sampler import make_sampler, set_constraints, suggest
 from autotune.tracking.mlflow_tracker import MlflowTracker
 from autotune.trial import run_trial
 
@@ -97,10 +97,13 @@ def check_models(space: SpaceConfig, file: str) -> None:
     """Every model the space can pick must be servable here (prepared bundled name or existing path)."""
     spec = space.knobs.get("model")
     candidates = spec.candidates() if spec else [ServerConfig().model]
+    quant = space.knobs.get("quantization")
     for value in candidates:
-        why = models.problem(str(value))
-        if why:
-            raise ConfigError(file, "knobs.model" if spec else "model (default)", why, value)
+        for q in quant.candidates() if quant else ["none"]:
+            why = models.problem(str(value), str(q))
+            if why:
+                key = "knobs.model" if spec else "model (default)"
+                raise ConfigError(file, key, why + (f" (quantization {q})" if q != "none" else ""), value)
     draft = space.knobs.get("draft_model")
     for value in draft.candidates() if draft else []:
         why = models.problem(str(value))
@@ -250,7 +253,7 @@ def _one_trial(study, space, workload, requests, references, engine, tracker, st
         _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
         raise
     ev = evaluate(result.metrics, space.objectives, space.constraints)
-    trial.set_user_attr(CONSTRAINTS_ATTR, ev.violations)
+    set_constraints(trial, [f"{c.metric}{c.op}{c.value:g}" for c in space.constraints], ev.violations)
     trial.set_user_attr("feasible", ev.feasible)
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)

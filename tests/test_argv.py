@@ -90,3 +90,23 @@ def test_bundled_model_resolves_to_prepared_dir(monkeypatch, tmp_path):
     argv = build_argv(ServerConfig(model="smollm2-135m"), ENGINE, 1)
     assert flag(argv, "--model") == str(tmp_path / "smollm2-135m")
     assert flag(argv, "--served-model-name") == "smollm2-135m"
+
+
+def test_quantization_knob_selects_bundled_variant(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUTOTUNE_MODELS_DIR", str(tmp_path))
+    argv = build_argv(ServerConfig(model="smollm2-135m", quantization="w8a8"), ENGINE, 1)
+    assert flag(argv, "--model") == str(tmp_path / "smollm2-135m-w8a8")
+    assert flag(argv, "--quantization") == "compressed-tensors"
+    assert flag(argv, "--served-model-name") == "smollm2-135m"
+    # a vLLM method on a non-bundled model passes straight through
+    awq = build_argv(ServerConfig(model="org/model-awq", quantization="awq"), ENGINE, 1)
+    assert flag(awq, "--quantization") == "awq"
+
+
+def test_unprepared_variant_is_reported(monkeypatch, tmp_path):
+    from autotune.models.registry import problem
+
+    monkeypatch.setenv("AUTOTUNE_MODELS_DIR", str(tmp_path))
+    assert "autotune models prepare smollm2-135m-w8a8" in problem("smollm2-135m", "w8a8")
+    assert problem("/definitely/not/here") == "model path does not exist"
+    assert problem("org/hub-id") is None  # a GPU host resolves hub ids itself

@@ -59,12 +59,11 @@ def _bool(argv: list[str], name: str, value: bool | None) -> None:
 
 def build_argv(s: ServerConfig, engine: EngineConfig, port: int) -> list[str]:
     """The engine command line as an argv list (never a shell string)."""
-    model_path, variant_quant = models.resolve(s.model)
+    model_path, quant = models.resolve(s.model, s.quantization)
     argv = engine.launcher() + ["--model", model_path, "--served-model-name", s.model]
     argv += ["--host", engine.host, "--port", str(port)]
     if s.dtype != "auto":
         _flag(argv, "dtype", s.dtype)
-    quant = variant_quant if s.quantization in ("none", "variant") else s.quantization
     _flag(argv, "quantization", quant)
     _flag(argv, "max-num-seqs", s.max_num_seqs)
     _flag(argv, "max-num-batched-tokens", s.max_num_batched_tokens)

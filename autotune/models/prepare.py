@@ -18,7 +18,9 @@ from autotune.errors import MissingDependencyError, ModelPrepareError
 from autotune.models.registry import BUNDLED, BundledModel, prepared_dir, shipped_file
 
 HERE = Path(__file__).parent
-SCRIPTS = {None: HERE / "convert_gguf.py"}
+CONVERT = HERE / "convert_gguf.py"  # runs in the engine env
+QUANTIZE = {"w8a8": HERE / "quantize_w8a8.py"}  # run in the quantization env (llmcompressor)
+DEFAULT_QUANT_PYTHON = ".venv-quant/bin/python"
 
 
 def sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -39,7 +41,8 @@ def verify(name: str) -> bool:
     return bool(files) and all((out / f).is_file() and sha256(out / f) == digest for f, digest in files.items())
 
 
-def prepare(name: str, engine_python: str, force: bool = False, log=print) -> Path:
+def prepare(name: str, engine_python: str, force: bool = False, log=print,
+            quant_python: str = DEFAULT_QUANT_PYTHON) -> Path:
     """Prepare bundled model `name`; returns its directory. Re-running is a checksum check and nothing more."""
     if name not in BUNDLED:
         raise ModelPrepareError(f"unknown bundled model {name!r}; known: {sorted(BUNDLED)}")
@@ -48,21 +51,30 @@ def prepare(name: str, engine_python: str, force: bool = False, log=print) -> Pa
     if not force and verify(name):
         log(f"{name}: already prepared and verified at {out}")
         return out
-    if not Path(engine_python).exists():
-        raise MissingDependencyError(
-            f"engine interpreter {engine_python} does not exist; run `make setup` or pass --engine-python"
-        )
+    if model.base:  # a quantized variant: prepare the base, then quantize it in the quantization env
+        base_dir = prepare(model.base, engine_python, log=log)
+        argv = [quant_python, str(QUANTIZE[model.variant]), "--src", str(base_dir)]
+        return _build(model, argv, base_dir / "manifest.json", model.install, quant_python, log)
     src = _source(model)
+    argv = [engine_python, str(CONVERT), "--gguf", str(src)]
+    return _build(model, argv, src, "make engine", engine_python, log)
+
+
+def _build(model: BundledModel, argv: list[str], src: Path, install: str, python: str, log) -> Path:
+    """Run the builder into a temp dir, checksum every file into a manifest, rename into place."""
+    if not Path(python).exists():
+        raise MissingDependencyError(f"interpreter {python} does not exist; create it with `{install}`")
+    out = prepared_dir(model.name)
     started = time.monotonic()
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    _convert(model, engine_python, src, tmp)
+    _run(model, [*argv, "--out", str(tmp)])
     files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     manifest = {
-        "name": name,
+        "name": model.name,
         "source": str(src),
-        "source_sha256": model.sha256,
+        "source_sha256": model.sha256 if not model.base else None,
         "files": files,
         "quantization": model.quantization,
         "autotune_version": __version__,
@@ -71,7 +83,7 @@ def prepare(name: str, engine_python: str, force: bool = False, log=print) -> Pa
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    log(f"{name}: prepared in {manifest['seconds']} s at {out}")
+    log(f"{model.name}: prepared in {manifest['seconds']} s at {out}")
     return out
 
 
@@ -88,8 +100,7 @@ def _source(model: BundledModel) -> Path:
     return path
 
 
-def _convert(model: BundledModel, engine_python: str, src: Path, out: Path) -> None:
-    argv = [engine_python, str(SCRIPTS[model.quantization]), "--gguf", str(src), "--out", str(out)]
+def _run(model: BundledModel, argv: list[str]) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]

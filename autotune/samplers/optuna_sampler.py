@@ -10,13 +10,7 @@ import optuna
 from autotune.config.space import SpaceConfig
 from autotune.knobs import KNOBS
 
-CONSTRAINTS_ATTR = "constraint_violations"
 SAMPLERS = ("tpe", "nsga2", "random")
-
-
-def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Feasible-first: Optuna treats values <= 0 as satisfied."""
-    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, []))
 
 
 def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
@@ -26,15 +20,18 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
             # few trials are affordable: leave the random start early, model knobs jointly (conditional groups)
             return optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=max(2, min(4, n_trials // 2)), multivariate=True, group=True,
-                constraints_func=constraints_func,
             )
         if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(
-                seed=seed, population_size=max(4, min(20, n_trials // 2)), constraints_func=constraints_func
-            )
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, n_trials // 2)))
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
+
+
+def set_constraints(trial: optuna.Trial, names: list[str], violations: list[float]) -> None:
+    """Feasible-first: samplers read these (<= 0 is satisfied); set before tell()."""
+    for name, value in zip(names, violations, strict=True):
+        trial.set_constraint(name, value)
 
 
 def _active(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
