@@ -45,6 +45,8 @@ TRIAL_METRICS: dict[str, str] = {
     "spec_acceptance_rate": "accepted / drafted speculative tokens",
     "startup_s": "engine launch to /health OK (s)",
     "measure_s": "length of the measurement window (s)",
+    "trial_wall_s": "whole trial: launch, warmup, window, drain, teardown, scoring (s)",
+    "measure_share": "measure_s / trial_wall_s: the share of trial time spent measuring",
 }
 
 

@@ -238,6 +238,7 @@ def _one_trial(study, space, workload, requests, references, engine, tracker, st
     trial.set_user_attr("mlflow_run_id", run_id)
     reporter.trial_started(trial.number, values)
     trial_dir = study_dir / f"trial-{trial.number:04d}"
+    started = time.monotonic()
     try:
         result = run_trial(config, space, workload, requests, references, engine, trial_dir, reporter.phase)
     except TrialError as err:
@@ -252,6 +253,8 @@ def _one_trial(study, space, workload, requests, references, engine, tracker, st
     except KeyboardInterrupt:
         _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
         raise
+    result.metrics["trial_wall_s"] = time.monotonic() - started
+    result.metrics["measure_share"] = result.metrics["measure_s"] / result.metrics["trial_wall_s"]
     ev = evaluate(result.metrics, space.objectives, space.constraints)
     set_constraints(trial, [f"{c.metric}{c.op}{c.value:g}" for c in space.constraints], ev.violations)
     trial.set_user_attr("feasible", ev.feasible)
