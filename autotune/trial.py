@@ -17,6 +17,7 @@ from autotune.engines.vllm import VLLMEngine
 from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, load_config, run_load
 from autotune.metrics import mean_quality, summarize, usd_per_1k
+from autotune.secrets import redact_argv
 from autotune.workloads import extraction
 
 Phase = Callable[[str], None]
@@ -67,7 +68,7 @@ def run_trial(
     phase("launching")
     handle = engine.launch(config.server, trial_dir / "engine.log")
     try:
-        (trial_dir / "engine-argv.json").write_text(json.dumps(handle.argv, indent=2))
+        (trial_dir / "engine-argv.json").write_text(json.dumps(redact_argv(handle.argv), indent=2))
         files["engine-argv.json"] = trial_dir / "engine-argv.json"
         cfg = load_config(workload, config.client, requests, handle.served_model, trial_dir / "load")
         phase("warming")
@@ -91,7 +92,7 @@ def run_trial(
     }, indent=2, default=str))
     files.update({"requests.jsonl": rec_path, "metrics-deltas.json": deltas_path,
                   "load-config.json": trial_dir / "load" / "load-config.json"})
-    return TrialResult(metrics=metrics, engine_version=handle.version, argv=handle.argv, files=files)
+    return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files)
 
 
 def _tick(phase: Phase, t0: float, workload: WorkloadConfig) -> None:

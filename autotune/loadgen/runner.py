@@ -15,6 +15,7 @@ from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import start_group, terminate_group
 from autotune.errors import LoadGenError
 from autotune.knobs import ClientConfig
+from autotune.secrets import SECRET
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -120,4 +121,4 @@ def _read(path: Path) -> str:
 
 def _clean_env() -> dict[str, str]:
     # keep secrets out of the load generator's environment except what it needs
-    return {k: v for k, v in os.environ.items() if not k.upper().endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
+    return {k: v for k, v in os.environ.items() if not SECRET.search(k)}

@@ -8,21 +8,15 @@ parent carries the Pareto plot (PNG + interactive HTML) and the front table. Par
 from __future__ import annotations
 
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from autotune.errors import TrackingError
+from autotune.secrets import redact
 
-SECRET = re.compile(r"(key|token|secret|password|passwd|auth)", re.I)
 ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
     "autotune.role", "autotune.study", "autotune.trial", "autotune.pareto", "autotune.state", "autotune.fail_reason")
-
-
-def redact(mapping: dict[str, Any]) -> dict[str, Any]:
-    """Never log secrets: values of secret-looking keys are replaced."""
-    return {k: ("***" if SECRET.search(k) else v) for k, v in mapping.items()}
 
 
 class MlflowTracker:
