@@ -48,7 +48,8 @@ def search(
     seed: Annotated[int | None, typer.Option(help="Sampler seed.")] = None,
     study_name: Annotated[str | None, typer.Option(help="Study (and MLflow experiment) name; same name "
                                                         "resumes.")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default sqlite under --run-dir).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage: an RDB URL or journal:///path.log "
+                                                     "(default sqlite under --run-dir).")] = None,
     mlflow_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite under --run-dir).")]
     = None,
     max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.")] = None,

@@ -177,11 +177,22 @@ def _raise_interrupt(signum, frame):  # SIGTERM takes the same cleanup path as C
     raise KeyboardInterrupt
 
 
+def open_storage(url: str):
+    """An Optuna RDB URL (sqlite:///, postgresql://...) or `journal:///path/to/file.log` (a journal file)."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    return url
+
+
 def _open_study(name: str, storage: str, space: SpaceConfig, sampler: str, seed: int, n_trials: int):
     directions = [o.direction for o in space.objectives]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
+        study = optuna.create_study(study_name=name, storage=open_storage(storage), directions=directions,
                                     sampler=make_sampler(sampler, seed, n_trials), load_if_exists=True)
     got = [d.name.lower() for d in study.directions]
     if got != directions:

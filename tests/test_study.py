@@ -49,7 +49,10 @@ def setup(tmp_path, write):
         max_tokens: 40
         """)
 
-    def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s") -> SearchOptions:
+    def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
+             arrival: str = "{mode: closed, users: 2}") -> SearchOptions:
+        wl = (tmp_path / "wl.yaml").read_text().replace("{mode: closed, users: 2}", arrival)
+        (tmp_path / "wl.yaml").write_text(wl)
         space = write("space.yaml", f"""\
             name: {study}
             workload: wl.yaml
@@ -157,3 +160,17 @@ def test_trial_left_running_by_a_dead_tuner_is_rerun(setup):
     rerun = [t for t in trials if t.user_attrs.get("rerun_of") == 0]
     assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE" and rerun[0].params == ghost_params
     assert not math.isnan(rerun[0].values[0])
+
+
+def test_poisson_arrivals_and_journal_storage(setup, tmp_path):
+    opts = setup("{value: 4}", n_trials=1, arrival="{mode: poisson, rate: 8}")
+    opts.storage = f"journal:///{tmp_path / 'journal.log'}"
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 1
+    from autotune.study import open_storage
+
+    study = optuna.load_study(study_name="s", storage=open_storage(opts.storage))
+    m = study.trials[0].user_attrs["metrics"]
+    assert m["target_rate_rps"] == 8
+    # 2 s window at 8/s: Poisson count has sd ~4; the open loop must not be throttled by the (fast) server
+    assert 3 <= m["achieved_rate_rps"] <= 16 and m["requests_ok"] >= 6
