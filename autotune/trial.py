@@ -38,7 +38,8 @@ def score_records(records: list[dict[str, Any]], references: dict[str, dict[str,
             rec["score"] = extraction.score(rec.get("text", ""), references[rec["id"]])
 
 
-def trial_metrics(load: LoadResult, space: SpaceConfig, workload: WorkloadConfig, startup_s: float) -> dict:
+def trial_metrics(load: LoadResult, space: SpaceConfig, workload: WorkloadConfig, startup_s: float,
+                  server: dict[str, float]) -> dict:
     """All metrics of a finished load run: client side, quality, cost, server-side deltas, overheads."""
     window = float(load.summary.get("measure_s") or workload.duration_s)
     m = summarize(load.records, window, space.sla.model_dump())
@@ -49,9 +50,7 @@ def trial_metrics(load: LoadResult, space: SpaceConfig, workload: WorkloadConfig
     m["target_rate_rps"] = arrival.rate if arrival.mode == "poisson" and arrival.rate else math.nan
     m["loadgen_cpu_s"] = float(load.summary.get("loadgen_cpu_s", math.nan))
     m["loadgen_cpu_share"] = float(load.summary.get("loadgen_cpu_share", math.nan))
-    before = prometheus.parse(load.metrics_before) if load.metrics_before else {}
-    after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
-    m.update(prometheus.window_deltas(before, after))
+    m.update(server)
     m["startup_s"] = startup_s
     m["measure_s"] = window
     return m
@@ -79,14 +78,15 @@ def run_trial(
         engine.stop(handle)
     phase("scoring")
     score_records(load.records, references)
-    metrics = trial_metrics(load, space, workload, handle.startup_s)
+    before = prometheus.parse(load.metrics_before) if load.metrics_before else {}
+    after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
+    server = prometheus.window_deltas(before, after)
+    metrics = trial_metrics(load, space, workload, handle.startup_s, server)
     rec_path = trial_dir / "requests.jsonl"
     rec_path.write_text("".join(json.dumps(r) + "\n" for r in load.records))
     deltas_path = trial_dir / "metrics-deltas.json"
-    before = prometheus.parse(load.metrics_before) if load.metrics_before else {}
-    after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
     deltas_path.write_text(json.dumps({
-        "window": prometheus.window_deltas(before, after),
+        "window": server,
         "ttft_histogram": prometheus.histogram_delta(before, after, "vllm:time_to_first_token_seconds"),
         "loadgen": load.summary,
     }, indent=2, default=str))

@@ -79,29 +79,26 @@ class KnobSpec(Strict):
         return [self.low, self.high]
 
 
+def _known_metric(kind: str):
+    def check(cls, v: str) -> str:
+        if v not in TRIAL_METRICS:
+            raise ValueError(f"unknown {kind} metric; known: {sorted(TRIAL_METRICS)}")
+        return v
+
+    return field_validator("metric")(classmethod(check))
+
+
 class Objective(Strict):
     metric: str
     direction: Literal["minimize", "maximize"]
-
-    @field_validator("metric")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in TRIAL_METRICS:
-            raise ValueError(f"unknown objective metric; known: {sorted(TRIAL_METRICS)}")
-        return v
+    _known = _known_metric("objective")
 
 
 class Constraint(Strict):
     metric: str
     op: Literal["<=", ">="]
     value: float
-
-    @field_validator("metric")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in TRIAL_METRICS:
-            raise ValueError(f"unknown constraint metric; known: {sorted(TRIAL_METRICS)}")
-        return v
+    _known = _known_metric("constraint")
 
 
 class SLA(Strict):
