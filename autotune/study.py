@@ -25,7 +25,7 @@ from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
 from autotune.errors import ConfigError, TrialError
-from autotune.knobs import KNOBS, ServerConfig, split_values
+from autotune.knobs import ServerConfig, split_values
 from autotune.loadgen.runner import render_requests
 from autotune.models import registry as models
 from autotune.objectives import evaluate
@@ -244,8 +244,7 @@ def _one_trial(study, space, workload, requests, references, engine, tracker, st
     values = suggest(trial, space)
     config = split_values(values)
     trial.set_user_attr("owner", _owner())
-    params = {k: v for k, v in config.flat().items() if k in values or k in KNOBS}
-    run_id = tracker.start_trial(trial.number, params)
+    run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default
     trial.set_user_attr("mlflow_run_id", run_id)
     reporter.trial_started(trial.number, values)
     trial_dir = study_dir / f"trial-{trial.number:04d}"
