@@ -55,5 +55,13 @@ class LoadGenError(TrialError):
     reason = "loadgen_failed"
 
 
+class TrialRejected(TrialError):
+    """The trial cannot be measured as configured: an unsupported knob combination, or every request refused."""
+
+    def __init__(self, message: str, reason: str = "unsupported"):
+        super().__init__(message)
+        self.reason = reason
+
+
 class TrackingError(AutotuneError):
     exit_code = 4

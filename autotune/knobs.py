@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from autotune.fmware.app import ARCHITECTURES, CONSTRAINTS, PROMPT_VARIANTS, REPAIRS
+from autotune.fmware.formats import FORMATS
+
 Part = Literal["server", "client"]
 SPEC_METHODS = ("none", "ngram", "draft_model")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -49,8 +52,20 @@ KNOBS: dict[str, Knob] = {
         Knob("seed", "server", int, "--seed", min=0),
         Knob("gpu_memory_utilization", "server", float, "--gpu-memory-utilization (cuda only)", min=0.05, max=1.0),
         Knob("kv_cache_space_gb", "server", float, "VLLM_CPU_KVCACHE_SPACE (cpu only), GiB", min=0.1),
-        Knob("max_tokens", "client", int, "max output tokens per request (overrides the workload)", min=1),
+        Knob("max_tokens", "client", int, "max output tokens per FM call (overrides the workload)", min=1),
         Knob("temperature", "client", float, "sampling temperature (overrides the workload)", min=0.0, max=2.0),
+        Knob("architecture", "client", str, "cognitive architecture: #1 one_call, #2 parallel sub-questions, "
+             "#3 sequential sub-questions, #4 two agents + judge", allowed=ARCHITECTURES),
+        Knob("output_format", "client", str, "the format the model must answer in", allowed=FORMATS),
+        Knob("constrained", "client", str, "vLLM structured outputs: none, json_schema (json only), regex",
+             allowed=CONSTRAINTS),
+        Knob("repair", "client", str, "malformed replies: none, cpu (salvage, no FM call), reask (one more call)",
+             allowed=REPAIRS),
+        Knob("semantic_cache", "client", bool, "reuse answers of semantically similar earlier tasks"),
+        Knob("cache_threshold", "client", float, "cosine similarity needed for a cache hit", min=0.5, max=1.0),
+        Knob("prompt_variant", "client", str, "zero_shot or few_shot (the workload's `few_shot` examples)",
+             allowed=PROMPT_VARIANTS),
+        Knob("judge_rounds", "client", int, "architecture judge: rounds before giving up", min=1, max=5),
     ]
 }
 
@@ -81,12 +96,21 @@ class ServerConfig(BaseModel):
 
 
 class ClientConfig(BaseModel):
-    """Everything that shapes the load but not the engine; None means 'use the workload's value'."""
+    """Everything that shapes the application and its load but not the engine; changing only these never
+    restarts the engine. None means 'use the workload's value'."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_tokens: int | None = None
     temperature: float | None = None
+    architecture: str = "one_call"
+    output_format: str = "json"
+    constrained: str = "none"
+    repair: str = "none"
+    semantic_cache: bool = False
+    cache_threshold: float = 0.9
+    prompt_variant: str = "zero_shot"
+    judge_rounds: int = 2
 
 
 class TrialConfig(BaseModel):

@@ -28,9 +28,9 @@ TRIAL_METRICS: dict[str, str] = {
     "output_tokens_per_s": "generated tokens per second (successful requests)",
     "input_tokens_per_request": "mean prompt tokens per request",
     "output_tokens_per_request": "mean completion tokens per request",
+    "truncated_rate": "share of successful requests cut off by max_tokens (finish_reason length)",
     "sla_attainment": "share of requests (failures count as misses) meeting every SLA threshold",
     "goodput_rps": "SLA-meeting requests per second",
-    "quality": "mean task score of successful requests (0..1)",
     "usd_per_1k_requests": "hardware $/h turned into $ per 1000 requests at the measured throughput",
     "achieved_rate_rps": "requests sent per second in the measurement window",
     "target_rate_rps": "target arrival rate (open loop) or NaN (closed loop)",
@@ -43,7 +43,8 @@ TRIAL_METRICS: dict[str, str] = {
     "spec_draft_tokens": "speculative tokens drafted in the window",
     "spec_accepted_tokens": "speculative tokens accepted in the window",
     "spec_acceptance_rate": "accepted / drafted speculative tokens",
-    "startup_s": "engine launch to /health OK (s)",
+    "startup_s": "engine launch to /health OK (s); 0 when the trial reused a running engine",
+    "engine_reused": "1 when the trial reused the previous trial's engine (only client knobs changed)",
     "measure_s": "length of the measurement window (s)",
     "trial_wall_s": "whole trial: launch, warmup, window, drain, teardown, scoring (s)",
     "measure_share": "measure_s / trial_wall_s: the share of trial time spent measuring",
@@ -123,12 +124,9 @@ def summarize(
         float(np.mean([r.get("prompt_tokens") or 0 for r in ok])) if ok else math.nan
     )
     out["output_tokens_per_request"] = out_tokens / len(ok) if ok else math.nan
+    out["truncated_rate"] = sum(r.get("finish_reason") == "length" for r in ok) / len(ok) if ok else math.nan
     met = sum(1 for r in measured if meets_sla(r, sla))
     out["sla_attainment"] = met / len(measured) if measured else math.nan
     out["goodput_rps"] = met / window_s
     out["achieved_rate_rps"] = len(measured) / window_s
     return out
-
-
-def mean_quality(scores: Sequence[float]) -> float:
-    return float(np.mean(scores)) if len(scores) else math.nan

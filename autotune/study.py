@@ -22,17 +22,19 @@ import psutil
 from autotune import __version__
 from autotune.config.space import SpaceConfig, load_space, workload_path
 from autotune.config.workload import WorkloadConfig, load_workload
+from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
 from autotune.errors import ConfigError, TrialError
 from autotune.knobs import ServerConfig, split_values
-from autotune.loadgen.runner import render_requests
 from autotune.models import registry as models
 from autotune.objectives import evaluate
 from autotune.pareto import front_indices
-from autotune.samplers.optuna_sampler import make_sampler, set_constraints, suggest
+from autotune.samplers.optuna_sampler import grid_size, make_sampler, set_constraints, suggest
 from autotune.tracking.mlflow_tracker import MlflowTracker
-from autotune.trial import run_trial
+from autotune.trial import TrialInputs, run_trial
+from autotune.workloads.dataset import few_shot_examples, read_jsonl, render_tasks
+from autotune.workloads.scorers import resolve_scorer
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -114,6 +116,9 @@ def check_models(space: SpaceConfig, file: str) -> None:
 def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     space, workload, wl_file = load_inputs(opts)
     n_trials = opts.n_trials or space.search.n_trials
+    sampler = opts.sampler or space.search.sampler
+    if sampler == "grid":  # brute force ends when the grid is covered
+        n_trials = min(n_trials, _checked(lambda: grid_size(space), str(opts.space_file), sampler))
     seed = space.search.seed if opts.seed is None else opts.seed
     max_failures = space.search.max_failures if opts.max_failures is None else opts.max_failures
     study_name = opts.study_name or space.name
@@ -124,18 +129,18 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
 
     registry = EngineRegistry(run_dir / "engines")
     reaped = registry.reap_orphans()
-    study = _open_study(study_name, storage, space, opts.sampler or space.search.sampler, seed, n_trials)
+    study = _open_study(study_name, storage, space, sampler, seed, n_trials,
+                        str(opts.space_file))
     tracker = MlflowTracker(mlflow_uri, study_name, artifact_root=run_dir / "mlartifacts"
                             if mlflow_uri.startswith(("sqlite:", "file:")) or "://" not in mlflow_uri else None)
-    tracker.log_study_params({"space": str(opts.space_file), "workload": str(wl_file), "sampler":
-                              opts.sampler or space.search.sampler, "seed": seed, "autotune_version": __version__,
+    tracker.log_study_params({"space": str(opts.space_file), "workload": str(wl_file), "sampler": sampler,
+                              "seed": seed, "autotune_version": __version__,
                               "hardware": space.hardware.name, "usd_per_hour": space.hardware.usd_per_hour})
     _recover_interrupted(study, tracker)
 
-    items = [json.loads(line) for line in workload.dataset_path(wl_file).read_text().splitlines() if line.strip()]
-    requests = render_requests(workload, items)
-    references = {it["id"]: it["reference"] for it in items}
+    inputs = trial_inputs(space, workload, wl_file)
     engine = VLLMEngine(space.engine, registry, on_wait=lambda s: reporter.phase(f"launching ({s:.0f}s)"))
+    keeper = EngineKeeper(engine)
     objectives = [(o.metric, o.direction) for o in space.objectives]
 
     started = time.monotonic()
@@ -152,15 +157,16 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             if failures > max_failures:
                 stopped = f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
                 break
-            ok = _one_trial(study, space, workload, requests, references, engine, tracker, run_dir / study_name,
-                            reporter)
+            ok = _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter)
             failures += 0 if ok else 1
             _update_front(study, space, tracker, reporter)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        keeper.close()  # the last engine (kept for reuse) never outlives the search
         signal.signal(signal.SIGTERM, previous)
+        tracker.log_study_params({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
         tracker.end(status)
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -171,6 +177,14 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space)[1],
         objectives=objectives, stopped_because=stopped, reaped_engines=reaped,
     )
+
+
+def trial_inputs(space: SpaceConfig, workload: WorkloadConfig, wl_file: Path) -> TrialInputs:
+    items = read_jsonl(workload.dataset_path(wl_file))
+    tasks, references = render_tasks(workload, items)
+    return TrialInputs(space=space, workload=workload, tasks=tasks, references=references,
+                       examples=few_shot_examples(workload, wl_file),
+                       scorer=resolve_scorer(workload.scorer, wl_file.parent, str(wl_file)))
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM takes the same cleanup path as Ctrl-C
@@ -188,17 +202,27 @@ def open_storage(url: str):
     return url
 
 
-def _open_study(name: str, storage: str, space: SpaceConfig, sampler: str, seed: int, n_trials: int):
+def _open_study(name: str, storage: str, space: SpaceConfig, sampler: str, seed: int, n_trials: int,
+                space_file: str):
     directions = [o.direction for o in space.objectives]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optuna.create_study(study_name=name, storage=open_storage(storage), directions=directions,
-                                    sampler=make_sampler(sampler, seed, n_trials), load_if_exists=True)
+                                    sampler=_checked(lambda: make_sampler(sampler, seed, n_trials, space), space_file,
+                                                     sampler), load_if_exists=True)
     got = [d.name.lower() for d in study.directions]
     if got != directions:
         raise ConfigError(storage, f"study {name}", f"exists with directions {got}; the space asks for "
                           f"{directions}. Use another --study-name", show_value=False)
     return study
+
+
+def _checked(fn, file: str, sampler: str):
+    """A sampler that cannot work with this space is a config error (one line), not a traceback."""
+    try:
+        return fn()
+    except ValueError as exc:
+        raise ConfigError(file, "search.sampler", str(exc), sampler) from None
 
 
 def _finished(study) -> int:
@@ -238,8 +262,9 @@ def _recover_interrupted(study, tracker: MlflowTracker) -> None:
             _interrupt(study, t.number, t._trial_id, t.params, t.user_attrs.get("mlflow_run_id"), tracker)
 
 
-def _one_trial(study, space, workload, requests, references, engine, tracker, study_dir: Path,
+def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_dir: Path,
                reporter: Reporter) -> bool:
+    space = inputs.space
     trial = study.ask()
     values = suggest(trial, space)
     config = split_values(values)
@@ -250,12 +275,13 @@ def _one_trial(study, space, workload, requests, references, engine, tracker, st
     trial_dir = study_dir / f"trial-{trial.number:04d}"
     started = time.monotonic()
     try:
-        result = run_trial(config, space, workload, requests, references, engine, trial_dir, reporter.phase)
+        result = run_trial(config, inputs, keeper, trial_dir, reporter.phase)
     except TrialError as err:
         trial.set_user_attr("fail_reason", err.reason)
         trial.set_user_attr("fail_message", str(err)[:1000])
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        files = {p.name: p for p in (trial_dir / "engine.log", trial_dir / "resolved-config.json")}
+        log = keeper.handle.log_path if keeper.handle else trial_dir / "engine.log"
+        files = {"engine.log": log, "resolved-config.json": trial_dir / "resolved-config.json"}
         tracker.finish_trial(run_id, {}, files, {"autotune.state": "failed", "autotune.fail_reason": err.reason,
                                                  "autotune.fail_message": str(err)[:4000]}, failed=True)
         reporter.trial_finished(trial.number, None, f"{err.reason}: {err}")
@@ -274,8 +300,8 @@ def _one_trial(study, space, workload, requests, references, engine, tracker, st
     tracker.finish_trial(run_id, result.metrics, result.files, {
         "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
         "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
-        "autotune.violations": json.dumps(ev.violations),
-    })
+        "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
+    }, tables=result.tables)
     reporter.trial_finished(trial.number, result.metrics, None)
     return True
 
@@ -290,7 +316,8 @@ def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[di
         row = {"trial": t.number, **t.params, "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
         for o, v in zip(space.objectives, t.values, strict=True):
             row[o.metric] = v
-        for extra in ("p95_ttft_ms", "output_tokens_per_s", "requests_per_s", "startup_s", "error_rate"):
+        for extra in ("quality", "p95_task_ms", "validity_rate", "fm_calls_per_task", "output_tokens_per_task",
+                      "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate"):
             row.setdefault(extra, metrics.get(extra))
         rows.append(row)
     directions = [o.direction for o in space.objectives]

@@ -1,4 +1,4 @@
-"""One trial: launch the engine for the server part, drive the load, score, and turn records into metrics."""
+"""One trial: get an engine for the server part (reused when equal), run the application load, score, measure."""
 
 from __future__ import annotations
 
@@ -13,14 +13,29 @@ from typing import Any
 from autotune.config.space import SpaceConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.engines import prometheus
-from autotune.engines.vllm import VLLMEngine
+from autotune.engines.keeper import EngineKeeper
+from autotune.errors import TrialRejected
+from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
-from autotune.loadgen.runner import LoadResult, load_config, run_load
-from autotune.metrics import mean_quality, summarize, usd_per_1k
+from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
+from autotune.metrics import summarize, usd_per_1k
 from autotune.secrets import redact_argv
-from autotune.workloads import extraction
+from autotune.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
+from autotune.workloads.scorers import Scorer, safe_score
 
 Phase = Callable[[str], None]
+
+
+@dataclass
+class TrialInputs:
+    """What every trial of a search shares: configs, rendered tasks, references, few-shot examples, scorer."""
+
+    space: SpaceConfig
+    workload: WorkloadConfig
+    tasks: list[dict[str, Any]]
+    references: dict[str, dict[str, Any]]
+    examples: list[dict[str, Any]]
+    scorer: Scorer
 
 
 @dataclass
@@ -29,70 +44,104 @@ class TrialResult:
     engine_version: str
     argv: list[str]
     files: dict[str, Path] = field(default_factory=dict)  # artifact name -> path
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # MLflow tables (artifact name -> rows)
+    dominant_node: str = ""
 
 
-def score_records(records: list[dict[str, Any]], references: dict[str, dict[str, str]]) -> None:
-    """Attach the task score to every successful record (in place)."""
-    for rec in records:
-        if rec.get("ok") and rec["id"] in references:
-            rec["score"] = extraction.score(rec.get("text", ""), references[rec["id"]])
+def score_tasks(tasks: list[dict[str, Any]], references: dict[str, dict[str, Any]], scorer: Scorer) -> None:
+    """Attach the task score to every completed task (in place)."""
+    for t in tasks:
+        if t.get("ok") and t["id"] in references:
+            t["score"] = safe_score(scorer, t.get("answer") or {}, references[t["id"]])
 
 
-def trial_metrics(load: LoadResult, space: SpaceConfig, workload: WorkloadConfig, startup_s: float,
-                  server: dict[str, float]) -> dict:
-    """All metrics of a finished load run: client side, quality, cost, server-side deltas, overheads."""
+def check_requests(load: LoadResult) -> None:
+    """A trial whose every FM call was refused measured nothing: say why instead of reporting zeros."""
+    measured = [r for r in load.records if r.get("phase") == "measure"] or load.records
+    if measured and not any(r.get("ok") for r in measured):
+        first = next((r["error"] for r in measured if r.get("error")), "unknown error")
+        reason = "unsupported" if str(first).startswith(("HTTP 400", "HTTP 422")) else "requests_failed"
+        raise TrialRejected(f"every FM call failed; first error: {first}"[:600], reason)
+
+
+def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reused: bool,
+                  server: dict[str, float]) -> dict[str, float]:
+    """Request-level and task-level metrics, quality, cost, server-side deltas and overheads."""
+    space, workload = inputs.space, inputs.workload
     window = float(load.summary.get("measure_s") or workload.duration_s)
-    m = summarize(load.records, window, space.sla.model_dump())
-    scores = [r["score"] for r in load.records if r.get("phase") == "measure" and "score" in r]
-    m["quality"] = mean_quality(scores)
+    m = summarize(load.records, window, space.sla.model_dump(exclude={"task_ms"}))
+    m.update(summarize_tasks(load.tasks, window, space.sla.task_ms))
     m["usd_per_1k_requests"] = usd_per_1k(space.hardware.usd_per_hour, m["requests_per_s"])
+    m["usd_per_1k_tasks"] = usd_per_1k(space.hardware.usd_per_hour, m["tasks_per_s"])
     arrival = workload.arrival
     m["target_rate_rps"] = arrival.rate if arrival.mode == "poisson" and arrival.rate else math.nan
     m["loadgen_cpu_s"] = float(load.summary.get("loadgen_cpu_s", math.nan))
     m["loadgen_cpu_share"] = float(load.summary.get("loadgen_cpu_share", math.nan))
     m.update(server)
     m["startup_s"] = startup_s
+    m["engine_reused"] = 1.0 if reused else 0.0
     m["measure_s"] = window
     return m
 
 
-def run_trial(
-    config: TrialConfig, space: SpaceConfig, workload: WorkloadConfig, requests: list[dict[str, Any]],
-    references: dict[str, dict[str, str]], engine: VLLMEngine, trial_dir: Path, phase: Phase,
-) -> TrialResult:
-    """Raises TrialError subclasses on launch/load failure; the engine never outlives this call."""
+def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path,
+              phase: Phase) -> TrialResult:
+    """Raises TrialError subclasses on failure. The engine is left running for the next trial (the keeper
+    stops it when the server part changes) unless the load failed in a way that may have broken it."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / "resolved-config.json").write_text(json.dumps(config.model_dump(), indent=2))
-    files = {"resolved-config.json": trial_dir / "resolved-config.json", "engine.log": trial_dir / "engine.log"}
+    files = {"resolved-config.json": trial_dir / "resolved-config.json"}
+    app = app_config(inputs.workload, config.client, inputs.examples)
+    problem = AppConfig.from_dict(app).problem()
+    if problem:
+        raise TrialRejected(problem, "unsupported")
     phase("launching")
-    handle = engine.launch(config.server, trial_dir / "engine.log")
+    handle, reused = keeper.acquire(config.server, trial_dir / "engine.log")
+    files["engine.log"] = handle.log_path
+    (trial_dir / "engine-argv.json").write_text(json.dumps(redact_argv(handle.argv), indent=2))
+    files["engine-argv.json"] = trial_dir / "engine-argv.json"
+    cfg = load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
+                      trial_dir / "load")
+    phase("warming")
+    t0 = time.monotonic()
     try:
-        (trial_dir / "engine-argv.json").write_text(json.dumps(redact_argv(handle.argv), indent=2))
-        files["engine-argv.json"] = trial_dir / "engine-argv.json"
-        cfg = load_config(workload, config.client, requests, handle.served_model, trial_dir / "load")
-        phase("warming")
-        t0 = time.monotonic()
-        load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, workload))
-    finally:
-        phase("stopping")
-        engine.stop(handle)
+        load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload))
+    except BaseException:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
+        keeper.close()
+        raise
+    check_requests(load)
     phase("scoring")
-    score_records(load.records, references)
+    score_tasks(load.tasks, inputs.references, inputs.scorer)
     before = prometheus.parse(load.metrics_before) if load.metrics_before else {}
     after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
     server = prometheus.window_deltas(before, after)
-    metrics = trial_metrics(load, space, workload, handle.startup_s, server)
-    rec_path = trial_dir / "requests.jsonl"
-    rec_path.write_text("".join(json.dumps(r) + "\n" for r in load.records))
-    deltas_path = trial_dir / "metrics-deltas.json"
-    deltas_path.write_text(json.dumps({
+    metrics = trial_metrics(load, inputs, 0.0 if reused else handle.startup_s, reused, server)
+    breakdown = node_breakdown(load.tasks)
+    for row in breakdown:
+        metrics[f"node.{row['node']}.mean_ms"] = row["mean_ms"]
+        metrics[f"node.{row['node']}.p95_tail_share"] = row["p95_tail_share"]
+    files.update(_write_outputs(trial_dir, load, before, after, server, breakdown))
+    return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files,
+                       tables={"node_breakdown.json": breakdown}, dominant_node=breakdown[0]["node"] if breakdown
+                       else "")
+
+
+def _write_outputs(trial_dir: Path, load: LoadResult, before, after, server, breakdown) -> dict[str, Path]:
+    out = {
+        "requests.jsonl": trial_dir / "requests.jsonl", "tasks.jsonl": trial_dir / "tasks.jsonl",
+        "metrics-deltas.json": trial_dir / "metrics-deltas.json", "node_breakdown.md": trial_dir /
+        "node_breakdown.md", "load-config.json": trial_dir / "load" / "load-config.json",
+    }
+    out["requests.jsonl"].write_text("".join(json.dumps(r) + "\n" for r in load.records))
+    out["tasks.jsonl"].write_text("".join(json.dumps(t) + "\n" for t in load.tasks))
+    out["metrics-deltas.json"].write_text(json.dumps({
         "window": server,
         "ttft_histogram": prometheus.histogram_delta(before, after, "vllm:time_to_first_token_seconds"),
         "loadgen": load.summary,
     }, indent=2, default=str))
-    files.update({"requests.jsonl": rec_path, "metrics-deltas.json": deltas_path,
-                  "load-config.json": trial_dir / "load" / "load-config.json"})
-    return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files)
+    sample = next((t for t in load.tasks if t.get("ok") and not t.get("cache_hit")), None)
+    out["node_breakdown.md"].write_text(breakdown_markdown(breakdown, sample["spans"] if sample else None))
+    return out
 
 
 def _tick(phase: Phase, t0: float, workload: WorkloadConfig) -> None:

@@ -1,6 +1,8 @@
 """A stand-in OpenAI-compatible streaming server for fast tests of the trial pipeline (not the real path).
 
 Accepts vLLM's argv (uses --port, --host, --served-model-name, --max-num-seqs; ignores the rest).
+Answers in whatever output format the prompt's instruction asks for (autotune/fmware/formats.py wording),
+with the values in VALUES; requests with a `structured_outputs` regex get HTTP 400 (to test `unsupported`).
 Behaviours for failure-as-data tests:
   --max-num-seqs 13   -> dies at start with an 'unsupported' error
   --max-num-seqs 14   -> dies at start with an out-of-memory error
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +36,27 @@ if args.max_num_seqs == 15:
 
 STATE = {"gen": 0, "prompt": 0, "ttft_sum": 0.0, "ttft_count": 0}
 ANSWER = '{"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"}'
+VALUES = {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way", "step1": "6",
+          "answer": "42"}
+
+
+def answer_for(text: str) -> str:
+    """Reply in the format the instruction names, with the fields it lists."""
+    if "JSON object with the keys" in text:
+        keys = re.findall(r'"(\w+)"', text.split("with the keys", 1)[1].split("and string values")[0])
+        return json.dumps({k: VALUES.get(k, "x") for k in keys})
+    if "Reply with only YAML" in text:
+        return "\n".join(f"{k}: {VALUES.get(k, 'x')}" for k in re.findall(r"^(\w+): \.\.\.$", text, re.M))
+    if "Reply with only XML" in text:
+        keys = [k for k in re.findall(r"<(\w+)>\.\.\.</", text)]
+        return "<answer>" + "".join(f"<{k}>{VALUES.get(k, 'x')}</{k}>" for k in keys) + "</answer>"
+    if "Reply in plain sentences" in text:
+        labels = re.findall(r"^The (.+?) is \.\.\.$", text, re.M)
+        return "\n".join(f"The {lb} is {VALUES.get(lb.replace(' ', '_'), 'x')}." for lb in labels)
+    if "in this order:" in text:
+        labels = text.split("in this order:", 1)[1].split(". No labels")[0].strip().split(", ")
+        return "\n".join(VALUES.get(lb.replace(" ", "_"), "x") for lb in labels)
+    return ANSWER
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -68,8 +92,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if "regex" in (body.get("structured_outputs") or {}):
+            self._send(400, b'{"error": {"message": "regex structured outputs are not supported by the fake"}}')
+            return
         max_tokens = body.get("max_tokens", 16)
-        pieces = [ANSWER[i:i + 4] for i in range(0, len(ANSWER), 4)][:max_tokens]
+        reply = answer_for(body["messages"][-1]["content"])
+        pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)][:max_tokens]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()

@@ -31,7 +31,7 @@ def test_valid_space_loads(write):
         """)
     space = load_space(path)
     assert space.knobs["num_speculative_tokens"].when == {"spec_method": ["ngram"]}
-    assert [o.metric for o in space.objectives] == ["p95_e2e_ms", "usd_per_1k_requests", "quality"]
+    assert [o.metric for o in space.objectives] == ["p95_task_ms", "usd_per_1k_tasks", "quality"]
 
 
 def test_malformed_yaml(write):
@@ -104,19 +104,46 @@ def test_model_path_that_does_not_exist(write):
         check_models(space, str(path))
 
 
+WL = "name: w\ndataset: d.jsonl\nfields: [{name: a, question: 'A?'}]\nprompt: {context: '{text}', task: 'T'}\n"
+
+
 def test_workload_validation(write, tmp_path):
-    (tmp_path / "d.jsonl").write_text('{"id": "a", "input": {"text": "x"}}\n')
-    ok = write("wl.yaml", "name: w\ndataset: d.jsonl\narrival: {mode: poisson, rate: 2}\n")
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "input": {"text": "x"}, "reference": {"a": "1"}}\n')
+    ok = write("wl.yaml", WL + "arrival: {mode: poisson, rate: 2}\n")
     assert load_workload(ok).arrival.rate == 2
-    bad = write("wl2.yaml", "name: w\ndataset: d.jsonl\narrival: {mode: poisson}\n")
+    bad = write("wl2.yaml", WL + "arrival: {mode: poisson}\n")
     with pytest.raises(ConfigError, match="arrival: mode poisson needs `rate`"):
         load_workload(bad)
-    missing = write("wl3.yaml", "name: w\ndataset: nope.jsonl\n")
+    missing = write("wl3.yaml", WL.replace("d.jsonl", "nope.jsonl"))
     with pytest.raises(ConfigError, match="dataset: dataset file does not exist"):
         load_workload(missing)
-    typo = write("wl4.yaml", "name: w\ndataset: d.jsonl\nprompt: {template: 'Q: {txt}'}\n")
-    with pytest.raises(ConfigError, match=r"prompt.template: names a field the dataset items lack; they have \['te"):
+    typo = write("wl4.yaml", WL.replace("'{text}'", "'Q: {txt}'"))
+    with pytest.raises(ConfigError, match=r"prompt.context: names an input the dataset items lack; they have \['te"):
         load_workload(typo)
+    typo_q = write("wl5.yaml", WL.replace("'A?'", "'{nope}?'"))
+    with pytest.raises(ConfigError, match=r"fields.a.question: names an input"):
+        load_workload(typo_q)
+    no_fields = write("wl6.yaml", WL.replace("fields: [{name: a, question: 'A?'}]\n", ""))
+    with pytest.raises(ConfigError, match=r"wl6.yaml: fields: is required"):
+        load_workload(no_fields)
+    bad_scorer = write("wl7.yaml", WL + "scorer: no_such_module:score\n")
+    with pytest.raises(ConfigError, match=r"scorer: cannot import .*got 'no_such_module:score'"):
+        load_workload(bad_scorer)
+    bad_shots = write("wl8.yaml", WL + "few_shot: none.jsonl\n")
+    with pytest.raises(ConfigError, match=r"few_shot: few-shot file does not exist"):
+        load_workload(bad_shots)
+
+
+def test_bring_your_own_scorer(write, tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "input": {"text": "x"}, "reference": {"a": "1"}}\n')
+    (tmp_path / "myscore.py").write_text("def score(answer, reference):\n    return float(answer.get('a') == "
+                                         "reference['a'])\n")
+    wl = write("wl.yaml", WL + "scorer: myscore:score\n")
+    from autotune.workloads.scorers import resolve_scorer, safe_score
+
+    fn = resolve_scorer(load_workload(wl).scorer, tmp_path)
+    assert safe_score(fn, {"a": "1"}, {"a": "1"}) == 1.0 and safe_score(fn, {}, {"a": "1"}) == 0.0
+    assert safe_score(lambda a, r: 1 / 0, {}, {}) == 0.0  # a crashing scorer scores 0, the trial goes on
 
 
 def test_shipped_configs_validate():
@@ -125,3 +152,4 @@ def test_shipped_configs_validate():
     for f in (REPO / "search_spaces").glob("*.yaml"):
         load_space(f, check_paths=False)
     load_workload(REPO / "workloads" / "extraction.yaml")
+    load_workload(REPO / "workloads" / "arithmetic.yaml")

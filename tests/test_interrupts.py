@@ -23,7 +23,8 @@ def _write_inputs(tmp_path: Path) -> Path:
     (tmp_path / "items.jsonl").write_text(json.dumps({"id": "a", "input": {"article": "x"},
                                                       "reference": {"name": "", "email": "", "address": ""}}) + "\n")
     (tmp_path / "wl.yaml").write_text(
-        "name: w\ndataset: items.jsonl\nprompt: {template: '{article}'}\narrival: {mode: closed, users: 1}\n"
+        "name: w\ndataset: items.jsonl\nfields: [{name: name, question: 'Who?'}]\n"
+        "prompt: {context: '{article}', task: 'Who?'}\narrival: {mode: closed, users: 1}\n"
         "warmup_s: 0.5\nduration_s: 20\ndrain_timeout_s: 5\nmax_tokens: 8\n")
     space = tmp_path / "space.yaml"
     space.write_text(

@@ -41,7 +41,11 @@ def setup(tmp_path, write):
     write("wl.yaml", """\
         name: w
         dataset: items.jsonl
-        prompt: {template: "{article}"}
+        fields:
+          - {name: email, question: "What is the e-mail?"}
+          - {name: name, question: "What is the name?"}
+          - {name: address, question: "What is the address?"}
+        prompt: {context: "{article}", task: "Give e-mail, name and address."}
         arrival: {mode: closed, users: 2}
         warmup_s: 0.5
         duration_s: 2
@@ -50,7 +54,7 @@ def setup(tmp_path, write):
         """)
 
     def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
-             arrival: str = "{mode: closed, users: 2}") -> SearchOptions:
+             arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random") -> SearchOptions:
         wl = (tmp_path / "wl.yaml").read_text().replace("{mode: closed, users: 2}", arrival)
         (tmp_path / "wl.yaml").write_text(wl)
         space = write("space.yaml", f"""\
@@ -63,9 +67,10 @@ def setup(tmp_path, write):
             knobs:
               model: {{value: {tmp_path}}}
               max_num_seqs: {seqs}
+            {client}
             constraints:
               - {{metric: error_rate, op: "<=", value: 0.01}}
-            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: random}}
+            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: {sampler}}}
             """)
         return SearchOptions(space_file=space, run_dir=tmp_path / "runs")
 
@@ -90,7 +95,7 @@ def test_complete_trials_measured_and_tracked(setup):
     assert summary.trials_complete == 2 and summary.trials_failed == 0
     trials = _study(opts).trials
     m = trials[0].user_attrs["metrics"]
-    assert m["requests_ok"] > 0 and m["p95_ttft_ms"] > 0 and m["output_tokens_per_s"] > 0
+    assert m["requests_ok"] > 0 and m["p95_ttft_ms"] > 0 and m["output_tokens_per_s"] > 0 and m["tasks_ok"] > 0
     assert m["quality"] == pytest.approx(1.0)  # the fake always answers correctly
     assert m["server_generation_tokens"] > 0 and m["server_ttft_mean_ms"] > 0
     assert summary.front and all(r["trial"] in (0, 1) for r in summary.front)
@@ -174,3 +179,44 @@ def test_poisson_arrivals_and_journal_storage(setup, tmp_path):
     assert m["target_rate_rps"] == 8
     # 2 s window at 8/s: Poisson count has sd ~4; the open loop must not be throttled by the (fast) server
     assert 3 <= m["achieved_rate_rps"] <= 16 and m["requests_ok"] >= 6
+
+
+def test_client_knobs_reuse_the_engine_and_measure_per_format(setup):
+    """Only client knobs change: one engine launch serves every trial; every format parses (the fake answers in
+    the requested format); per-node breakdown and task metrics reach Optuna and MLflow."""
+    client = ("  output_format: {choices: [json, yaml, xml, text, minimal]}\n"
+              "              architecture: {choices: [one_call, parallel, sequential, judge]}")
+    opts = setup("{value: 4}", n_trials=4, client=client)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 4
+    trials = _study(opts).trials
+    for t in trials:
+        m = t.user_attrs["metrics"]
+        assert m["validity_rate"] == 1.0 and m["quality"] == pytest.approx(1.0), t.params
+        expected_calls = {"one_call": 1, "parallel": 3, "sequential": 3, "judge": 3}[t.params["architecture"]]
+        assert m["fm_calls_per_task"] == expected_calls and m["tasks_ok"] > 0 and m["p95_task_ms"] > 0
+    reused = [t.user_attrs["metrics"]["engine_reused"] for t in trials]
+    assert reused == [0.0, 1.0, 1.0, 1.0]
+    assert [t.user_attrs["metrics"]["startup_s"] > 0 for t in trials] == [True, False, False, False]
+    client_, runs = _mlflow_runs(opts)
+    parent = next(r for r in runs if r.data.tags.get("autotune.role") == "study")
+    assert parent.data.params["engine_launches"] == "1" and parent.data.params["engine_reuses"] == "3"
+    child = next(r for r in runs if r.data.tags.get("autotune.role") == "trial")
+    arts = {a.path for a in client_.list_artifacts(child.info.run_id)}
+    assert {"node_breakdown.json", "node_breakdown.md", "tasks.jsonl", "engine.log"} <= arts
+    assert child.data.tags["autotune.dominant_node"].startswith("call.")
+    assert any(k.startswith("node.call.") for k in child.data.metrics)
+
+
+def test_unsupported_constraints_are_failed_trials_with_reason(setup):
+    """json_schema with a non-JSON format is refused before any request; a constraint the server rejects
+    (the fake refuses regex) is `unsupported` too, with the server's message."""
+    client = ("  output_format: {choices: [yaml]}\n"
+              "              constrained: {choices: [json_schema, regex]}")
+    opts = setup("{value: 4}", n_trials=2, client=client, sampler="grid")
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_failed == 2
+    by = {t.params["constrained"]: t.user_attrs for t in _study(opts).trials}
+    assert by["json_schema"]["fail_reason"] == "unsupported" and "needs output_format=json" in \
+        by["json_schema"]["fail_message"]
+    assert by["regex"]["fail_reason"] == "unsupported" and "HTTP 400" in by["regex"]["fail_message"]

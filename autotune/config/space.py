@@ -12,6 +12,9 @@ from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
 from autotune.knobs import KNOBS, check_value
 from autotune.metrics import TRIAL_METRICS
+from autotune.task_metrics import TASK_METRICS
+
+KNOWN_METRICS = {**TRIAL_METRICS, **TASK_METRICS}
 
 DEFAULT_ENGINE_PYTHON = ".venv-engine/bin/python"
 
@@ -81,8 +84,8 @@ class KnobSpec(Strict):
 
 def _known_metric(kind: str):
     def check(cls, v: str) -> str:
-        if v not in TRIAL_METRICS:
-            raise ValueError(f"unknown {kind} metric; known: {sorted(TRIAL_METRICS)}")
+        if v not in KNOWN_METRICS:
+            raise ValueError(f"unknown {kind} metric; known: {sorted(KNOWN_METRICS)}")
         return v
 
     return field_validator("metric")(classmethod(check))
@@ -102,17 +105,19 @@ class Constraint(Strict):
 
 
 class SLA(Strict):
-    """Per-request thresholds for SLA attainment and goodput (ms); unset thresholds are not checked."""
+    """Thresholds (ms) for SLA attainment and goodput: per FM request (ttft, tpot, e2e) and per application
+    task (task_ms: end-to-end task latency); unset thresholds are not checked."""
 
     ttft_ms: float | None = Field(None, gt=0)
     tpot_ms: float | None = Field(None, gt=0)
     e2e_ms: float | None = Field(None, gt=0)
+    task_ms: float | None = Field(None, gt=0)
 
 
 def default_objectives() -> list[Objective]:
     return [
-        Objective(metric="p95_e2e_ms", direction="minimize"),
-        Objective(metric="usd_per_1k_requests", direction="minimize"),
+        Objective(metric="p95_task_ms", direction="minimize"),
+        Objective(metric="usd_per_1k_tasks", direction="minimize"),
         Objective(metric="quality", direction="maximize"),
     ]
 
@@ -121,7 +126,7 @@ class SearchDefaults(Strict):
     n_trials: int = Field(6, ge=1)
     max_failures: int = Field(5, ge=0)
     seed: int = 0
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
 
 
 class SpaceConfig(Strict):

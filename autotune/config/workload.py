@@ -33,15 +33,34 @@ class Arrival(Strict):
 
 
 class Prompt(Strict):
+    """Templates are str.format()-ed with the dataset item's `input` mapping."""
+
     system: str = ""
-    template: str = "{text}"  # str.format()-ed with the dataset item's `input` mapping
+    context: str = "{text}"  # what the model reads (article, problem); also the semantic cache's key
+    task: str  # asks for every field at once (architectures #1 and #4)
+
+
+class Field_(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    question: str  # the sub-question for this field alone (architectures #2 and #3)
+
+
+class Duplicates(Strict):
+    """Near-duplicate traffic: this share of items is sent a second time, paraphrased (semantic cache food)."""
+
+    share: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
 
 
 class WorkloadConfig(Strict):
     name: str
-    task: Literal["extraction"] = "extraction"  # selects the scorer
-    dataset: str  # JSONL, relative to the workload file
-    prompt: Prompt = Field(default_factory=Prompt)
+    scorer: str = "extraction"  # built-in (extraction | arithmetic) or `module:function` (see README)
+    dataset: str  # JSONL, relative to the workload file: {id, input: {...}, reference: {...}}
+    fields: list[Field_] = Field(min_length=1)  # the answer's fields, ordered easy -> hard
+    prompt: Prompt
+    few_shot: str | None = None  # JSONL of worked examples (same shape as the dataset) for prompt_variant few_shot
+    few_shot_n: int = Field(2, ge=1)
+    duplicates: Duplicates = Field(default_factory=Duplicates)
     arrival: Arrival = Field(default_factory=lambda: Arrival(mode="closed", users=4))
     warmup_s: float = Field(5.0, ge=0)
     duration_s: float = Field(30.0, gt=0)
@@ -54,28 +73,51 @@ class WorkloadConfig(Strict):
     def dataset_path(self, workload_file: str | Path) -> Path:
         return (Path(workload_file).parent / self.dataset).resolve()
 
+    def few_shot_path(self, workload_file: str | Path) -> Path | None:
+        return (Path(workload_file).parent / self.few_shot).resolve() if self.few_shot else None
+
+    @model_validator(mode="after")
+    def _unique_fields(self) -> WorkloadConfig:
+        names = [f.name for f in self.fields]
+        if len(names) != len(set(names)):
+            raise ValueError(f"fields repeat a name: {names}")
+        return self
+
 
 def load_workload(path: str | Path) -> WorkloadConfig:
     wl = parse_model(WorkloadConfig, load_yaml(path), str(path))
     ds = wl.dataset_path(path)
     if not ds.is_file():
         raise ConfigError(str(path), "dataset", "dataset file does not exist", str(ds))
-    _check_template(wl, ds, str(path))
+    _check_templates(wl, ds, str(path))
+    shots = wl.few_shot_path(path)
+    if shots is not None:
+        if not shots.is_file():
+            raise ConfigError(str(path), "few_shot", "few-shot file does not exist", str(shots))
+        _check_templates(wl, shots, str(path))
+    from autotune.workloads.scorers import resolve_scorer
+
+    resolve_scorer(wl.scorer, Path(path).parent, str(path))
     return wl
 
 
-def _check_template(wl: WorkloadConfig, dataset: Path, file: str) -> None:
-    """The template must format with the first dataset item: a typo fails here, not mid-trial."""
+def _check_templates(wl: WorkloadConfig, dataset: Path, file: str) -> None:
+    """Every template must format with the first item: a typo fails here, not mid-trial."""
     with dataset.open() as f:
         first = f.readline()
     try:
         item = json.loads(first)
-        fields = item["input"]
+        inputs, reference = item["input"], item["reference"]
+        if not isinstance(inputs, dict) or not isinstance(reference, dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
-        raise ConfigError(str(dataset), "line 1", "dataset lines must be JSON objects with an `input` mapping "
-                          "(and `id`, `reference`)", first.strip()[:80]) from None
-    try:
-        wl.prompt.template.format(**fields)
-    except (KeyError, IndexError) as exc:
-        raise ConfigError(file, "prompt.template", f"names a field the dataset items lack; they have "
-                          f"{sorted(fields)}", str(exc)) from None
+        raise ConfigError(str(dataset), "line 1", "dataset lines must be JSON objects with `id`, an `input` "
+                          "mapping and a `reference` mapping", first.strip()[:80]) from None
+    templates = {"prompt.context": wl.prompt.context, "prompt.task": wl.prompt.task,
+                 **{f"fields.{f.name}.question": f.question for f in wl.fields}}
+    for key, template in templates.items():
+        try:
+            template.format(**inputs)
+        except (KeyError, IndexError) as exc:
+            raise ConfigError(file, key, f"names an input the dataset items lack; they have "
+                              f"{sorted(inputs)}", str(exc)) from None

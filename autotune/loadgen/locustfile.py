@@ -1,20 +1,23 @@
-"""Locust load for an OpenAI-compatible chat server (vLLM), one JSON record per request.
+"""Locust load for an OpenAI-compatible chat server (vLLM): each user runs whole application tasks.
 
-Self-contained (locust + stdlib only), so it also runs by hand:
+A task is one dataset item pushed through the trial's cognitive architecture (a DAG of FM calls and CPU nodes,
+see autotune/fmware), so the load has the application's shape: parallel sub-questions really are concurrent
+requests, chains really wait. It runs by hand too:
 
-    AUTOTUNE_LOAD_CONFIG=runs/<study>/trial-0003/load-config.json \
+    AUTOTUNE_LOAD_CONFIG=runs/<study>/trial-0003/load/load-config.json \
         locust -f autotune/loadgen/locustfile.py --host http://127.0.0.1:8000 --headless -u 8 -r 8
 
-Without AUTOTUNE_LOAD_CONFIG it sends a built-in prompt in closed loop. The config (written by autotune)
-holds: requests [{id, messages}], model, max_tokens, temperature, seed, arrival {mode, rate, users},
-warmup_s, duration_s, drain_timeout_s, request_timeout_s, out_dir.
+Without AUTOTUNE_LOAD_CONFIG it sends a built-in task in closed loop. The config (written by autotune) holds:
+tasks [{id, context, task, questions}], app (the client knobs, see fmware.app.AppConfig), model, seed,
+arrival {mode, rate, users}, warmup_s, duration_s, drain_timeout_s, request_timeout_s, out_dir.
 
-Arrival models: `closed` - every user sends its next request when the previous one returns; `poisson` - every
-user draws exponential gaps at rate/users and fires requests without waiting (open loop; the superposition
-of the users' Poisson processes is Poisson at `rate`). Requests are sent only until the end of the
+Arrival models: `closed` - every user starts its next task when the previous one ends; `poisson` - every
+user draws exponential gaps at rate/users and starts tasks without waiting (open loop; the superposition
+of the users' Poisson processes is Poisson at `rate` tasks/s). Tasks start only until the end of the
 measurement window; the ones in flight then get `drain_timeout_s` to finish. Results go to out_dir:
-requests.jsonl, summary.json, metrics-before.txt / metrics-after.txt (server /metrics snapshots at the start
-of the window and after the drain).
+tasks.jsonl (one record per task: latency, nodes, answer), requests.jsonl (one per FM call), summary.json,
+metrics-before.txt / metrics-after.txt (server /metrics snapshots at the start of the window and after the
+drain).
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ import gevent
 from locust import HttpUser, events, task
 from locust.exception import StopUser
 
+from autotune.fmware.app import AppConfig
+from autotune.fmware.cache import SemanticCache, minilm_embedder
+from autotune.fmware.runner import run_task
+
 DEFAULT_CONFIG = {
-    "requests": [{"id": "hello", "messages": [{"role": "user", "content": "Say hello in five words."}]}],
+    "tasks": [{"id": "hello", "context": "Greet the reader.", "task": "Say hello in five words.",
+               "questions": {"greeting": "Say hello in five words."}}],
+    "app": {"fields": ["greeting"], "output_format": "minimal", "max_tokens": 32},
     "model": None,  # None: ask the server for its first model
-    "max_tokens": 32,
-    "temperature": 0.0,
     "seed": 0,
     "arrival": {"mode": "closed", "users": 1},
     "warmup_s": 2.0,
@@ -55,6 +62,9 @@ def _load_config() -> dict:
 
 
 CFG = _load_config()
+APP = AppConfig.from_dict(CFG["app"])
+# one cache per load process, shared by every user; the embedder loads before the first user starts
+CACHE = SemanticCache(minilm_embedder(), APP.cache_threshold) if APP.cache_threshold else None
 
 
 class Run:
@@ -67,6 +77,7 @@ class Run:
     counter = itertools.count()
     order: list[int] = []
     records: list[dict] = []
+    tasks: list[dict] = []
     rusage0 = None
     model: str | None = CFG["model"]
 
@@ -77,11 +88,12 @@ def _on_start(environment, **_):
     Run.warmup_end = Run.t0 + CFG["warmup_s"]
     Run.measure_end = Run.warmup_end + CFG["duration_s"]
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
-    Run.order = list(range(len(CFG["requests"])))
+    Run.order = list(range(len(CFG["tasks"])))
     random.Random(CFG["seed"]).shuffle(Run.order)
     out = Path(CFG["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "requests.jsonl").write_text("")
+    (out / "tasks.jsonl").write_text("")
     gevent.spawn(_controller, environment, out)
 
 
@@ -112,17 +124,19 @@ def _controller(environment, out: Path) -> None:
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
         "measure_s": CFG["duration_s"], "drain_s": drained_s, "abandoned_in_flight": Run.in_flight,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
-        "arrival": CFG["arrival"], "records": len(Run.records), "model": Run.model,
+        "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
+        "cache_entries": len(CACHE) if CACHE is not None else None,
     }
-    with (out / "requests.jsonl").open("a") as f:
-        for rec in Run.records:
-            f.write(json.dumps(rec) + "\n")
+    for name, rows in (("requests.jsonl", Run.records), ("tasks.jsonl", Run.tasks)):
+        with (out / name).open("a") as f:
+            for rec in rows:
+                f.write(json.dumps(rec) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     environment.runner.quit()
 
 
 class ChatUser(HttpUser):
-    """Closed loop: one request at a time. Poisson: fire-and-forget arrivals at rate/users."""
+    """Closed loop: one task at a time. Poisson: fire-and-forget task arrivals at rate/users."""
 
     def wait_time(self):
         return 0
@@ -132,7 +146,7 @@ class ChatUser(HttpUser):
             Run.model = self.client.get("/v1/models").json()["data"][0]["id"]
 
     @task
-    def next_request(self):
+    def next_task(self):
         if time.time() >= Run.measure_end:
             raise StopUser()
         arrival = CFG["arrival"]
@@ -140,28 +154,43 @@ class ChatUser(HttpUser):
             users = max(1, self.environment.runner.user_count)
             gevent.sleep(random.expovariate(arrival["rate"] / users))
             if time.time() < Run.measure_end:
-                gevent.spawn(self.chat)
+                gevent.spawn(self.one_task)
         else:
-            self.chat()
+            self.one_task()
 
-    def chat(self):
+    def one_task(self):
         n = next(Run.counter)
-        req = CFG["requests"][Run.order[n % len(Run.order)]]
-        payload = {
-            "model": Run.model, "messages": req["messages"], "max_tokens": req.get("max_tokens", CFG["max_tokens"]),
-            "temperature": CFG["temperature"], "seed": CFG["seed"] + n, "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+        item = CFG["tasks"][Run.order[n % len(Run.order)]]
+        item = {**item, "source": {"n": n, "id": item["id"]}}
+        send_ts = time.time()
+        phase = "warmup" if send_ts < Run.warmup_end else "measure"
         Run.in_flight += 1
+        try:
+            rec = run_task(APP, item, lambda req: self.chat(req, n, phase), CACHE)
+        finally:
+            Run.in_flight -= 1
+        Run.tasks.append({"n": n, "id": item["id"], "phase": phase, "send_ts": send_ts, **rec})
+
+    def chat(self, req: dict, task_n: int, phase: str) -> dict:
+        """One streaming FM call; the record goes to requests.jsonl and back to the DAG executor."""
+        payload = {
+            "model": Run.model, "messages": req["messages"], "max_tokens": req["max_tokens"],
+            "temperature": req["temperature"], "seed": CFG["seed"] + 16 * task_n + req.get("sample", 0),
+            "stream": True, "stream_options": {"include_usage": True},
+        }
+        if req.get("structured_outputs"):
+            payload["structured_outputs"] = req["structured_outputs"]
         send_ts = time.time()
         start = time.perf_counter()
-        rec = {"n": n, "id": req["id"], "phase": "warmup" if send_ts < Run.warmup_end else "measure",
+        rec = {"n": len(Run.records), "task_n": task_n, "node": req.get("node"), "phase": phase,
                "send_ts": send_ts, "ttft_s": None, "token_ts": [], "e2e_s": None, "prompt_tokens": None,
-               "completion_tokens": None, "ok": False, "status": None, "error": None, "text": ""}
+               "completion_tokens": None, "finish_reason": None, "ok": False, "status": None, "error": None,
+               "text": ""}
         parts: list[str] = []
         try:
             with self.client.post("/v1/chat/completions", json=payload, stream=True, catch_response=True,
-                                  name="chat", timeout=CFG["request_timeout_s"]) as resp:
+                                  name=(req.get("node") or "chat").split(".")[0],
+                                  timeout=CFG["request_timeout_s"]) as resp:
                 rec["status"] = resp.status_code
                 if resp.status_code != 200:
                     rec["error"] = f"HTTP {resp.status_code}: {resp.text[:300]}"
@@ -174,10 +203,16 @@ class ChatUser(HttpUser):
                         if data == b"[DONE]":
                             break
                         chunk = json.loads(data)
+                        if chunk.get("error"):  # vLLM streams request errors (bad constraint...) with HTTP 200
+                            err = chunk["error"]
+                            rec["error"] = f"HTTP {err.get('code', 400)} in stream: {err.get('message', '')}"[:400]
+                            break
                         if chunk.get("usage"):
                             rec["prompt_tokens"] = chunk["usage"].get("prompt_tokens")
                             rec["completion_tokens"] = chunk["usage"].get("completion_tokens")
                         for choice in chunk.get("choices") or []:
+                            if choice.get("finish_reason"):
+                                rec["finish_reason"] = choice["finish_reason"]
                             content = (choice.get("delta") or {}).get("content")
                             if content:
                                 t = time.perf_counter() - start
@@ -187,7 +222,9 @@ class ChatUser(HttpUser):
                                 parts.append(content)
                     rec["e2e_s"] = time.perf_counter() - start
                     rec["text"] = "".join(parts)
-                    if rec["completion_tokens"] is None:
+                    if rec["error"]:
+                        resp.failure(rec["error"])
+                    elif rec["completion_tokens"] is None:
                         rec["error"] = "stream ended without usage"
                         resp.failure(rec["error"])
                     else:
@@ -196,6 +233,5 @@ class ChatUser(HttpUser):
         except Exception as exc:  # any transport error is a failed request, recorded, never raised
             rec["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rec["e2e_s"] = time.perf_counter() - start
-        finally:
-            Run.in_flight -= 1
-            Run.records.append(rec)
+        Run.records.append(rec)
+        return rec

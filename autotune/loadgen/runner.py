@@ -22,32 +22,39 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 @dataclass
 class LoadResult:
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]]  # one per FM call
+    tasks: list[dict[str, Any]]  # one per application task
     summary: dict[str, Any]
     metrics_before: str
     metrics_after: str
     out_dir: Path
 
 
-def render_requests(workload: WorkloadConfig, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Dataset items -> chat requests, with the workload's system prompt and template."""
-    reqs = []
-    for it in items:
-        messages = []
-        if workload.prompt.system:
-            messages.append({"role": "system", "content": workload.prompt.system})
-        messages.append({"role": "user", "content": workload.prompt.template.format(**it["input"])})
-        reqs.append({"id": it["id"], "messages": messages})
-    return reqs
-
-
-def load_config(workload: WorkloadConfig, client: ClientConfig, requests: list[dict[str, Any]], model: str,
-                out_dir: Path) -> dict[str, Any]:
+def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The client knobs + the workload's prompts, as fmware.app.AppConfig fields."""
     return {
-        "requests": requests,
-        "model": model,
+        "fields": [f.name for f in workload.fields],
+        "architecture": client.architecture,
+        "output_format": client.output_format,
+        "constrained": client.constrained,
+        "repair": client.repair,
+        "cache_threshold": client.cache_threshold if client.semantic_cache else None,
+        "prompt_variant": client.prompt_variant,
+        "judge_rounds": client.judge_rounds,
         "max_tokens": client.max_tokens or workload.max_tokens,
         "temperature": workload.temperature if client.temperature is None else client.temperature,
+        "seed": workload.seed,
+        "system": workload.prompt.system,
+        "examples": examples if client.prompt_variant == "few_shot" else [],
+    }
+
+
+def load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict[str, Any]],
+                examples: list[dict[str, Any]], model: str, out_dir: Path) -> dict[str, Any]:
+    return {
+        "tasks": tasks,
+        "app": app_config(workload, client, examples),
+        "model": model,
         "seed": workload.seed,
         "arrival": workload.arrival.model_dump(),
         "warmup_s": workload.warmup_s,
@@ -92,9 +99,9 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     if code != 0 or not summary_path.is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise LoadGenError(f"locust exited with code {code}: {' | '.join(tail)[-400:]}")
-    records = [json.loads(line) for line in (out_dir / "requests.jsonl").read_text().splitlines() if line]
     return LoadResult(
-        records=records,
+        records=_jsonl(out_dir / "requests.jsonl"),
+        tasks=_jsonl(out_dir / "tasks.jsonl"),
         summary=json.loads(summary_path.read_text()),
         metrics_before=_read(out_dir / "metrics-before.txt"),
         metrics_after=_read(out_dir / "metrics-after.txt"),
@@ -113,6 +120,10 @@ def _wait(proc: subprocess.Popen, limit: float, on_tick: Callable[[], None] | No
                 raise
             if on_tick:
                 on_tick()
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
 
 
 def _read(path: Path) -> str:

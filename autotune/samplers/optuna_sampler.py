@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -10,10 +11,30 @@ import optuna
 from autotune.config.space import SpaceConfig
 from autotune.knobs import KNOBS
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
 
 
-def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+def grid_space(space: SpaceConfig) -> dict[str, list[Any]]:
+    """Every `choices` knob as a grid axis; ranges cannot be enumerated (give them `choices` for a grid)."""
+    ranges = [name for name, spec in space.knobs.items() if spec.low is not None]
+    if ranges:
+        raise ValueError(f"the grid sampler needs `choices` or `value` for every knob; ranges: {ranges}")
+    return {name: list(spec.choices) for name, spec in space.knobs.items() if spec.choices is not None}
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler calls study.stop() once the grid is covered, which is only legal inside optimize(); with
+    ask/tell that raises before the trial is stored. The search loop caps n_trials at the grid size instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
+def grid_size(space: SpaceConfig) -> int:
+    return math.prod(len(v) for v in grid_space(space).values())
+
+
+def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig | None = None) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -25,6 +46,8 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, n_trials // 2)))
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if name == "grid":  # brute force: every combination of the `choices` knobs, in a seeded order
+            return AskTellGridSampler(grid_space(space), seed=seed) if space else None
     raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
 
 

@@ -68,7 +68,8 @@ class MlflowTracker:
         return run.info.run_id
 
     def finish_trial(self, run_id: str, metrics: dict[str, float], files: dict[str, Path], tags: dict[str, str],
-                     failed: bool = False, killed: bool = False) -> None:
+                     failed: bool = False, killed: bool = False,
+                     tables: dict[str, list[dict[str, Any]]] | None = None) -> None:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
@@ -77,9 +78,12 @@ class MlflowTracker:
         for i in range(0, len(ms), 500):
             self.client.log_batch(run_id, metrics=ms[i:i + 500])
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
-        for path in files.values():
+        for name, path in files.items():
             if path.is_file():
-                self.client.log_artifact(run_id, str(path))
+                _log_file_as(self.client, run_id, path, name)
+        for name, rows in (tables or {}).items():
+            if rows:  # shown as a table in the run's artifact view (and queryable with mlflow.load_table)
+                self.client.log_table(run_id, data={k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file=name)
         status = "KILLED" if killed else "FAILED" if failed else "FINISHED"
         self.client.set_terminated(run_id, status=status)
 
@@ -121,6 +125,19 @@ class MlflowTracker:
     def run_url(self, run_id: str | None = None) -> str:
         rid = run_id or self.parent_id
         return f"#/experiments/{self.experiment_id}/runs/{rid}"
+
+
+def _log_file_as(client, run_id: str, path: Path, name: str) -> None:
+    """Log `path` under artifact name `name` (a reused engine's log lives in an earlier trial's directory)."""
+    if path.name == name:
+        client.log_artifact(run_id, str(path))
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / name
+        target.write_bytes(path.read_bytes())
+        client.log_artifact(run_id, str(target))
 
 
 def front_markdown(rows: list[dict[str, Any]]) -> str:

@@ -1,7 +1,8 @@
 """The running example: extract a person's name, e-mail and postal address from a short article.
 
 Articles are generated from a seed (deterministic), with distractors (other people, other e-mails, phone
-numbers) whose count grows with the difficulty level. Scoring is per-field exact match after normalisation.
+numbers) whose count grows with the difficulty level. Scoring is per-field exact match after normalisation
+(the answer arrives parsed from the trial's output format, see autotune/fmware/formats.py).
 """
 
 from __future__ import annotations
@@ -89,30 +90,17 @@ def normalise(value: Any) -> str:
     return text.strip(" \"'<>")
 
 
-def parse_answer(text: str) -> dict[str, str]:
-    """Fields from the model's answer: the first JSON object, else `key: value` lines."""
-    m = re.search(r"\{.*?\}", text, re.S)
-    if m:
-        try:
-            obj = json.loads(m.group(0))
-            if isinstance(obj, dict):
-                return {k.lower(): str(v) for k, v in obj.items() if isinstance(k, str)}
-        except ValueError:
-            pass
-    found = {}
-    for key in FIELDS:
-        km = re.search(rf"\b{key}\b\W*[:=]\s*\"?([^\"\n]+)", text, re.I)
-        if km:
-            found[key] = km.group(1).strip().rstrip(",")
-    return found
-
-
-def score(text: str, reference: dict[str, str]) -> float:
+def score(answer: dict[str, str], reference: dict[str, str]) -> float:
     """Share of the fields whose normalised value equals the reference's (0, 1/3, 2/3 or 1)."""
-    got = parse_answer(text)
-    hits = sum(normalise(got.get(f)) == normalise(reference[f]) for f in FIELDS)
+    hits = sum(normalise(answer.get(f)) == normalise(reference[f]) for f in FIELDS)
     return hits / len(FIELDS)
+
+
+def examples(n: int = 3, seed: int = 1) -> list[dict[str, Any]]:
+    """Worked examples for few-shot prompts: a different seed, so they never appear in the dataset."""
+    return [{**it, "id": f"shot-{i}"} for i, it in enumerate(generate(n, seed=seed))]
 
 
 if __name__ == "__main__":  # regenerate the shipped dataset: python -m autotune.workloads.extraction
     write_jsonl(generate(200, seed=0), Path("workloads/extraction/items.jsonl"))
+    write_jsonl(examples(3, seed=1), Path("workloads/extraction/examples.jsonl"))
