@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from autotune import __version__
-from autotune.errors import AutotuneError
+from autotune.errors import AutotuneError, ConfigError
 
 app = typer.Typer(help="autotune: SLA-aware multi-objective tuning of vLLM engine + application knobs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -80,7 +80,12 @@ def search(
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Search-space or workload YAML files.")]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Search-space or workload YAML files.")],
+    host_checks: Annotated[bool, typer.Option(help="Also check this host can run it: engine interpreter/command "
+                                                   "and models present (--no-host-checks for a GPU space "
+                                                   "validated elsewhere).")] = True,
+) -> None:
     """Check config files without running anything."""
     from autotune.config import load_workload, load_yaml
     from autotune.config.space import load_space
@@ -93,12 +98,34 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Search-space or w
                 load_workload(f)
                 kind = "workload"
             else:
-                sp = load_space(f)
-                check_models(sp, str(f))
-                kind = "search space"
+                sp = load_space(f, check_paths=host_checks)
+                if host_checks:
+                    check_models(sp, str(f))
+                kind = "search space" + ("" if host_checks else ", host checks skipped")
             out.print(f"[green]ok[/] {f} ({kind})")
 
     _guard(go)
+
+
+@app.command()
+def report(
+    study: Annotated[list[str], typer.Option(help="Study name; repeat for several studies in one report.")],
+    run_dir: RunDir = Path("runs"),
+    storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default reports/<study>).")] = None,
+) -> None:
+    """Write markdown + PNG tables of formats, constraints, architectures, repair and cache from finished studies."""
+    from autotune.report import write_report
+    from autotune.study import default_storage
+
+    def go():
+        try:
+            return write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") /
+                                "+".join(study))
+        except KeyError as exc:  # optuna: no such study in the storage
+            raise ConfigError(storage or str(run_dir), "--study", "no such study in the storage", str(exc)) from None
+
+    out.print(f"report written: {_guard(go)}")
 
 
 @app.command()

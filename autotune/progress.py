@@ -17,7 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-HEADLINE = ("p95_e2e_ms", "p95_ttft_ms", "output_tokens_per_s", "quality", "usd_per_1k_requests", "startup_s")
+HEADLINE = ("p95_task_ms", "quality", "validity_rate", "fm_calls_per_task", "output_tokens_per_task", "p95_ttft_ms",
+            "output_tokens_per_s", "usd_per_1k_tasks", "startup_s")
 
 
 def fmt(v: Any) -> str:
@@ -28,13 +29,14 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", *HEADLINE}
+NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", "tasks_per_s", "task_error_rate",
+             *HEADLINE}
 
 
 def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:
     """Trial, its knobs in one wrapped column, then the objectives (arrow: direction) and two context metrics."""
     names = [o for o, _ in objectives]
-    extra = [h for h in ("p95_ttft_ms", "output_tokens_per_s") if h not in names]
+    extra = [h for h in ("quality", "validity_rate", "fm_calls_per_task", "p95_ttft_ms") if h not in names]
     table = Table(title=title, show_lines=True)
     table.add_column("trial", justify="right")
     table.add_column("config", ratio=1)

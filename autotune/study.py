@@ -137,6 +137,9 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                               "seed": seed, "autotune_version": __version__,
                               "hardware": space.hardware.name, "usd_per_hour": space.hardware.usd_per_hour})
     _recover_interrupted(study, tracker)
+    if not study.trials:  # warm start: a new study measures the enqueued configs first
+        for params in space.search.enqueue:
+            study.enqueue_trial({k: v for k, v in params.items() if space.knobs[k].value is None})
 
     inputs = trial_inputs(space, workload, wl_file)
     engine = VLLMEngine(space.engine, registry, on_wait=lambda s: reporter.phase(f"launching ({s:.0f}s)"))

@@ -7,6 +7,7 @@ import pytest
 from autotune.config.space import load_space
 from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
+from tests.conftest import REPO
 
 ENGINE = "engine: {python: /bin/sh}\n"
 
@@ -149,7 +150,36 @@ def test_bring_your_own_scorer(write, tmp_path):
 def test_shipped_configs_validate():
     from tests.conftest import REPO
 
-    for f in (REPO / "search_spaces").glob("*.yaml"):
+    spaces = list((REPO / "search_spaces").rglob("*.yaml"))
+    assert len(spaces) >= 6
+    for f in spaces:
         load_space(f, check_paths=False)
     load_workload(REPO / "workloads" / "extraction.yaml")
     load_workload(REPO / "workloads" / "arithmetic.yaml")
+
+
+def test_enqueued_configs_must_fit_the_space(write):
+    base = "name: t\nengine: {python: /bin/sh}\nknobs:\n  output_format: {choices: [json, yaml]}\n" \
+           "  max_num_seqs: {low: 2, high: 8}\nsearch:\n  enqueue:\n"
+    assert load_space(write("ok.yaml", base + "    - {output_format: yaml, max_num_seqs: 4}\n")).search.enqueue
+    with pytest.raises(ConfigError, match=r"search.enqueue\[0\].output_format: 'xml' is not one of"):
+        load_space(write("b1.yaml", base + "    - {output_format: xml}\n"))
+    with pytest.raises(ConfigError, match=r"search.enqueue\[0\]: 'repair' is not a knob of this space"):
+        load_space(write("b2.yaml", base + "    - {repair: cpu}\n"))
+    with pytest.raises(ConfigError, match=r"outside \[2.0, 8.0\]"):
+        load_space(write("b3.yaml", base + "    - {max_num_seqs: 64}\n"))
+
+
+def test_gpu_space_builds_cuda_argv():
+    from autotune.engines.vllm import build_argv
+    from autotune.knobs import split_values
+
+    space = load_space(REPO / "search_spaces/gpu-llama8b.yaml", check_paths=False)
+    cfg = split_values({"model": "meta-llama/Llama-3.1-8B-Instruct", "quantization": "fp8", "max_num_seqs": 64,
+                        "gpu_memory_utilization": 0.9, "spec_method": "draft_model", "num_speculative_tokens": 4,
+                        "draft_model": "meta-llama/Llama-3.2-1B-Instruct", "architecture": "parallel"})
+    argv = build_argv(cfg.server, space.engine, 8000)
+    assert argv[:2] == ["vllm", "serve"] and "--gpu-memory-utilization" in argv
+    assert argv[argv.index("--quantization") + 1] == "fp8"
+    assert "draft" in argv[argv.index("--speculative-config") + 1]
+    assert "architecture" not in " ".join(argv), "client knobs never reach the engine"

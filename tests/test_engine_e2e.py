@@ -30,21 +30,34 @@ def _engine_processes(port: str) -> list[psutil.Process]:
     return found
 
 
-def test_real_vllm_trial(tmp_path: Path, write):
+def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
+    """One real engine serves five trials that differ only in client knobs: all four architectures, four output
+    formats, and one regex-constrained trial; the engine is launched once and never outlives the search."""
     assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
     assert is_prepared("smollm2-135m"), "bundled model not prepared: run `make setup`"
     write("wl.yaml", f"""\
         name: e2e
         dataset: {REPO / 'workloads/extraction/items.jsonl'}
+        fields:
+          - {{name: email, question: "What is the main person's e-mail address?"}}
+          - {{name: name, question: "What is the main person's full name?"}}
         prompt:
-          system: "Answer with one JSON object."
-          template: "Article: {{article}}\\nGive name, email and address as JSON."
-        arrival: {{mode: closed, users: 4}}
-        warmup_s: 2
-        duration_s: 8
-        drain_timeout_s: 30
+          system: "You extract contact details from news articles."
+          context: "Article: {{article}}"
+          task: "Give the main person's e-mail address and full name."
+        arrival: {{mode: closed, users: 3}}
+        warmup_s: 1
+        duration_s: 6
+        drain_timeout_s: 40
         max_tokens: 32
         """)
+    enqueue = [
+        {"architecture": "one_call", "output_format": "json", "constrained": "none"},
+        {"architecture": "parallel", "output_format": "yaml", "constrained": "none"},
+        {"architecture": "sequential", "output_format": "xml", "constrained": "none"},
+        {"architecture": "judge", "output_format": "minimal", "constrained": "none"},
+        {"architecture": "one_call", "output_format": "yaml", "constrained": "regex"},
+    ]
     space = write("space.yaml", f"""\
         name: e2e
         workload: wl.yaml
@@ -56,41 +69,56 @@ def test_real_vllm_trial(tmp_path: Path, write):
           dtype: {{value: float32}}
           enforce_eager: {{value: true}}
           block_size: {{value: 32}}
-          max_num_seqs: {{value: 4}}
+          max_num_seqs: {{value: 8}}
           spec_method: {{value: ngram}}
           num_speculative_tokens: {{value: 2}}
           prompt_lookup_max: {{value: 3}}
-        search: {{n_trials: 1, max_failures: 0}}
+          architecture: {{choices: [one_call, parallel, sequential, judge]}}
+          output_format: {{choices: [json, yaml, xml, minimal]}}
+          constrained: {{choices: [none, regex]}}
+          judge_rounds: {{value: 1}}
+        sla: {{task_ms: 20000}}
+        search: {{n_trials: 5, max_failures: 0, enqueue: {json.dumps(enqueue)}}}
         """)
     opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
     reporter = NullReporter()
     summary = run_search(opts, reporter)
-    assert reporter.finished == [(0, None)], reporter.finished
-    assert summary.trials_complete == 1
+    assert reporter.finished == [(i, None) for i in range(5)], reporter.finished
+    assert summary.trials_complete == 5
 
-    trial_dir = tmp_path / "runs" / "e2e" / "trial-0000"
-    argv = json.loads((trial_dir / "engine-argv.json").read_text())
+    argv = json.loads((tmp_path / "runs" / "e2e" / "trial-0000" / "engine-argv.json").read_text())
     assert "--speculative-config" in argv and "--enforce-eager" in argv
     port = argv[argv.index("--port") + 1]
-    assert _engine_processes(port) == [], "engine outlived its trial"
+    assert _engine_processes(port) == [], "engine outlived the search"
     assert not list((tmp_path / "runs" / "engines").glob("*.json"))
 
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("e2e")
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`autotune.role` = 'trial'")
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    m = runs[0].data.metrics
-    assert m["p50_ttft_ms"] > 0 and m["p95_e2e_ms"] >= m["p50_ttft_ms"]
-    assert m["mean_tpot_ms"] > 0 and m["p95_itl_ms"] > 0
-    assert m["requests_ok"] >= 4 and m.get("requests_failed", 0) == 0
-    assert m["output_tokens_per_s"] > 0 and m["output_tokens_per_request"] > 0
-    assert m["server_ttft_mean_ms"] > 0 and m["server_generation_tokens"] > 0
-    assert m["spec_draft_tokens"] > 0  # ngram speculative decoding really ran
-    assert 0.0 <= m["quality"] <= 1.0 and m["usd_per_1k_requests"] > 0
-    assert 0 < m["startup_s"] < 400 and m["loadgen_cpu_s"] > 0
-    # client and server agree on the tokens generated in the window (within in-flight slack)
-    assert abs(m["server_generation_tokens"] - m["output_tokens_per_s"] * m["measure_s"]) < 32 * 8
-    arts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {"engine.log", "requests.jsonl", "metrics-deltas.json", "resolved-config.json"} <= arts
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`autotune.role` = 'trial'",
+                              order_by=["attributes.start_time ASC"])
+    assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    by_arch = {}
+    for r, want in zip(runs, enqueue, strict=True):
+        p, m = r.data.params, r.data.metrics
+        assert {k: p[k] for k in want} == want
+        by_arch.setdefault(p["architecture"], m)
+        assert m["tasks_ok"] >= 1 and m["p95_task_ms"] > 0 and m["task_error_rate"] == 0
+        assert m["p50_ttft_ms"] > 0 and m["mean_tpot_ms"] > 0 and m["requests_failed"] == 0
+        assert 0.0 <= m["quality"] <= 1.0 and 0.0 <= m["validity_rate"] <= 1.0 and m["usd_per_1k_tasks"] > 0
+        assert m["input_tokens_per_task"] > 0 and m["output_tokens_per_task"] > 0
+        assert r.data.tags["autotune.dominant_node"]
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"engine.log", "tasks.jsonl", "requests.jsonl", "node_breakdown.json", "node_breakdown.md"} <= arts
+    assert runs[0].data.metrics["startup_s"] > 0 and runs[0].data.metrics["engine_reused"] == 0
+    assert all(r.data.metrics["engine_reused"] == 1 for r in runs[1:]), "client-only changes must not relaunch"
+    assert runs[0].data.metrics["spec_draft_tokens"] > 0  # ngram speculative decoding really ran
+    # the architectures' shape shows in the measurements
+    assert by_arch["one_call"]["fm_calls_per_task"] == 1
+    assert by_arch["parallel"]["fm_calls_per_task"] == 2 and by_arch["sequential"]["fm_calls_per_task"] == 2
+    assert by_arch["judge"]["fm_calls_per_task"] == 3
+    assert by_arch["sequential"]["mean_task_ms"] > by_arch["parallel"]["mean_task_ms"]
+    # the regex constraint really constrains: every reply is well-formed YAML unless cut off by max_tokens
+    constrained = runs[4].data.metrics
+    assert constrained["validity_rate"] >= 1.0 - constrained["truncated_rate"] - 1e-9

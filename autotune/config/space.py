@@ -127,6 +127,8 @@ class SearchDefaults(Strict):
     max_failures: int = Field(5, ge=0)
     seed: int = 0
     sampler: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
+    # warm start: configs measured first in a new study (e.g. today's production config); knob -> value
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class SpaceConfig(Strict):
@@ -164,6 +166,19 @@ class SpaceConfig(Strict):
                     raise ValueError(f"knob {name!r}: `when.{dep}` matches no value of {dep}: {values!r}")
             seen.append(name)
         return knobs
+
+    @model_validator(mode="after")
+    def _enqueued_configs_fit_the_space(self) -> SpaceConfig:
+        for i, cfg in enumerate(self.search.enqueue):
+            for name, value in cfg.items():
+                spec = self.knobs.get(name)
+                if spec is None:
+                    raise ValueError(f"search.enqueue[{i}]: {name!r} is not a knob of this space")
+                if spec.choices is not None and value not in spec.choices:
+                    raise ValueError(f"search.enqueue[{i}].{name}: {value!r} is not one of {spec.choices}")
+                if spec.low is not None and not spec.low <= value <= spec.high:
+                    raise ValueError(f"search.enqueue[{i}].{name}: {value!r} is outside [{spec.low}, {spec.high}]")
+        return self
 
     @model_validator(mode="after")
     def _objective_names_unique(self) -> SpaceConfig:

@@ -1,0 +1,118 @@
+"""`autotune report`: markdown + PNG tables of what the application knobs did, from finished studies.
+
+For every study it writes the table of the client knobs that varied: by output format x constraint (validity,
+accuracy, tokens: the seeds' format table) and by architecture (latency, FM calls, quality, cost), plus the
+trials that failed and why. Numbers come from the trials' stored metrics (the same ones MLflow shows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autotune import __version__
+
+FORMAT_COLS = [("validity_rate", "valid", "{:.0%}"), ("quality", "accuracy", "{:.3f}"),
+               ("input_tokens_per_task", "tokens in/task", "{:.0f}"),
+               ("output_tokens_per_task", "tokens out/task", "{:.1f}"), ("truncated_rate", "truncated", "{:.0%}"),
+               ("p95_task_ms", "p95 task ms", "{:.0f}"), ("tasks_per_s", "tasks/s", "{:.2f}")]
+ARCH_COLS = [("mean_task_ms", "mean task ms", "{:.0f}"), ("p95_task_ms", "p95 task ms", "{:.0f}"),
+             ("fm_calls_per_task", "FM calls/task", "{:.2f}"), ("input_tokens_per_task", "tokens in/task", "{:.0f}"),
+             ("output_tokens_per_task", "tokens out/task", "{:.0f}"), ("quality", "quality", "{:.3f}"),
+             ("validity_rate", "valid", "{:.0%}"), ("tasks_per_s", "tasks/s", "{:.2f}"),
+             ("usd_per_1k_tasks", "$/1k tasks", "{:.4f}")]
+GROUPINGS = [(("output_format", "constrained"), FORMAT_COLS, "format"),
+             (("architecture", "output_format"), ARCH_COLS, "architecture"),
+             (("repair",), FORMAT_COLS, "repair"), (("semantic_cache", "cache_threshold"),
+                                                     [*ARCH_COLS[:2], ("cache_hit_rate", "hit rate", "{:.0%}"),
+                                                      ("cache_false_hit_rate", "false hits", "{:.0%}"),
+                                                      ("quality", "quality", "{:.3f}")], "cache")]
+
+
+def _trials(study_name: str, storage: str) -> list[optuna.trial.FrozenTrial]:
+    from autotune.study import open_storage
+
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+
+
+def _fmt(pattern: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+        return "-"
+    return pattern.format(v)
+
+
+def _table(keys: tuple[str, ...], cols, rows: list[dict[str, Any]]) -> str:
+    head = [*keys, *[c[1] for c in cols], "trial"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["params"].get(k, "-")) for k in keys]
+        cells += [_fmt(pat, r["metrics"].get(m)) for m, _, pat in cols]
+        lines.append("| " + " | ".join(cells + [str(r["trial"])]) + " |")
+    return "\n".join(lines)
+
+
+def _varied(rows: list[dict[str, Any]], key: str) -> bool:
+    return len({json.dumps(r["params"].get(key)) for r in rows}) > 1
+
+
+def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = [f"# autotune report: {', '.join(studies)}", "",
+          f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{storage}`. "
+          "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
+          "score, valid the share of FM replies that parsed strictly in the format.", ""]
+    for name in studies:
+        trials = _trials(name, storage)
+        done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}
+                for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+        engine = next((t.user_attrs.get("engine_version") for t in trials if t.user_attrs.get("engine_version")), "?")
+        md += [f"## Study `{name}`", "", f"{len(done)} complete and {len(failed)} failed trials; engine "
+               f"vLLM {engine}.", ""]
+        for keys, cols, label in GROUPINGS:
+            if not done or not _varied(done, keys[0]):
+                continue
+            rows = sorted(done, key=lambda r: [str(r["params"].get(k)) for k in keys])
+            png = out_dir / f"{name}-{label}.png"
+            _plot(rows, keys, cols, png, f"{name}: by {label}")
+            md += [f"### By {label}", "", _table(keys, cols, rows), "", f"![{name} by {label}]({png.name})", ""]
+        if failed:
+            md += ["### Failed trials", "", "| trial | params | reason | message |", "|---|---|---|---|"]
+            for t in failed:
+                md.append(f"| {t.number} | {_params(t.params)} | {t.user_attrs.get('fail_reason', '?')} | "
+                          f"{str(t.user_attrs.get('fail_message', ''))[:160].replace('|', '/')} |")
+            md.append("")
+    path = out_dir / "README.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
+
+
+def _params(p: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in p.items())
+
+
+def _plot(rows: list[dict[str, Any]], keys: tuple[str, ...], cols, path: Path, title: str) -> None:
+    """One bar panel per metric (validity/quality/tokens/latency), one bar per knob combination."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wanted = [c for c in cols if c[0] in ("validity_rate", "quality", "output_tokens_per_task", "p95_task_ms",
+                                          "fm_calls_per_task", "cache_hit_rate")]
+    labels = ["/".join(str(r["params"].get(k, "-")) for k in keys) for r in rows]
+    fig, axes = plt.subplots(1, len(wanted), figsize=(4.2 * len(wanted), 4.2), squeeze=False)
+    for ax, (metric, name, _) in zip(axes[0], wanted, strict=True):
+        values = [r["metrics"].get(metric, math.nan) for r in rows]
+        ax.bar(range(len(rows)), values, color="#4C72B0")
+        ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_title(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
