@@ -23,10 +23,10 @@ def test_one_call(fmt):
 
 def test_parallel_sub_questions_are_concurrent():
     a = app(architecture="parallel")
-    chat = FakeChat(a, DELAY)
+    chat = FakeChat(a, 0.3)
     rec = run_task(a, ITEM, chat)
     assert rec["answer"] == VALUES and rec["fm_calls"] == 3 and chat.max_active == 3
-    assert rec["latency_s"] < 2 * DELAY, "three concurrent calls take about one call's time"
+    assert rec["latency_s"] < 0.6, "three concurrent 0.3 s calls take about one call's time, not 0.9 s"
     assert {s["node"] for s in rec["spans"] if s["kind"] == "fm"} == {"call.email", "call.name", "call.address"}
 
 

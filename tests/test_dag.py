@@ -26,9 +26,9 @@ def test_parallel_branches_overlap_and_join_waits_for_all():
     log: list = []
     nodes = [_fm("a"), _fm("b"), _fm("c"), Node("join", "cpu", ("a", "b", "c"), run=lambda r: sorted(r))]
     t0 = time.perf_counter()
-    trace = execute(nodes, _chat(0.2, log))
+    trace = execute(nodes, _chat(0.3, log))
     wall = time.perf_counter() - t0
-    assert wall < 0.45, "three 0.2 s calls in parallel must not take 0.6 s"
+    assert wall < 0.6, "three 0.3 s calls in parallel must not take 0.9 s"
     starts = [t for kind, _, t in log if kind == "start"]
     ends = [t for kind, _, t in log if kind == "end"]
     assert max(starts) < min(ends), "all three calls were in flight at once"
@@ -51,7 +51,7 @@ def test_chain_runs_in_order_and_critical_path_is_the_longest_branch():
     trace = execute(nodes, chat)
     assert log.index("a") < log.index("b")
     assert [s.node for s in trace.critical_path()] == ["slow", "join"]
-    assert trace.latency_s == pytest.approx(0.35, abs=0.1)
+    assert 0.35 <= trace.latency_s < 0.6
     spans = {s.node: s for s in trace.spans}
     assert spans["b"].ready >= spans["a"].end - 1e-6 and spans["b"].start >= spans["a"].end - 1e-6
     assert spans["a"].tokens_in == 1 and spans["a"].kind == "fm"
