@@ -108,3 +108,17 @@ def test_few_shot_examples_precede_the_question():
     roles = [m["role"] for m in chat.calls[0]["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
     assert chat.calls[0]["messages"][2]["content"] == '{"email": "bob@x.org", "name": "Bob", "address": "2 Lane"}'
+
+
+def test_cpu_repair_unwraps_sentence_values_of_a_well_formed_reply():
+    a = app(architecture="parallel", output_format="minimal", repair="cpu")
+
+    def chat(req):
+        field = next(f for f in ("email", "name", "address") if f"Q-{f}?" in req["messages"][-1]["content"])
+        return {"ok": True, "text": f"The main person's {field} is {VALUES[field]}.", "prompt_tokens": 1,
+                "completion_tokens": 1}
+
+    rec = run_task(a, ITEM, chat)
+    assert rec["answer"] == VALUES and all(p["valid"] and p["repair"] == "cpu" for p in rec["parses"])
+    plain = run_task(app(architecture="parallel", output_format="minimal"), ITEM, chat)
+    assert plain["answer"]["name"] == "The main person's name is Ada Lovelace."

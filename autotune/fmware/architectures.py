@@ -19,7 +19,7 @@ from typing import Any
 from autotune.fmware import app as prompts
 from autotune.fmware.app import AppConfig
 from autotune.fmware.dag import SKIP, Node
-from autotune.fmware.formats import ParseError
+from autotune.fmware.formats import ParseError, unwrap_value
 
 Results = dict[str, Any]
 Messages = Callable[[Results], list[dict[str, str]]]
@@ -27,10 +27,15 @@ Messages = Callable[[Results], list[dict[str, str]]]
 
 def _parse(app: AppConfig, text: str, fields: list[str]) -> dict[str, Any]:
     try:
-        return {"values": app.fmt.parse(text, fields), "valid": True, "repair": "none", "error": None}
+        values = app.fmt.parse(text, fields)
+        if app.repair == "cpu":  # well-formed, but values may be wrapped in a sentence: unwrap them on the CPU
+            cleaned = {k: unwrap_value(v) for k, v in values.items()}
+            if cleaned != values:
+                return {"values": cleaned, "valid": True, "repair": "cpu", "error": None}
+        return {"values": values, "valid": True, "repair": "none", "error": None}
     except ParseError as exc:
         if app.repair == "cpu":
-            got = app.fmt.salvage(text, fields)
+            got = {k: unwrap_value(v) for k, v in app.fmt.salvage(text, fields).items()}
             return {"values": got, "valid": False, "repair": "cpu" if got else "failed", "error": str(exc)}
         return {"values": {}, "valid": False, "repair": "pending" if app.repair == "reask" else "failed",
                 "error": str(exc)}

@@ -22,6 +22,18 @@ VALUE_RE = r"[^\n]{1,80}"
 LIST_MARKER = r"^\s*(?:[-*•]|\d+[.)])\s+"  # one value: one line, bounded so a constrained reply cannot run away
 
 
+# "The main person's e-mail address is x@y.org." -> "x@y.org": small models answer a bare-value question with a
+# sentence; the format is right, the value is wrapped
+_WRAPPED = re.compile(r"^(?:the\s+)?[\w\s'’-]{0,60}?\b(?:is|are|:)\s+(.+?)\.?$", re.I)
+
+
+def unwrap_value(value: str) -> str:
+    """CPU repair of one value: strip a leading "the ... is" phrase and the closing period."""
+    v = value.strip().strip("\"'")
+    m = _WRAPPED.match(v)
+    return m.group(1).strip() if m and len(m.group(1)) >= 2 else v.removesuffix(".") if v.count(".") == 1 else v
+
+
 class ParseError(ValueError):
     """The reply is not valid in the format (the message says why, and is shown to the model on reask)."""
 
