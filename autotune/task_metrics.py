@@ -111,7 +111,8 @@ def _cache_metrics(tasks: Sequence[dict[str, Any]], ok: list[dict[str, Any]]) ->
                 "cache_lookup_ms": math.nan}
     score_by_n = {t["n"]: t.get("score") for t in tasks if "n" in t}
     hits = [t for t in ok if t.get("cache_hit")]
-    misses = [t for t in ok if not t.get("cache_hit")]
+    # fresh latency baseline: every miss, warmup included (a warm cache may leave the window without misses)
+    misses = [t for t in tasks if t.get("ok") and not t.get("cache_hit")]
     false_hits = 0
     for t in hits:  # the reused answer was scored fresh on its source task; here it scores on this task
         fresh = score_by_n.get(((t.get("cache") or {}).get("source") or {}).get("n"))

@@ -220,3 +220,16 @@ def test_unsupported_constraints_are_failed_trials_with_reason(setup):
     assert by["json_schema"]["fail_reason"] == "unsupported" and "needs output_format=json" in \
         by["json_schema"]["fail_message"]
     assert by["regex"]["fail_reason"] == "unsupported" and "HTTP 400" in by["regex"]["fail_message"]
+
+
+def test_semantic_cache_inside_the_load_generator(setup):
+    """The real MiniLM embedder runs inside Locust (gevent): repeats of the same article hit the shared cache."""
+    client = ("  semantic_cache: {value: true}\n"
+              "              cache_threshold: {value: 0.95}")
+    opts = setup("{value: 4}", n_trials=1, client=client)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 1
+    m = _study(opts).trials[0].user_attrs["metrics"]
+    assert m["cache_hit_rate"] > 0.5 and m["fm_calls_per_task"] < 0.5, m  # 5 identical articles, many tasks
+    assert m["cache_false_hit_rate"] == 0 and m["quality"] == pytest.approx(1.0)
+    assert m["cache_lookup_ms"] > 0 and m["cache_saved_ms_per_task"] > 0
