@@ -180,8 +180,9 @@ def breakdown_markdown(rows: list[dict[str, Any]], dag: list[dict[str, Any]] | N
                      f" | {r['critical_rate']:.0%} | {r['critical_share']:.0%} | {r['p95_tail_share']:.0%} |")
     if dag:
         lines += ["", "DAG of one task (executed nodes):", "", "```mermaid", "graph LR"]
+        ran = {s["node"] for s in dag}
         for s in dag:
-            for d in s["deps"]:
+            for d in (d for d in s["deps"] if d in ran):  # skipped nodes (no reask needed...) are not drawn
                 lines.append(f"  {_mid(d)}[{d}] --> {_mid(s['node'])}[{s['node']}]")
         lines.append("```")
     return "\n".join(lines) + "\n"

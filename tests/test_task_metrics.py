@@ -73,7 +73,9 @@ def test_node_breakdown_names_the_node_that_dominates_the_tail():
     by = {r["node"]: r for r in rows}
     assert by["call.address"]["critical_rate"] == pytest.approx(19 / 20)
     assert by["call.email"]["runs_per_task"] == 1 and by["aggregate"]["kind"] == "cpu"
-    md = breakdown_markdown(rows, [{"node": "aggregate", "deps": ["call.email"]}])
+    md = breakdown_markdown(rows, [{"node": "call.email", "deps": []},
+                                   {"node": "aggregate", "deps": ["call.email", "reask.email"]}])
     assert "Dominant node of the p95 tail: **call.email**" in md and "call_email[call.email] --> " in md
+    assert "reask" not in md, "nodes that did not run are not drawn"
     m = summarize_tasks([*fast, slow], 10.0, None)
     assert m["critical_path_dominant_share"] == pytest.approx(0.96)
