@@ -169,7 +169,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     finally:
         keeper.close()  # the last engine (kept for reuse) never outlives the search
         signal.signal(signal.SIGTERM, previous)
-        tracker.log_study_params({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
+        tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
         tracker.end(status)
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

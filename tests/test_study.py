@@ -200,7 +200,7 @@ def test_client_knobs_reuse_the_engine_and_measure_per_format(setup):
     assert [t.user_attrs["metrics"]["startup_s"] > 0 for t in trials] == [True, False, False, False]
     client_, runs = _mlflow_runs(opts)
     parent = next(r for r in runs if r.data.tags.get("autotune.role") == "study")
-    assert parent.data.params["engine_launches"] == "1" and parent.data.params["engine_reuses"] == "3"
+    assert parent.data.metrics["engine_launches"] == 1 and parent.data.metrics["engine_reuses"] == 3
     child = next(r for r in runs if r.data.tags.get("autotune.role") == "trial")
     arts = {a.path for a in client_.list_artifacts(child.info.run_id)}
     assert {"node_breakdown.json", "node_breakdown.md", "tasks.jsonl", "engine.log"} <= arts

@@ -116,6 +116,15 @@ class MlflowTracker:
         if new:
             self.client.log_batch(self.parent_id, params=new)
 
+    def log_parent_metrics(self, metrics: dict[str, float]) -> None:
+        """Study-level counters (one value per search run; a resumed study adds a step)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        history = self.client.get_metric_history(self.parent_id, next(iter(metrics))) if metrics else []
+        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, len(history))
+                                                       for k, v in metrics.items()])
+
     def log_parent_file(self, path: Path) -> None:
         self.client.log_artifact(self.parent_id, str(path))
 
