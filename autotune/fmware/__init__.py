@@ -1,0 +1,1 @@
+"""The application side of a trial: cognitive architectures as DAGs, output formats, repair, semantic cache."""
