@@ -53,7 +53,8 @@ def search(
     mlflow_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite under --run-dir).")]
     = None,
     max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.")] = None,
-    sampler: Annotated[str | None, typer.Option(help="tpe | nsga2 | random (default: the space's).")] = None,
+    sampler: Annotated[str | None, typer.Option(help="tpe | nsga2 | nsga3 | gp | random | grid | pymoo-nsga2 | "
+                                                     "pymoo-nsga3 | pymoo-moead (default: the space's).")] = None,
     run_dir: RunDir = Path("runs"),
 ) -> None:
     """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""

@@ -233,3 +233,13 @@ def test_semantic_cache_inside_the_load_generator(setup):
     assert m["cache_hit_rate"] > 0.5 and m["fm_calls_per_task"] < 0.5, m  # 5 identical articles, many tasks
     assert m["cache_false_hit_rate"] == 0 and m["quality"] == pytest.approx(1.0)
     assert m["cache_lookup_ms"] > 0 and m["cache_saved_ms_per_task"] > 0
+
+
+@pytest.mark.parametrize("sampler", ["pymoo-nsga2", "gp", "nsga3"])
+def test_search_runs_with_other_samplers(setup, sampler):
+    opts = setup("{choices: [2, 4]}", n_trials=2, client="  output_format: {choices: [json, yaml]}",
+                 sampler=sampler)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 2
+    if sampler.startswith("pymoo"):
+        assert [t.system_attrs["pymoo:index"] for t in _study(opts).trials] == [0, 1]

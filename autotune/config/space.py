@@ -126,7 +126,8 @@ class SearchDefaults(Strict):
     n_trials: int = Field(6, ge=1)
     max_failures: int = Field(5, ge=0)
     seed: int = 0
-    sampler: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "nsga3", "gp", "random", "grid", "pymoo-nsga2", "pymoo-nsga3",
+                     "pymoo-moead"] = "tpe"
     # warm start: configs measured first in a new study (e.g. today's production config); knob -> value
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
 

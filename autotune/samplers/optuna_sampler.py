@@ -11,15 +11,23 @@ import optuna
 from autotune.config.space import SpaceConfig
 from autotune.knobs import KNOBS
 
-SAMPLERS = ("tpe", "nsga2", "random", "grid")
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "pymoo-nsga2", "pymoo-nsga3", "pymoo-moead")
 
 
-def grid_space(space: SpaceConfig) -> dict[str, list[Any]]:
-    """Every `choices` knob as a grid axis; ranges cannot be enumerated (give them `choices` for a grid)."""
-    ranges = [name for name, spec in space.knobs.items() if spec.low is not None]
-    if ranges:
-        raise ValueError(f"the grid sampler needs `choices` or `value` for every knob; ranges: {ranges}")
-    return {name: list(spec.choices) for name, spec in space.knobs.items() if spec.choices is not None}
+def distributions(space: SpaceConfig) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Every sampled knob as the Optuna distribution `suggest` uses for it (fixed `value` knobs excluded)."""
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, spec in space.knobs.items():
+        if spec.value is not None:
+            continue
+        if spec.choices is not None:
+            out[name] = optuna.distributions.CategoricalDistribution(spec.choices)
+        elif KNOBS[name].type is int:
+            out[name] = optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log,
+                                                             step=int(spec.step or 1))
+        else:
+            out[name] = optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return out
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -30,24 +38,42 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
         return None
 
 
+def grid_space(space: SpaceConfig) -> dict[str, list[Any]]:
+    """Every `choices` knob as a grid axis; ranges cannot be enumerated (give them `choices` for a grid)."""
+    ranges = [name for name, spec in space.knobs.items() if spec.low is not None]
+    if ranges:
+        raise ValueError(f"the grid sampler needs `choices` or `value` for every knob; ranges: {ranges}")
+    return {name: list(spec.choices) for name, spec in space.knobs.items() if spec.choices is not None}
+
+
 def grid_size(space: SpaceConfig) -> int:
     return math.prod(len(v) for v in grid_space(space).values())
 
 
-def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    """One seeded sampler by name. Few trials are affordable, so population samplers get small populations
+    and model-based ones leave their random start early."""
+    pop = max(4, min(20, n_trials // 3))
+    startup = max(2, min(4, n_trials // 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            # few trials are affordable: leave the random start early, model knobs jointly (conditional groups)
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=max(2, min(4, n_trials // 2)), multivariate=True, group=True,
-            )
+        if name == "tpe":  # model knobs jointly (conditional groups)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
         if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, n_trials // 2)))
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
+        if name == "nsga3":
+            return optuna.samplers.NSGAIIISampler(seed=seed, population_size=pop)
+        if name == "gp":  # Gaussian process (needs torch, which the tuner env has for the semantic cache)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "grid":  # brute force: every combination of the `choices` knobs, in a seeded order
-            return AskTellGridSampler(grid_space(space), seed=seed) if space else None
+            return AskTellGridSampler(grid_space(space), seed=seed)
+        if name.startswith("pymoo-"):
+            from autotune.samplers.pymoo_sampler import PymooSampler
+
+            return PymooSampler(name.removeprefix("pymoo-"), distributions(space), len(space.objectives),
+                                len(space.constraints), seed=seed, pop_size=pop)
     raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
 
 
