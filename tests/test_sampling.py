@@ -25,7 +25,7 @@ SPACE = SpaceConfig.model_validate({
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
 def test_conditional_knobs_only_when_active(sampler):
-    study = optuna.create_study(directions=["minimize", "maximize"], sampler=make_sampler(sampler, 0, 12))
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=make_sampler(sampler, 0, 12, SPACE))
     seen = set()
     for _ in range(12):
         trial = study.ask()
@@ -42,7 +42,7 @@ def test_conditional_knobs_only_when_active(sampler):
 
 def test_seed_reproduces_proposals():
     def proposals(seed):
-        study = optuna.create_study(directions=["minimize"], sampler=make_sampler("tpe", seed, 6))
+        study = optuna.create_study(directions=["minimize"], sampler=make_sampler("tpe", seed, 6, SPACE))
         out = []
         for _ in range(6):
             t = study.ask()
