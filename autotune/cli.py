@@ -109,6 +109,48 @@ def validate(
 
 
 @app.command()
+def export(
+    study: Annotated[str, typer.Option(help="Study name.")],
+    pick: Annotated[str, typer.Option(help="fastest-within-quality | cheapest-within-sla | best-quality-within-sla | "
+                                           "knee | an expression: 'min p95_task_ms where quality >= 0.6'")] = "knee",
+    run_dir: RunDir = Path("runs"),
+    storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundles go to OUT/<study>/v<N>/.")] = Path("exports"),
+    target_rate: Annotated[float | None, typer.Option(help="Tasks/s to serve: sizes the replica count.")] = None,
+    min_quality: Annotated[float | None, typer.Option(help="Quality floor for fastest-within-quality "
+                                                           "(default 90% of the best measured).")] = None,
+    min_sla: Annotated[float, typer.Option(help="Task SLA attainment floor for the *-within-sla policies.")] = 0.95,
+) -> None:
+    """Pick the recommended trial by policy; write a deployable bundle; tag its MLflow run `recommended`."""
+    from autotune.export import export_bundle
+
+    def go():
+        st = _load_study(study, storage, run_dir)
+        bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla)
+        run_id = chosen.user_attrs.get("mlflow_run_id")
+        if run_id:
+            from autotune.tracking.mlflow_tracker import MlflowTracker
+
+            MlflowTracker(st.user_attrs.get("mlflow_uri"), study, create_parent=False).recommend(run_id, bundle)
+        return bundle, chosen, rule
+
+    bundle, chosen, rule = _guard(go)
+    out.print(f"trial {chosen.number} chosen by {rule}; bundle: {bundle}", soft_wrap=True)
+
+
+def _load_study(name: str, storage: str | None, run_dir: Path):
+    import optuna
+
+    from autotune.study import default_storage, open_storage
+
+    url = storage or default_storage(run_dir)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url))
+    except KeyError:
+        raise ConfigError(url, "--study", "no such study in the storage", name) from None
+
+
+@app.command()
 def report(
     study: Annotated[list[str], typer.Option(help="Study name; repeat for several studies in one report.")],
     run_dir: RunDir = Path("runs"),

@@ -136,6 +136,9 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     tracker.log_study_params({"space": str(opts.space_file), "workload": str(wl_file), "sampler": sampler,
                               "seed": seed, "autotune_version": __version__,
                               "hardware": space.hardware.name, "usd_per_hour": space.hardware.usd_per_hour})
+    for key, value in (("space_file", str(Path(opts.space_file).resolve())), ("workload_file", str(wl_file)),
+                       ("run_dir", str(run_dir)), ("mlflow_uri", mlflow_uri)):
+        study.set_user_attr(key, value)  # what `autotune export` / `nightly` need to rebuild the configs
     _recover_interrupted(study, tracker)
     if not study.trials:  # warm start: a new study measures the enqueued configs first
         for params in space.search.enqueue:

@@ -122,3 +122,36 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
     # the regex constraint really constrains: every reply is well-formed YAML unless cut off by max_tokens
     constrained = runs[4].data.metrics
     assert constrained["validity_rate"] >= 1.0 - constrained["truncated_rate"] - 1e-9
+
+    # the recommended config exports to a bundle whose serve.sh starts the real engine
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+    import optuna
+
+    from autotune.export import export_bundle
+
+    study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
+    bundle, chosen, _ = export_bundle(study, "knee", tmp_path / "exports")
+    assert json.loads((bundle / "bundle.json").read_text())["metrics"] == chosen.metrics
+    proc = subprocess.Popen([str(bundle / "serve.sh")], env={**os.environ, "PORT": "18999"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "serve.sh exited before the engine was healthy"
+            try:
+                if httpx.get("http://127.0.0.1:18999/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            raise AssertionError("the exported engine never became healthy")
+        models = httpx.get("http://127.0.0.1:18999/v1/models", timeout=5).json()
+        assert models["data"][0]["id"] == "smollm2-135m"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

@@ -15,12 +15,13 @@ from typing import Any
 from autotune.errors import TrackingError
 from autotune.secrets import redact
 
+RECOMMENDED = "autotune.recommended"
 ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
     "autotune.role", "autotune.study", "autotune.trial", "autotune.pareto", "autotune.state", "autotune.fail_reason")
 
 
 class MlflowTracker:
-    def __init__(self, uri: str, study: str, artifact_root: Path | None = None):
+    def __init__(self, uri: str, study: str, artifact_root: Path | None = None, create_parent: bool = True):
         # imported here: mlflow is heavy and only needed when tracking
         import logging
 
@@ -41,7 +42,7 @@ class MlflowTracker:
                 self.experiment_id = exp.experiment_id
         except Exception as exc:  # store unreachable, bad URI, locked DB...
             raise TrackingError(f"MLflow store {uri} is not usable: {type(exc).__name__}: {exc}"[:400]) from None
-        self.parent_id = self._parent()
+        self.parent_id = self._parent() if create_parent else ""
 
     def _parent(self) -> str:
         runs = self.client.search_runs(
@@ -124,6 +125,15 @@ class MlflowTracker:
         history = self.client.get_metric_history(self.parent_id, next(iter(metrics))) if metrics else []
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, len(history))
                                                        for k, v in metrics.items()])
+
+    def recommend(self, run_id: str, bundle_dir: Path) -> None:
+        """Tag the chosen trial run `recommended` (and no other run of the study), log the bundle to it."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RECOMMENDED}` = 'true'")
+        for r in runs:
+            if r.info.run_id != run_id:
+                self.client.set_tag(r.info.run_id, RECOMMENDED, "false")
+        self.client.set_tag(run_id, RECOMMENDED, "true")
+        self.client.log_artifacts(run_id, str(bundle_dir), f"bundle/{bundle_dir.name}")
 
     def log_parent_file(self, path: Path) -> None:
         self.client.log_artifact(self.parent_id, str(path))

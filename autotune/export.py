@@ -1,0 +1,280 @@
+"""`autotune export`: pick a recommended trial by policy and write a versioned, deployable bundle.
+
+Bundle (exports/<study>/v<N>/): vllm-args.json, serve.sh (safely quoted argv, PORT overridable),
+app-config.yaml (architecture, format, constraint, repair, cache, prompts), helm-values.yaml (the shape of the
+vLLM production-stack chart's values), bundle.json (everything machine-readable) and README.md (measured
+metrics with bootstrap confidence intervals, replicas for a target rate, provenance).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+
+from autotune import __version__
+from autotune.config.space import KNOWN_METRICS, SpaceConfig, load_space
+from autotune.config.workload import load_workload
+from autotune.errors import ConfigError
+from autotune.knobs import TrialConfig
+from autotune.pareto import front_indices
+
+SCHEMA_VERSION = 1
+POLICIES = ("fastest-within-quality", "cheapest-within-sla", "best-quality-within-sla", "knee")
+EXPR = re.compile(r"^\s*(min|max)\s+(\w+)(?:\s+where\s+(.+?))?\s*$", re.I)
+COND = re.compile(r"^\s*(\w+)\s*(<=|>=|<|>|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$", re.I)
+
+
+@dataclass
+class Candidate:
+    number: int
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    values: list[float]
+    user_attrs: dict[str, Any]
+
+
+def candidates(study: optuna.Study) -> list[Candidate]:
+    """Complete, feasible trials: the only ones a policy may recommend."""
+    return [Candidate(t.number, t.params, t.user_attrs.get("metrics", {}), list(t.values), t.user_attrs)
+            for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
+
+
+def parse_expression(expr: str) -> tuple[str, str, list[tuple[str, str, float]]]:
+    """'min p95_task_ms where quality >= 0.6 and task_error_rate <= 0.01' -> (min, metric, conditions)."""
+    m = EXPR.match(expr)
+    if not m:
+        raise ValueError("a policy expression reads `min|max METRIC [where METRIC OP NUMBER [and ...]]`")
+    goal, metric, where = m.group(1).lower(), m.group(2), m.group(3)
+    conds = []
+    for part in re.split(r"\s+and\s+", where or "", flags=re.I) if where else []:
+        c = COND.match(part)
+        if not c:
+            raise ValueError(f"cannot read condition {part!r}; use METRIC OP NUMBER with OP one of <= >= < > ==")
+        conds.append((c.group(1), c.group(2), float(c.group(3))))
+    for name in [metric, *[c[0] for c in conds]]:
+        if name not in KNOWN_METRICS:
+            raise ValueError(f"unknown metric {name!r}; known: {sorted(KNOWN_METRICS)}")
+    return goal, metric, conds
+
+
+def _holds(x: float | None, op: str, v: float) -> bool:
+    if x is None or math.isnan(x):
+        return False
+    return {"<=": x <= v, ">=": x >= v, "<": x < v, ">": x > v, "==": x == v}[op]
+
+
+def pick(cands: list[Candidate], space: SpaceConfig, policy: str, min_quality: float | None = None,
+         min_sla: float = 0.95) -> tuple[Candidate, str]:
+    """(chosen trial, the rule it was chosen by, in words). Raises ValueError when nothing qualifies."""
+    if not cands:
+        raise ValueError("the study has no complete, feasible trial")
+    best_q = max(c.metrics.get("quality", 0.0) for c in cands)
+    q = min_quality if min_quality is not None else round(0.9 * best_q, 4)
+    sla = f"task_sla_attainment >= {min_sla:g}"
+    expr = {
+        "fastest-within-quality": f"min p95_task_ms where quality >= {q:g}",
+        "cheapest-within-sla": f"min usd_per_1k_tasks where {sla}",
+        "best-quality-within-sla": f"max quality where {sla}",
+    }.get(policy)
+    if policy == "knee":
+        return _knee(cands, space), "knee: the front member closest to the ideal point (pymoo ASF, equal weights)"
+    goal, metric, conds = parse_expression(expr or policy)
+    ok = [c for c in cands if all(_holds(c.metrics.get(m), op, v) for m, op, v in conds)
+          and not math.isnan(c.metrics.get(metric, math.nan))]
+    if not ok:
+        raise ValueError(f"no trial satisfies `{expr or policy}`")
+    chosen = (min if goal == "min" else max)(ok, key=lambda c: c.metrics[metric])
+    return chosen, expr or policy
+
+
+def _knee(cands: list[Candidate], space: SpaceConfig) -> Candidate:
+    from pymoo.decomposition.asf import ASF
+
+    directions = [o.direction for o in space.objectives]
+    front = [cands[i] for i in front_indices([c.values for c in cands], directions)]
+    F = np.array([[v if d == "minimize" else -v for v, d in zip(c.values, directions, strict=True)] for c in front])
+    span = np.where(F.max(0) - F.min(0) > 0, F.max(0) - F.min(0), 1.0)
+    norm = (F - F.min(0)) / span
+    scores = ASF().do(norm, np.full(F.shape[1], 1.0 / F.shape[1]))
+    return front[int(np.argmin(scores))]
+
+
+def bootstrap_ci(values: list[float], stat, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of `stat` (scipy), or NaNs for fewer than 3 values."""
+    if len(values) < 3 or len(set(values)) < 2:
+        return (math.nan, math.nan)
+    from scipy.stats import bootstrap
+
+    res = bootstrap((np.asarray(values, dtype=float),), stat, confidence_level=confidence, n_resamples=2000,
+                    method="percentile", random_state=seed, vectorized=False)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def task_cis(tasks_file: Path) -> dict[str, tuple[float, float, float]]:
+    """metric -> (value, ci low, ci high) from a trial's measured tasks."""
+    if not tasks_file.is_file():
+        return {}
+    tasks = [json.loads(x) for x in tasks_file.read_text().splitlines() if x.strip()]
+    ok = [t for t in tasks if t.get("phase") == "measure" and t.get("ok")]
+    lat = [t["latency_s"] * 1000.0 for t in ok]
+    scores = [t.get("score", 0.0) for t in ok]
+    p95 = lambda x: float(np.percentile(x, 95))  # noqa: E731
+    out = {}
+    if lat:
+        out["p95_task_ms"] = (p95(lat), *bootstrap_ci(lat, p95))
+        out["mean_task_ms"] = (float(np.mean(lat)), *bootstrap_ci(lat, np.mean))
+    if scores:
+        out["quality"] = (float(np.mean(scores)), *bootstrap_ci(scores, np.mean))
+    return out
+
+
+def replicas_for(target_rate: float | None, goodput_per_replica: float) -> int | None:
+    if not target_rate:
+        return None
+    if not goodput_per_replica or math.isnan(goodput_per_replica) or goodput_per_replica <= 0:
+        raise ValueError("the chosen trial met the task SLA for no task: cannot size replicas for a target rate")
+    return max(1, math.ceil(target_rate / goodput_per_replica))
+
+
+def serve_script(argv: list[str], env: dict[str, str]) -> str:
+    """A bash script that execs the engine: every argument shlex-quoted, PORT/HOST overridable."""
+    args = list(argv)
+    parts = []
+    for i, a in enumerate(args):
+        if i > 0 and args[i - 1] == "--port":
+            parts.append('"$PORT"')
+        elif i > 0 and args[i - 1] == "--host":
+            parts.append('"$HOST"')
+        else:
+            parts.append(shlex.quote(a))
+    lines = ["#!/usr/bin/env bash", "# Generated by autotune export: starts the recommended engine.",
+             "set -euo pipefail", 'PORT="${PORT:-8000}"', 'HOST="${HOST:-127.0.0.1}"']
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    lines.append("exec " + " \\\n  ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def helm_values(config: TrialConfig, argv: list[str], replicas: int | None, engine_version: str) -> dict[str, Any]:
+    """Values in the shape of the vLLM production-stack Helm chart (servingEngineSpec.modelSpec)."""
+    s = config.server
+    extra = [a for a in argv[argv.index("--model") + 2:]] if "--model" in argv else []
+    extra = [a for i, a in enumerate(extra) if a not in ("--port", "--host") and
+             (i == 0 or extra[i - 1] not in ("--port", "--host"))]
+    return {"servingEngineSpec": {"modelSpec": [{
+        "name": re.sub(r"[^a-z0-9-]", "-", s.model.lower().rsplit("/", 1)[-1])[:50],
+        "repository": "vllm/vllm-openai", "tag": f"v{engine_version}" if engine_version[:1].isdigit() else "latest",
+        "modelURL": s.model, "replicaCount": replicas or 1,
+        "vllmConfig": {"maxModelLen": s.max_model_len, "dtype": s.dtype, "extraArgs": extra},
+    }]}}
+
+
+def next_version(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()]
+    return root / f"v{max(taken, default=0) + 1}"
+
+
+def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate: float | None = None,
+                  min_quality: float | None = None, min_sla: float = 0.95) -> tuple[Path, Candidate, str]:
+    from autotune.engines.vllm import build_argv, build_env
+    from autotune.loadgen.runner import app_config
+    from autotune.workloads.dataset import few_shot_examples
+
+    attrs = study.user_attrs
+    if "space_file" not in attrs:
+        raise ConfigError(study.study_name, "study", "has no recorded space file (made by an older autotune); "
+                          "rerun `autotune search` once to record it", show_value=False)
+    space = load_space(attrs["space_file"], check_paths=False)
+    try:
+        chosen, rule = pick(candidates(study), space, policy, min_quality, min_sla)
+    except ValueError as exc:
+        raise ConfigError(study.study_name, "--pick", str(exc), policy) from None
+    trial_dir = Path(attrs.get("run_dir", "runs")) / study.study_name / f"trial-{chosen.number:04d}"
+    config = TrialConfig.model_validate(json.loads((trial_dir / "resolved-config.json").read_text()))
+    server = config.server
+    argv = build_argv(server, space.engine, 8000)
+    if "/" in argv[0] and Path(argv[0]).exists():  # a relative interpreter path must work from anywhere
+        argv[0] = str(Path(argv[0]).resolve())
+    env = build_env(server, space.engine)
+    workload_file = Path(attrs["workload_file"])
+    workload = load_workload(workload_file)
+    app = app_config(workload, config.client, few_shot_examples(workload, workload_file))
+    app_yaml = {**app, "prompt": workload.prompt.model_dump(),
+                "questions": {f.name: f.question for f in workload.fields}}
+    try:
+        replicas = replicas_for(target_rate, chosen.metrics.get("task_goodput_tps", math.nan))
+    except ValueError as exc:
+        raise ConfigError(study.study_name, "--target-rate", str(exc), target_rate) from None
+    cis = task_cis(trial_dir / "tasks.jsonl")
+    engine_version = chosen.user_attrs.get("engine_version", "unknown")
+    out = next_version(out_root / study.study_name)
+    out.mkdir(parents=True)
+    bundle = {
+        "schema_version": SCHEMA_VERSION, "autotune_version": __version__, "engine_version": engine_version,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "study": study.study_name,
+        "trial": chosen.number, "mlflow_run_id": chosen.user_attrs.get("mlflow_run_id"),
+        "policy": policy, "rule": rule, "hardware": space.hardware.model_dump(),
+        "server": server.model_dump(), "client": config.client.model_dump(), "engine_argv": argv, "engine_env": env,
+        "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
+        "target_rate_tps": target_rate, "replicas": replicas,
+    }
+    (out / "bundle.json").write_text(json.dumps(bundle, indent=2, default=str))
+    (out / "vllm-args.json").write_text(json.dumps(argv, indent=2))
+    (out / "serve.sh").write_text(serve_script(argv, env))
+    (out / "serve.sh").chmod(0o755)
+    (out / "app-config.yaml").write_text(yaml.safe_dump(app_yaml, sort_keys=False, allow_unicode=True))
+    (out / "helm-values.yaml").write_text(yaml.safe_dump(helm_values(config, argv, replicas, engine_version),
+                                                         sort_keys=False))
+    (out / "README.md").write_text(_readme(bundle, cis))
+    return out, chosen, rule
+
+
+def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> str:
+    m = b["metrics"]
+    rows = []
+    for key in ("p95_task_ms", "mean_task_ms", "quality", "tasks_per_s", "task_goodput_tps", "task_sla_attainment",
+                "fm_calls_per_task", "output_tokens_per_task", "p95_ttft_ms", "usd_per_1k_tasks", "validity_rate"):
+        if key in cis:
+            v, lo, hi = cis[key]
+            rows.append(f"| {key} | {v:.4g} | [{lo:.4g}, {hi:.4g}] |")
+        elif key in m:
+            rows.append(f"| {key} | {m[key]:.4g} | - |")
+    knobs = "\n".join(f"- `{k}`: {v}" for k, v in {**b["server"], **b["client"]}.items() if v is not None)
+    sizing = (f"{b['replicas']} replica(s) for {b['target_rate_tps']:g} tasks/s at the measured task goodput of "
+              f"{m.get('task_goodput_tps', math.nan):.3g} tasks/s per replica." if b["replicas"] else
+              "Pass `--target-rate` to size replicas from the measured task goodput.")
+    return f"""# Recommended config: study `{b['study']}`, trial {b['trial']}
+
+Chosen by `{b['policy']}` ({b['rule']}).
+
+Start it: `PORT=8000 ./serve.sh` (the engine argv is also in `vllm-args.json`); the application settings
+(architecture, format, constraint, repair, cache, prompts) are in `app-config.yaml`; Kubernetes values for
+the vLLM production-stack chart in `helm-values.yaml`.
+
+## Measured (one measurement window; 95% bootstrap CIs from the trial's tasks)
+
+| metric | value | 95% CI |
+|---|---|---|
+{chr(10).join(rows)}
+
+{sizing}
+
+## Config
+{knobs}
+
+## Provenance
+- autotune {b['autotune_version']}, vLLM {b['engine_version']}, hardware: {b['hardware']['name']}
+  (${b['hardware']['usd_per_hour']}/h)
+- study `{b['study']}`, trial {b['trial']}, MLflow run `{b['mlflow_run_id']}`, exported {b['created']}
+- bundle schema {b['schema_version']}
+"""

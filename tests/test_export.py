@@ -1,0 +1,112 @@
+"""Policies, expressions, knee, replicas, serve.sh quoting; and a real bundle from a fake-engine study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+import yaml
+
+from autotune.config.space import SpaceConfig
+from autotune.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
+from autotune.study import run_search
+from tests.test_study import NullReporter, _mlflow_runs, _study, setup  # noqa: F401 (fixture)
+
+SPACE = SpaceConfig.model_validate({"name": "x"})  # default objectives: p95_task_ms, usd_per_1k_tasks, quality
+
+
+def cand(n, p95, usd, q, sla=1.0):
+    return Candidate(n, {}, {"p95_task_ms": p95, "usd_per_1k_tasks": usd, "quality": q,
+                             "task_sla_attainment": sla}, [p95, usd, q], {})
+
+
+CANDS = [cand(0, 1000, 0.010, 0.40), cand(1, 2000, 0.020, 0.60), cand(2, 5000, 0.050, 0.62, sla=0.5),
+         cand(3, 1500, 0.015, 0.58)]
+
+
+def test_named_policies():
+    assert pick(CANDS, SPACE, "fastest-within-quality")[0].number == 3  # 0.9 x best (0.62) = 0.558
+    assert pick(CANDS, SPACE, "fastest-within-quality", min_quality=0.3)[0].number == 0
+    assert pick(CANDS, SPACE, "cheapest-within-sla")[0].number == 0
+    assert pick(CANDS, SPACE, "best-quality-within-sla")[0].number == 1  # trial 2 misses the SLA
+    assert pick(CANDS, SPACE, "knee")[0].number in (1, 3)  # balanced, not an extreme
+
+
+def test_expressions():
+    assert parse_expression("min p95_task_ms where quality >= 0.6 and task_error_rate <= 0.01") == (
+        "min", "p95_task_ms", [("quality", ">=", 0.6), ("task_error_rate", "<=", 0.01)])
+    assert pick(CANDS, SPACE, "max quality where p95_task_ms < 1800")[0].number == 3
+    with pytest.raises(ValueError, match="unknown metric 'qualty'"):
+        parse_expression("min p95_task_ms where qualty >= 0.6")
+    with pytest.raises(ValueError, match="min\\|max METRIC"):
+        parse_expression("fastest please")
+    with pytest.raises(ValueError, match="no trial satisfies"):
+        pick(CANDS, SPACE, "min p95_task_ms where quality >= 0.99")
+
+
+def test_replicas_and_quoting():
+    assert replicas_for(10, 3.0) == 4 and replicas_for(None, 3.0) is None and replicas_for(1, 5) == 1
+    with pytest.raises(ValueError):
+        replicas_for(10, 0.0)
+    script = serve_script(["/x y/python", "-m", "vllm", "--host", "127.0.0.1", "--port", "8000",
+                           "--speculative-config", '{"method": "ngram"}'], {"A": "b c"})
+    assert "'/x y/python'" in script and '"$PORT"' in script and "export A='b c'" in script
+    assert """'{"method": "ngram"}'""" in script
+
+
+def test_bundle_from_a_study_starts_its_engine(setup, tmp_path):
+    opts = setup("{choices: [2, 4]}", n_trials=2, client="  output_format: {choices: [json, yaml]}")
+    run_search(opts, NullReporter())
+    study = _study(opts)
+    bundle, chosen, rule = export_bundle(study, "knee", tmp_path / "exports", target_rate=50.0)
+    assert bundle.name == "v1" and bundle.parent.name == "s"
+    assert {p.name for p in bundle.iterdir()} >= {"bundle.json", "vllm-args.json", "serve.sh", "app-config.yaml",
+                                                   "helm-values.yaml", "README.md"}
+    b = json.loads((bundle / "bundle.json").read_text())
+    assert b["trial"] == chosen.number and b["schema_version"] == 1 and b["metrics"]["quality"] == 1.0
+    assert b["replicas"] >= 1 and b["engine_version"] == "fake-0"
+    app = yaml.safe_load((bundle / "app-config.yaml").read_text())
+    assert app["output_format"] == chosen.params["output_format"] and app["fields"] == ["email", "name", "address"]
+    helm = yaml.safe_load((bundle / "helm-values.yaml").read_text())
+    assert helm["servingEngineSpec"]["modelSpec"][0]["replicaCount"] == b["replicas"]
+    assert "95% CI" in (bundle / "README.md").read_text()
+    assert export_bundle(study, "cheapest-within-sla", tmp_path / "exports")[0].name == "v2"  # versioned
+
+    port = "18777"
+    proc = subprocess.Popen([str(bundle / "serve.sh")], env={**os.environ, "PORT": port}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("serve.sh did not start the engine")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_cli_export_tags_the_mlflow_run(setup, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+
+    opts = setup("{choices: [2, 4]}", n_trials=2)
+    run_search(opts, NullReporter())
+    res = CliRunner().invoke(app, ["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick",
+                                   "min p95_task_ms where quality >= 0.5", "--out", str(tmp_path / "ex")])
+    assert res.exit_code == 0, res.output
+    client, runs = _mlflow_runs(opts)
+    tagged = [r for r in runs if r.data.tags.get("autotune.recommended") == "true"]
+    assert len(tagged) == 1
+    assert any(a.path == "bundle" for a in client.list_artifacts(tagged[0].info.run_id))
+    bad = CliRunner().invoke(app, ["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick", "fastest"])
+    assert bad.exit_code == 2 and "--pick" in bad.output and "Traceback" not in bad.output
