@@ -15,7 +15,8 @@ import yaml
 from autotune.config.space import SpaceConfig
 from autotune.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
 from autotune.study import run_search
-from tests.test_study import NullReporter, _mlflow_runs, _study, setup  # noqa: F401 (fixture)
+from tests.test_study import NullReporter, _mlflow_runs, _study
+from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 
 SPACE = SpaceConfig.model_validate({"name": "x"})  # default objectives: p95_task_ms, usd_per_1k_tasks, quality
 
