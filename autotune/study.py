@@ -7,7 +7,10 @@ the running trial; that trial is marked `interrupted` (here on Ctrl-C/SIGTERM, o
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import random
 import signal
 import socket
 import time
@@ -150,25 +153,27 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     objectives = [(o.metric, o.direction) for o in space.objectives]
 
     started = time.monotonic()
-    failures = 0
+    session_start = datetime.datetime.now()  # Optuna stores naive local times
     stopped = "n_trials reached"
     reporter.search_started(study_name, n_trials, _finished(study))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     status = "FINISHED"
     try:
-        while _finished(study) < n_trials:
+        # other workers' running trials count too: N workers sharing a study stop at n_trials, not n_trials + N
+        while _finished(study) + _running_elsewhere(study) < n_trials:
             if opts.timeout_s is not None and time.monotonic() - started > opts.timeout_s:
                 stopped = "timeout"
                 break
+            failures = _failures_since(study, session_start)  # every worker's, so the budget is shared
             if failures > max_failures:
                 stopped = f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
                 break
-            ok = _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter)
-            failures += 0 if ok else 1
+            _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter)
             _update_front(study, space, tracker, reporter)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+        _update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
     finally:
         keeper.close()  # the last engine (kept for reuse) never outlives the search
         signal.signal(signal.SIGTERM, previous)
@@ -211,11 +216,20 @@ def open_storage(url: str):
 def _open_study(name: str, storage: str, space: SpaceConfig, sampler: str, seed: int, n_trials: int,
                 space_file: str):
     directions = [o.direction for o in space.objectives]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study = optuna.create_study(study_name=name, storage=open_storage(storage), directions=directions,
-                                    sampler=_checked(lambda: make_sampler(sampler, seed, n_trials, space), space_file,
-                                                     sampler), load_if_exists=True)
+    chosen = _checked(lambda: make_sampler(sampler, seed, n_trials, space), space_file, sampler)
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study = optuna.create_study(study_name=name, storage=open_storage(storage), directions=directions,
+                                            sampler=chosen, load_if_exists=True)
+            break
+        except Exception as exc:  # workers starting together race to create the schema / the study: retry
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, SQLAlchemyError | optuna.exceptions.DuplicatedStudyError) or attempt == 5:
+                raise
+            time.sleep(0.5 + random.random())
     got = [d.name.lower() for d in study.directions]
     if got != directions:
         raise ConfigError(storage, f"study {name}", f"exists with directions {got}; the space asks for "
@@ -235,6 +249,18 @@ def _finished(study) -> int:
     states = optuna.trial.TrialState
     return sum(1 for t in study.trials if t.state == states.COMPLETE
                or (t.state == states.FAIL and not t.user_attrs.get("interrupted")))
+
+
+def _running_elsewhere(study) -> int:
+    """Trials other live workers are measuring now (they will finish and count)."""
+    me = os.getpid()
+    return sum(1 for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+               if t.user_attrs.get("owner", {}).get("pid") != me and _owner_alive(t.user_attrs.get("owner")))
+
+
+def _failures_since(study, since: datetime.datetime) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL])
+               if not t.user_attrs.get("interrupted") and t.datetime_start and t.datetime_start >= since)
 
 
 def _owner() -> dict[str, Any]:

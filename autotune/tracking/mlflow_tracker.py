@@ -8,6 +8,7 @@ parent carries the Pareto plot (PNG + interactive HTML) and the front table. Par
 from __future__ import annotations
 
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -32,29 +33,39 @@ class MlflowTracker:
 
         self.uri = uri
         self.study = study
-        try:
-            self.client = MlflowClient(tracking_uri=uri)
-            exp = self.client.get_experiment_by_name(study)
-            if exp is None:
-                location = (artifact_root / study).resolve().as_uri() if artifact_root else None
-                self.experiment_id = self.client.create_experiment(study, artifact_location=location)
-            else:
-                self.experiment_id = exp.experiment_id
-        except Exception as exc:  # store unreachable, bad URI, locked DB...
-            raise TrackingError(f"MLflow store {uri} is not usable: {type(exc).__name__}: {exc}"[:400]) from None
+        for attempt in range(6):  # workers starting together race to create the store schema / the experiment
+            try:
+                self.client = MlflowClient(tracking_uri=uri)
+                exp = self.client.get_experiment_by_name(study)
+                if exp is None:
+                    location = (artifact_root / study).resolve().as_uri() if artifact_root else None
+                    self.experiment_id = self.client.create_experiment(study, artifact_location=location)
+                else:
+                    self.experiment_id = exp.experiment_id
+                break
+            except Exception as exc:  # store unreachable, bad URI, locked DB...
+                if attempt == 5:
+                    raise TrackingError(f"MLflow store {uri} is not usable: {type(exc).__name__}: {exc}"[:400]) \
+                        from None
+                time.sleep(0.5 + random.random())
         self.parent_id = self._parent() if create_parent else ""
 
+    def _parents(self):
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{ROLE}` = 'study'",
+                                       order_by=["attributes.start_time ASC", "attributes.run_id ASC"])
+
     def _parent(self) -> str:
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{ROLE}` = 'study'", max_results=1,
-            order_by=["attributes.start_time ASC"],
-        )
+        runs = self._parents()
         if runs:
             self.client.update_run(runs[0].info.run_id, status="RUNNING")
             return runs[0].info.run_id
-        run = self.client.create_run(self.experiment_id, run_name=f"study:{self.study}",
-                                     tags={ROLE: "study", STUDY: self.study})
-        return run.info.run_id
+        mine = self.client.create_run(self.experiment_id, run_name=f"study:{self.study}",
+                                      tags={ROLE: "study", STUDY: self.study}).info.run_id
+        # workers starting together may each create one: all converge on the earliest, the others delete theirs
+        first = self._parents()[0].info.run_id
+        if first != mine:
+            self.client.delete_run(mine)
+        return first
 
     def start_trial(self, number: int, params: dict[str, Any]) -> str:
         from mlflow.entities import Param
