@@ -138,6 +138,43 @@ def export(
     out.print(f"trial {chosen.number} chosen by {rule}; bundle: {bundle}", soft_wrap=True)
 
 
+@app.command()
+def nightly(
+    study: Annotated[str, typer.Option(help="Study name.")],
+    run_dir: RunDir = Path("runs"),
+    storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
+    exports: Annotated[Path, typer.Option(help="Where `autotune export` writes bundles.")] = Path("exports"),
+    reports: Annotated[Path, typer.Option(help="Nightly reports go to REPORTS/<study>/.")] = Path("reports/nightly"),
+    policy: Annotated[str, typer.Option(help="Export policy (see `autotune export --help`).")] = "knee",
+    confirm: Annotated[int, typer.Option(help="Re-measurements of the recommended config.", min=1)] = 2,
+    new_trials: Annotated[int, typer.Option(help="New search trials after the check.", min=0)] = 2,
+    force: Annotated[list[str] | None, typer.Option(help="KNOB=VALUE applied to the re-measurement (rehearse a "
+                                                         "bad rollout, e.g. max_num_seqs=1).")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided tests.")] = 0.05,
+    latency_tolerance: Annotated[float, typer.Option(help="Relative p95 task latency increase tolerated.")] = 0.25,
+    quality_tolerance: Annotated[float, typer.Option(help="Absolute quality drop tolerated.")] = 0.05,
+) -> None:
+    """Resume, re-measure the recommended config against its baseline, search on, re-export; exit 5 on a
+    significant regression."""
+    from autotune.nightly import parse_forced, run_nightly
+    from autotune.progress import RichReporter
+    from autotune.study import default_storage
+
+    def go():
+        forced = parse_forced(force or [])
+        with RichReporter(out) as reporter:
+            return run_nightly(study, storage or default_storage(run_dir), exports, reports, policy, confirm,
+                               new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter)
+
+    result = _guard(go)
+    for c in result.comparisons:
+        out.print(("REGRESSION " if c.regressed else "ok ") + c.line(), soft_wrap=True)
+    out.print(f"report: {result.report_md}" + (f"; re-exported {result.reexported}" if result.reexported else ""))
+    if result.regressions:
+        err.print("[red]regression:[/] " + "; ".join(c.line() for c in result.regressions), soft_wrap=True)
+        raise typer.Exit(5)
+
+
 def _load_study(name: str, storage: str | None, run_dir: Path):
     import optuna
 

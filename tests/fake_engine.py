@@ -7,6 +7,7 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 13   -> dies at start with an 'unsupported' error
   --max-num-seqs 14   -> dies at start with an out-of-memory error
   --max-num-seqs 15   -> never becomes healthy (hangs)
+  --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         start = time.time()
         for i, p in enumerate(pieces):
-            time.sleep(0.002)
+            time.sleep(0.02 if args.max_num_seqs == 1 else 0.002)  # max-num-seqs 1: a deliberately slow engine
             if i == 0:
                 STATE["ttft_sum"] += time.time() - start
                 STATE["ttft_count"] += 1
