@@ -60,6 +60,53 @@ def _varied(rows: list[dict[str, Any]], key: str) -> bool:
     return len({json.dumps(r["params"].get(key)) for r in rows}) > 1
 
 
+def study_section(name: str, storage: str, out_dir: Path) -> list[str]:
+    """Front table, 2-D projections, 3-D HTML, parallel coordinates, hypervolume over trials, failures."""
+    from collections import Counter
+
+    from autotune.config.space import load_space
+    from autotune.study import front_rows, open_storage
+    from autotune.tracking.plots import pareto_html, pareto_png
+    from autotune.tracking.study_figures import hypervolume_curve, hypervolume_png, parallel_html
+
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    if "space_file" not in study.user_attrs:
+        return [f"(study `{name}` predates recorded space files: search figures skipped)", ""]
+    space = load_space(study.user_attrs["space_file"], check_paths=False)
+    objectives = [(o.metric, o.direction) for o in space.objectives]
+    rows, front = front_rows(study, space)
+    knobs = [k for k, spec in space.knobs.items() if spec.value is None]
+    md = ["### Search", ""]
+    if rows:
+        import matplotlib.pyplot as plt
+
+        fig = pareto_png(rows, objectives)
+        fig.savefig(out_dir / f"{name}-pareto.png", dpi=110)
+        plt.close(fig)
+        pareto_html(rows, objectives, knobs).write_html(out_dir / f"{name}-pareto-3d.html", include_plotlyjs="cdn")
+        parallel_html(rows, knobs, objectives).write_html(out_dir / f"{name}-parallel.html", include_plotlyjs="cdn")
+        curve = hypervolume_curve(rows, objectives)
+        fig = hypervolume_png(curve)
+        fig.savefig(out_dir / f"{name}-hypervolume.png", dpi=110)
+        plt.close(fig)
+        cols = [o for o, _ in objectives]
+        md += [f"Pareto front ({len(front)} of {len(rows)} feasible trials):", "",
+               "| trial | " + " | ".join(knobs + cols) + " |", "|" + "---|" * (1 + len(knobs) + len(cols))]
+        for r in front:
+            md.append(f"| {r['trial']} | " + " | ".join(str(r.get(k, "-")) for k in knobs) + " | "
+                      + " | ".join(f"{r[c]:.4g}" for c in cols) + " |")
+        md += ["", f"![projections]({name}-pareto.png)", "",
+               f"Interactive: [3-D front]({name}-pareto-3d.html), [parallel coordinates]({name}-parallel.html).",
+               "", f"![hypervolume]({name}-hypervolume.png)", "",
+               "Hypervolume (scaled objectives) after each trial: " + ", ".join(f"{t}: {h:.3f}" for t, h in curve),
+               ""]
+    fails = Counter(t.user_attrs.get("fail_reason", "?") for t in study.trials
+                    if t.state == optuna.trial.TrialState.FAIL)
+    if fails:
+        md += ["Failures by reason: " + ", ".join(f"{k} {v}" for k, v in fails.most_common()), ""]
+    return md
+
+
 def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = [f"# autotune report: {', '.join(studies)}", "",
@@ -74,6 +121,7 @@ def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
         engine = next((t.user_attrs.get("engine_version") for t in trials if t.user_attrs.get("engine_version")), "?")
         md += [f"## Study `{name}`", "", f"{len(done)} complete and {len(failed)} failed trials; engine "
                f"vLLM {engine}.", ""]
+        md += study_section(name, storage, out_dir)
         for keys, cols, label in GROUPINGS:
             if not done or not _varied(done, keys[0]):
                 continue

@@ -321,6 +321,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     except KeyboardInterrupt:
         _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
         raise
+    result.metrics.update(knob_metrics(values, space))
     result.metrics["trial_wall_s"] = time.monotonic() - started
     result.metrics["measure_share"] = result.metrics["measure_s"] / result.metrics["trial_wall_s"]
     ev = evaluate(result.metrics, space.objectives, space.constraints)
@@ -336,6 +337,22 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     }, tables=result.tables)
     reporter.trial_finished(trial.number, result.metrics, None)
     return True
+
+
+def knob_metrics(values: dict[str, Any], space: SpaceConfig) -> dict[str, float]:
+    """Every sampled knob as a number (`knob.<name>`: the value, 0/1, or the index in `choices`), because the
+    MLflow UI's parallel-coordinates and scatter views plot metrics and numeric params, not string params."""
+    out = {}
+    for name, v in values.items():
+        spec = space.knobs[name]
+        if spec.value is not None:
+            continue
+        if spec.choices is not None and not all(isinstance(c, int | float) and not isinstance(c, bool)
+                                                 for c in spec.choices):
+            out[f"knob.{name}"] = float(spec.choices.index(v))
+        else:
+            out[f"knob.{name}"] = float(v)
+    return out
 
 
 def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -206,6 +206,8 @@ def test_client_knobs_reuse_the_engine_and_measure_per_format(setup):
     assert {"node_breakdown.json", "node_breakdown.md", "tasks.jsonl", "engine.log"} <= arts
     assert child.data.tags["autotune.dominant_node"].startswith("call.")
     assert any(k.startswith("node.call.") for k in child.data.metrics)
+    # categorical knobs also appear as numbers for the MLflow UI's parallel coordinates
+    assert child.data.metrics["knob.output_format"] in (0, 1, 2, 3, 4) and "knob.architecture" in child.data.metrics
 
 
 def test_unsupported_constraints_are_failed_trials_with_reason(setup):
