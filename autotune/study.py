@@ -28,7 +28,7 @@ from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
-from autotune.errors import ConfigError, TrialError
+from autotune.errors import ConfigError, TrackingError, TrialError
 from autotune.knobs import ServerConfig, split_values
 from autotune.models import registry as models
 from autotune.objectives import evaluate
@@ -174,11 +174,18 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         status = "KILLED"
         raise
         _update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
+    except TrackingError:
+        status = "FAILED"
+        raise
     finally:
         keeper.close()  # the last engine (kept for reuse) never outlives the search
         signal.signal(signal.SIGTERM, previous)
-        tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
-        tracker.end(status)
+        try:
+            tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
+            tracker.end(status)
+        except TrackingError:
+            if status == "FINISHED":
+                raise  # the store failed now; if it failed earlier, that error is already on its way
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL

@@ -245,3 +245,27 @@ def test_search_runs_with_other_samplers(setup, sampler):
     assert summary.trials_complete == 2
     if sampler.startswith("pymoo"):
         assert [t.system_attrs["pymoo:index"] for t in _study(opts).trials] == [0, 1]
+
+
+def test_mlflow_store_failure_mid_search_is_one_line_and_loses_no_trial(setup):
+    """The artifact store breaks after the first trial: a one-line TrackingError, the trial is in Optuna, and
+    no engine is left running."""
+    import shutil
+
+    from autotune.errors import TrackingError
+
+    opts = setup("{choices: [2, 4]}", n_trials=3)
+
+    class Breaker(NullReporter):
+        def trial_finished(self, number, metrics, error):
+            super().trial_finished(number, metrics, error)
+            art = opts.run_dir / "mlartifacts"
+            shutil.rmtree(art, ignore_errors=True)
+            art.write_text("not a directory any more")
+
+    with pytest.raises(TrackingError) as exc:
+        run_search(opts, Breaker())
+    assert "MLflow store" in str(exc.value) and "\n" not in str(exc.value)
+    trials = _study(opts).trials
+    assert trials[0].state.name == "COMPLETE"
+    assert not list((opts.run_dir / "engines").glob("*.json"))

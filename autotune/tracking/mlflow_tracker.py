@@ -7,6 +7,7 @@ parent carries the Pareto plot (PNG + interactive HTML) and the front table. Par
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -155,6 +156,27 @@ class MlflowTracker:
     def run_url(self, run_id: str | None = None) -> str:
         rid = run_id or self.parent_id
         return f"#/experiments/{self.experiment_id}/runs/{rid}"
+
+
+def _store_errors(fn):
+    """Any failure of the store mid-search becomes one TrackingError line (Optuna already has the trial)."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}"[:400]) from None
+
+    return wrapper
+
+
+for _name in ("start_trial", "finish_trial", "mark_interrupted", "set_pareto", "log_front", "log_study_params",
+              "log_parent_metrics", "recommend", "log_parent_file", "end"):
+    setattr(MlflowTracker, _name, _store_errors(getattr(MlflowTracker, _name)))
 
 
 def _log_file_as(client, run_id: str, path: Path, name: str) -> None:
