@@ -7,6 +7,7 @@ the running trial; that trial is marked `interrupted` (here on Ctrl-C/SIGTERM, o
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -314,7 +315,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     trial_dir = study_dir / f"trial-{trial.number:04d}"
     started = time.monotonic()
     try:
-        result = run_trial(config, inputs, keeper, trial_dir, reporter.phase)
+        result, fidelity, screen = _measure(study, config, inputs, keeper, trial_dir, reporter)
     except TrialError as err:
         trial.set_user_attr("fail_reason", err.reason)
         trial.set_user_attr("fail_message", str(err)[:1000])
@@ -329,6 +330,10 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
         raise
     result.metrics.update(knob_metrics(values, space))
+    result.metrics["fidelity_s"] = result.metrics["measure_s"]
+    trial.set_user_attr("fidelity", fidelity)
+    if screen is not None:
+        trial.set_user_attr("screen_metrics", {k: v for k, v in screen.items() if v == v and "." not in k})
     result.metrics["trial_wall_s"] = time.monotonic() - started
     result.metrics["measure_share"] = result.metrics["measure_s"] / result.metrics["trial_wall_s"]
     ev = evaluate(result.metrics, space.objectives, space.constraints)
@@ -341,8 +346,41 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
         "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
         "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
+        "autotune.fidelity": fidelity,
     }, tables=result.tables)
     reporter.trial_finished(trial.number, result.metrics, None)
+    return True
+
+
+def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, reporter: Reporter):
+    """(result, fidelity, screening metrics or None). With `search.screening_s`, a short window first; the full
+    window (on the same, still running engine) only when the screened point could still reach the front."""
+    search = inputs.space.search
+    if not search.screening_s:
+        return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", None
+    short = dataclasses.replace(inputs, workload=inputs.workload.model_copy(
+        update={"duration_s": search.screening_s, "warmup_s": min(inputs.workload.warmup_s, search.screening_s)}))
+    screen = run_trial(config, short, keeper, trial_dir / "screen", reporter.phase)
+    ev = evaluate(screen.metrics, inputs.space.objectives, inputs.space.constraints)
+    if not _could_reach_front(study, inputs.space, ev.values, search.screening_margin):
+        return screen, "screen", None
+    reporter.phase("full window")
+    return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", screen.metrics
+
+
+def _could_reach_front(study, space: SpaceConfig, values: list[float], margin: float) -> bool:
+    """Not dominated by any full-fidelity front member even if `margin` better on every objective."""
+    _, front = front_rows(study, space)
+    hopeful = []
+    for v, o in zip(values, space.objectives, strict=True):
+        better = v * (1 - margin) if o.direction == "minimize" else v * (1 + margin)
+        hopeful.append(better if v >= 0 else v)
+    for r in front:
+        theirs = [r[o.metric] for o in space.objectives]
+        if all((t <= h) if o.direction == "minimize" else (t >= h) for t, h, o in zip(theirs, hopeful,
+                                                                                     space.objectives, strict=True)) \
+                and theirs != hopeful:
+            return False
     return True
 
 
@@ -368,6 +406,8 @@ def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[di
     for t in study.trials:
         if t.state != optuna.trial.TrialState.COMPLETE or not t.user_attrs.get("feasible", True):
             continue
+        if t.user_attrs.get("fidelity", "full") != "full":
+            continue  # screened out after a short window: never on the front
         metrics = t.user_attrs.get("metrics", {})
         row = {"trial": t.number, **t.params, "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
         for o, v in zip(space.objectives, t.values, strict=True):

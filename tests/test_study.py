@@ -269,3 +269,24 @@ def test_mlflow_store_failure_mid_search_is_one_line_and_loses_no_trial(setup):
     trials = _study(opts).trials
     assert trials[0].state.name == "COMPLETE"
     assert not list((opts.run_dir / "engines").glob("*.json"))
+
+
+def test_multi_fidelity_screens_out_hopeless_configs(setup):
+    """A short screening window first: the slow config (max_num_seqs 1 streams 10x slower in the fake) is
+    dominated by the front even with the margin, so it never gets the full window; the other one does."""
+    opts = setup("{choices: [4, 1]}", n_trials=2)
+    text = opts.space_file.read_text().replace(
+        "search: {", "search: {screening_s: 0.8, screening_margin: 0.1, enqueue: [{max_num_seqs: 4}, "
+                     "{max_num_seqs: 1}], ").replace(
+        "constraints:", "objectives: [{metric: p95_task_ms, direction: minimize}, "
+                        "{metric: usd_per_1k_tasks, direction: minimize}]\nconstraints:")
+    opts.space_file.write_text(text)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 2
+    t0, t1 = _study(opts).trials
+    assert t0.params["max_num_seqs"] == 4 and t0.user_attrs["fidelity"] == "full"
+    assert "screen_metrics" in t0.user_attrs and t0.user_attrs["metrics"]["fidelity_s"] == 2
+    assert t1.user_attrs["fidelity"] == "screen" and t1.user_attrs["metrics"]["fidelity_s"] == 0.8
+    assert {r["trial"] for r in summary.front} == {0}
+    assert (opts.run_dir / "s" / "trial-0001" / "screen").is_dir()
+    assert not (opts.run_dir / "s" / "trial-0001" / "tasks.jsonl").exists(), "no full window for trial 1"

@@ -130,6 +130,10 @@ class SearchDefaults(Strict):
                      "pymoo-moead"] = "tpe"
     # warm start: configs measured first in a new study (e.g. today's production config); knob -> value
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    # multi-fidelity: measure every trial for `screening_s` first; only one that could still reach the front
+    # (not dominated by it even when `screening_margin` better on every objective) gets the full window
+    screening_s: float | None = Field(None, gt=0)
+    screening_margin: float = Field(0.1, ge=0, le=1)
 
 
 class SpaceConfig(Strict):
