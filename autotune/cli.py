@@ -55,6 +55,8 @@ def search(
     max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.")] = None,
     sampler: Annotated[str | None, typer.Option(help="tpe | nsga2 | nsga3 | gp | random | grid | pymoo-nsga2 | "
                                                      "pymoo-nsga3 | pymoo-moead (default: the space's).")] = None,
+    confirm: Annotated[int, typer.Option(help="Re-measure every front member K times at the end (noise, "
+                                              "distinguishability in `autotune report`).", min=0)] = 0,
     run_dir: RunDir = Path("runs"),
 ) -> None:
     """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""
@@ -63,7 +65,7 @@ def search(
 
     opts = SearchOptions(space_file=space, workload_file=workload, n_trials=n_trials, timeout_s=timeout, seed=seed,
                          study_name=study_name, storage=storage, run_dir=run_dir, mlflow_uri=mlflow_uri,
-                         max_failures=max_failures, sampler=sampler)
+                         max_failures=max_failures, sampler=sampler, confirm=confirm)
 
     def go():
         with RichReporter(out) as reporter:

@@ -100,6 +100,9 @@ def study_section(name: str, storage: str, out_dir: Path) -> list[str]:
                "", f"![hypervolume]({name}-hypervolume.png)", "",
                "Hypervolume (scaled objectives) after each trial: " + ", ".join(f"{t}: {h:.3f}" for t, h in curve),
                ""]
+    from autotune.confirm import noise_markdown, spreads
+
+    md += noise_markdown(spreads(study, space))
     fails = Counter(t.user_attrs.get("fail_reason", "?") for t in study.trials
                     if t.state == optuna.trial.TrialState.FAIL)
     if fails:

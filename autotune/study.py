@@ -64,6 +64,7 @@ class SearchOptions:
     mlflow_uri: str | None = None
     max_failures: int | None = None
     sampler: str | None = None
+    confirm: int = 0  # re-measure every front member this many times at the end (noise)
 
 
 @dataclass
@@ -171,10 +172,14 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                 break
             _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter)
             _update_front(study, space, tracker, reporter)
+        if opts.confirm and not stopped.startswith("failure budget"):
+            from autotune.confirm import confirm_front
+
+            confirm_front(study, space, inputs, keeper, tracker, run_dir / study_name, reporter, opts.confirm)
+        _update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-        _update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
     except TrackingError:
         status = "FAILED"
         raise

@@ -290,3 +290,37 @@ def test_multi_fidelity_screens_out_hopeless_configs(setup):
     assert {r["trial"] for r in summary.front} == {0}
     assert (opts.run_dir / "s" / "trial-0001" / "screen").is_dir()
     assert not (opts.run_dir / "s" / "trial-0001" / "tasks.jsonl").exists(), "no full window for trial 1"
+
+
+def test_confirm_remeasures_the_front_and_reports_noise(setup):
+    from autotune.config.space import load_space
+    from autotune.confirm import indistinguishable, spreads
+
+    opts = setup("{choices: [2, 4]}", n_trials=2)
+    opts.confirm = 2
+    summary = run_search(opts, NullReporter())
+    study = _study(opts)
+    front = {r["trial"] for r in summary.front}
+    store = study.user_attrs["confirm"]
+    for t in study.trials:
+        conf = store.get(str(t.number))
+        assert (conf is not None) == (t.number in front)
+        if conf:
+            assert len(conf["p95_task_ms"]) == 2 and all(v > 0 for v in conf["p95_task_ms"])
+    spread = spreads(study, load_space(opts.space_file, check_paths=False))
+    assert set(spread) == front and all(s["quality"]["n"] == 3 for s in spread.values())
+    assert isinstance(indistinguishable(spread), list)
+    client, runs = _mlflow_runs(opts)
+    confirmed = [r for r in runs if "confirm.p95_task_ms" in r.data.metrics]
+    assert len(confirmed) == len(front)
+    history = client.get_metric_history(confirmed[0].info.run_id, "confirm.p95_task_ms")
+    assert [m.step for m in history] == [1, 2]
+
+
+def test_indistinguishable_pairs():
+    from autotune.confirm import indistinguishable
+
+    def s(lo, hi):
+        return {"min": lo, "max": hi}
+    spread = {0: {"a": s(1, 2), "b": s(5, 6)}, 1: {"a": s(1.5, 2.5), "b": s(5.5, 7)}, 2: {"a": s(3, 4), "b": s(5, 6)}}
+    assert indistinguishable(spread) == [(0, 1)]

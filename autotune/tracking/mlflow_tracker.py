@@ -138,6 +138,15 @@ class MlflowTracker:
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, len(history))
                                                        for k, v in metrics.items()])
 
+    def log_history(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        """Metrics as one more step of their history (confirmation windows of a trial)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        ms = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(v)]
+        if ms:
+            self.client.log_batch(run_id, metrics=ms)
+
     def recommend(self, run_id: str, bundle_dir: Path) -> None:
         """Tag the chosen trial run `recommended` (and no other run of the study), log the bundle to it."""
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RECOMMENDED}` = 'true'")
@@ -174,8 +183,8 @@ def _store_errors(fn):
     return wrapper
 
 
-for _name in ("start_trial", "finish_trial", "mark_interrupted", "set_pareto", "log_front", "log_study_params",
-              "log_parent_metrics", "recommend", "log_parent_file", "end"):
+for _name in ("start_trial", "finish_trial", "log_history", "mark_interrupted", "set_pareto", "log_front",
+              "log_study_params", "log_parent_metrics", "recommend", "log_parent_file", "end"):
     setattr(MlflowTracker, _name, _store_errors(getattr(MlflowTracker, _name)))
 
 
