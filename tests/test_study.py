@@ -324,3 +324,18 @@ def test_indistinguishable_pairs():
         return {"min": lo, "max": hi}
     spread = {0: {"a": s(1, 2), "b": s(5, 6)}, 1: {"a": s(1.5, 2.5), "b": s(5.5, 7)}, 2: {"a": s(3, 4), "b": s(5, 6)}}
     assert indistinguishable(spread) == [(0, 1)]
+
+
+def test_batches_run_equal_server_parts_back_to_back(setup):
+    """Random proposals alternate server parts; asked in a batch of 4 they are regrouped so only one relaunch
+    happens per distinct server part in the batch."""
+    client = "  output_format: {choices: [json, yaml, minimal]}"
+    opts = setup("{choices: [2, 4]}", n_trials=4, client=client)
+    opts.space_file.write_text(opts.space_file.read_text().replace("search: {", "search: {batch: 4, "))
+    run_search(opts, NullReporter())
+    trials = sorted(_study(opts).trials, key=lambda t: t.datetime_start)
+    order = [t.params["max_num_seqs"] for t in sorted(trials, key=lambda t: t.datetime_complete)]
+    switches = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
+    assert switches <= 1, order
+    reused = sum(t.user_attrs["metrics"]["engine_reused"] for t in trials)
+    assert reused == 4 - len(set(order))

@@ -134,6 +134,9 @@ class SearchDefaults(Strict):
     # (not dominated by it even when `screening_margin` better on every objective) gets the full window
     screening_s: float | None = Field(None, gt=0)
     screening_margin: float = Field(0.1, ge=0, le=1)
+    # trial economy: ask this many trials at once and run equal server parts back to back (engine reuse);
+    # model-based samplers see the batch's results only after it, so keep it small for TPE/GP
+    batch: int = Field(1, ge=1, le=64)
 
 
 class SpaceConfig(Strict):
