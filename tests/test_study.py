@@ -339,3 +339,19 @@ def test_batches_run_equal_server_parts_back_to_back(setup):
     assert switches <= 1, order
     reused = sum(t.user_attrs["metrics"]["engine_reused"] for t in trials)
     assert reused == 4 - len(set(order))
+
+
+def test_distributed_load_generation(setup, tmp_path):
+    """processes: 2 runs Locust's distributed mode (master + 2 workers): both workers' tasks are merged, task
+    numbers stay unique, and the summary adds up their CPU."""
+    opts = setup("{value: 4}", n_trials=1, arrival="{mode: closed, users: 4}")
+    wl = tmp_path / "wl.yaml"
+    wl.write_text(wl.read_text() + "processes: 2\n")
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 1
+    load_dir = opts.run_dir / "s" / "trial-0000" / "load"
+    assert {p.name for p in load_dir.glob("tasks-*.jsonl")} == {"tasks-0.jsonl", "tasks-1.jsonl"}
+    tasks = [json.loads(x) for x in (opts.run_dir / "s" / "trial-0000" / "tasks.jsonl").read_text().splitlines()]
+    assert len({t["n"] for t in tasks}) == len(tasks) and {t["n"] % 2 for t in tasks} == {0, 1}
+    m = _study(opts).trials[0].user_attrs["metrics"]
+    assert m["tasks_ok"] > 0 and m["quality"] == 1.0 and m["server_generation_tokens"] > 0

@@ -65,6 +65,9 @@ class WorkloadConfig(Strict):
     warmup_s: float = Field(5.0, ge=0)
     duration_s: float = Field(30.0, gt=0)
     drain_timeout_s: float = Field(60.0, ge=0)
+    # load-generator processes: >1 runs Locust's distributed mode (master + N workers) for loads one process
+    # cannot generate; each worker has its own semantic cache
+    processes: int = Field(1, ge=1, le=64)
     request_timeout_s: float = Field(120.0, gt=0)
     max_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0, le=2)

@@ -80,6 +80,29 @@ class Run:
     tasks: list[dict] = []
     rusage0 = None
     model: str | None = CFG["model"]
+    role = "local"
+    index = 0
+    suffix = ""
+
+
+def _role(environment) -> str:
+    from locust.runners import MasterRunner, WorkerRunner
+
+    if isinstance(environment.runner, MasterRunner):
+        return "master"
+    return "worker" if isinstance(environment.runner, WorkerRunner) else "local"
+
+
+class Done:
+    """Master side of distributed mode (`processes` > 1): workers report when their drain is over."""
+
+    workers: set[int] = set()
+
+
+@events.init.add_listener
+def _on_init(environment, **_):
+    if _role(environment) == "master":
+        environment.runner.register_message("autotune_done", lambda msg, **kw: Done.workers.add(msg.data))
 
 
 @events.test_start.add_listener
@@ -88,13 +111,30 @@ def _on_start(environment, **_):
     Run.warmup_end = Run.t0 + CFG["warmup_s"]
     Run.measure_end = Run.warmup_end + CFG["duration_s"]
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+    Run.role = _role(environment)
+    Run.index = getattr(environment.runner, "worker_index", 0) if Run.role == "worker" else 0
     Run.order = list(range(len(CFG["tasks"])))
-    random.Random(CFG["seed"]).shuffle(Run.order)
+    random.Random(CFG["seed"] + Run.index).shuffle(Run.order)  # workers walk the dataset in different orders
     out = Path(CFG["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "requests.jsonl").write_text("")
-    (out / "tasks.jsonl").write_text("")
+    if Run.role == "master":  # runs no users: snapshots /metrics, waits for the workers, quits
+        gevent.spawn(_master_controller, environment, out)
+        return
+    Run.suffix = f"-{Run.index}" if Run.role == "worker" else ""
+    (out / f"requests{Run.suffix}.jsonl").write_text("")
+    (out / f"tasks{Run.suffix}.jsonl").write_text("")
     gevent.spawn(_controller, environment, out)
+
+
+def _master_controller(environment, out: Path) -> None:
+    gevent.sleep(max(0.0, Run.warmup_end - time.time()))
+    _scrape(environment, out, "metrics-before.txt")
+    expected = max(1, environment.runner.worker_count)
+    deadline = Run.measure_end + CFG["drain_timeout_s"] + 15
+    while len(Done.workers) < expected and time.time() < deadline:
+        gevent.sleep(0.1)
+    _scrape(environment, out, "metrics-after.txt")
+    environment.runner.quit()
 
 
 def _scrape(environment, out: Path, name: str) -> None:
@@ -110,13 +150,15 @@ def _scrape(environment, out: Path, name: str) -> None:
 def _controller(environment, out: Path) -> None:
     """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit."""
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
-    _scrape(environment, out, "metrics-before.txt")
+    if Run.role == "local":
+        _scrape(environment, out, "metrics-before.txt")
     gevent.sleep(max(0.0, Run.measure_end - time.time()))
     drain_deadline = time.time() + CFG["drain_timeout_s"]
     while Run.in_flight > 0 and time.time() < drain_deadline:
         gevent.sleep(0.05)
     drained_s = time.time() - Run.measure_end
-    _scrape(environment, out, "metrics-after.txt")
+    if Run.role == "local":
+        _scrape(environment, out, "metrics-after.txt")
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru.ru_utime - Run.rusage0.ru_utime) + (ru.ru_stime - Run.rusage0.ru_stime)
     wall = time.time() - Run.t0
@@ -127,12 +169,15 @@ def _controller(environment, out: Path) -> None:
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
         "cache_entries": len(CACHE) if CACHE is not None else None,
     }
-    for name, rows in (("requests.jsonl", Run.records), ("tasks.jsonl", Run.tasks)):
+    for name, rows in ((f"requests{Run.suffix}.jsonl", Run.records), (f"tasks{Run.suffix}.jsonl", Run.tasks)):
         with (out / name).open("a") as f:
             for rec in rows:
                 f.write(json.dumps(rec) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    environment.runner.quit()
+    (out / f"summary{Run.suffix}.json").write_text(json.dumps(summary, indent=2))
+    if Run.role == "worker":
+        environment.runner.send_message("autotune_done", Run.index)
+    else:
+        environment.runner.quit()
 
 
 class ChatUser(HttpUser):
@@ -151,7 +196,7 @@ class ChatUser(HttpUser):
             raise StopUser()
         arrival = CFG["arrival"]
         if arrival["mode"] == "poisson":
-            users = max(1, self.environment.runner.user_count)
+            users = max(1, CFG.get("load_users") or self.environment.runner.user_count)  # all processes' users
             gevent.sleep(random.expovariate(arrival["rate"] / users))
             if time.time() < Run.measure_end:
                 gevent.spawn(self.one_task)
@@ -159,7 +204,7 @@ class ChatUser(HttpUser):
             self.one_task()
 
     def one_task(self):
-        n = next(Run.counter)
+        n = next(Run.counter) * max(1, CFG.get("processes", 1)) + Run.index  # unique across load processes
         item = CFG["tasks"][Run.order[n % len(Run.order)]]
         item = {**item, "source": {"n": n, "id": item["id"]}}
         send_ts = time.time()

@@ -61,30 +61,41 @@ def load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict
         "duration_s": workload.duration_s,
         "drain_timeout_s": workload.drain_timeout_s,
         "request_timeout_s": workload.request_timeout_s,
+        "processes": workload.processes,
         "out_dir": str(out_dir),
     }
 
 
 def locust_argv(url: str, cfg: dict[str, Any]) -> list[str]:
-    arrival = cfg["arrival"]
-    users = arrival["users"] if arrival["mode"] == "closed" else 1
+    """One Locust process, or with `processes` > 1 Locust's distributed mode on this host (a master that
+    runs no users plus N worker processes), for loads one process (one core) cannot generate."""
+    users = load_users(cfg)
+    extra = ["--processes", str(cfg["processes"])] if cfg.get("processes", 1) > 1 else []
     hard_limit = int(cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 30)
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", url, "--headless",
         "-u", str(users), "-r", str(users), "--run-time", f"{hard_limit}s", "--stop-timeout", "5",
-        "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING",
+        "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", *extra,
     ]
+
+
+def load_users(cfg: dict[str, Any]) -> int:
+    arrival = cfg["arrival"]
+    return arrival["users"] if arrival["mode"] == "closed" else max(1, cfg.get("processes", 1))
 
 
 def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None) -> LoadResult:
     """Run Locust in its own process group; any failure becomes LoadGenError quoting its output."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = {**cfg, "load_users": load_users(cfg)}
     cfg_path = out_dir / "load-config.json"
     cfg_path.write_text(json.dumps(cfg, indent=2))
     env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path)}
     log_path = out_dir / "locust.log"
     argv = locust_argv(url, cfg)
     log_path.unlink(missing_ok=True)
+    for stale in [*out_dir.glob("summary*.json"), *out_dir.glob("tasks*.jsonl"), *out_dir.glob("requests*.jsonl")]:
+        stale.unlink()  # a previous run's files must not be merged into this one
     proc = start_group(argv, env, log_path)  # own group, dies with us even on kill -9 (PDEATHSIG)
     limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90
     try:
@@ -95,14 +106,14 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     except BaseException:  # Ctrl-C / SIGTERM: never leave the load generator behind
         terminate_group(proc.pid, 5.0)
         raise
-    summary_path = out_dir / "summary.json"
-    if code != 0 or not summary_path.is_file():
+    summaries = sorted(out_dir.glob("summary*.json"))
+    if code != 0 or not summaries:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise LoadGenError(f"locust exited with code {code}: {' | '.join(tail)[-400:]}")
     return LoadResult(
-        records=_jsonl(out_dir / "requests.jsonl"),
-        tasks=_jsonl(out_dir / "tasks.jsonl"),
-        summary=json.loads(summary_path.read_text()),
+        records=[r for p in sorted(out_dir.glob("requests*.jsonl")) for r in _jsonl(p)],
+        tasks=[t for p in sorted(out_dir.glob("tasks*.jsonl")) for t in _jsonl(p)],
+        summary=merge_summaries([json.loads(p.read_text()) for p in summaries]),
         metrics_before=_read(out_dir / "metrics-before.txt"),
         metrics_after=_read(out_dir / "metrics-after.txt"),
         out_dir=out_dir,
@@ -120,6 +131,20 @@ def _wait(proc: subprocess.Popen, limit: float, on_tick: Callable[[], None] | No
                 raise
             if on_tick:
                 on_tick()
+
+
+def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for all load processes: CPU and counts add up, the wall clock is the longest."""
+    if len(parts) == 1:
+        return parts[0]
+    merged = dict(parts[0])
+    for key in ("loadgen_cpu_s", "records", "tasks", "abandoned_in_flight"):
+        merged[key] = sum(p.get(key) or 0 for p in parts)
+    merged["loadgen_wall_s"] = max(p.get("loadgen_wall_s", 0.0) for p in parts)
+    merged["drain_s"] = max(p.get("drain_s", 0.0) for p in parts)
+    merged["loadgen_cpu_share"] = merged["loadgen_cpu_s"] / merged["loadgen_wall_s"] if merged["loadgen_wall_s"] else 0
+    merged["processes"] = len(parts)
+    return merged
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
