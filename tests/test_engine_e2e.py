@@ -136,7 +136,11 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
 
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
     bundle, chosen, _ = export_bundle(study, "knee", tmp_path / "exports")
-    assert json.loads((bundle / "bundle.json").read_text())["metrics"] == chosen.metrics
+    exported = json.loads((bundle / "bundle.json").read_text())
+    assert exported["metrics"] == chosen.metrics
+    logged = client.get_run(exported["mlflow_run_id"]).data.metrics  # the bundle's numbers are the run's numbers
+    for key in ("p95_task_ms", "quality", "tasks_per_s", "usd_per_1k_tasks"):
+        assert logged[key] == pytest.approx(exported["metrics"][key])
     proc = subprocess.Popen([str(bundle / "serve.sh")], env={**os.environ, "PORT": "18999"}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
