@@ -36,7 +36,8 @@ class Comparison:
     regressed: bool
 
     def line(self) -> str:
-        return (f"{self.metric}: {self.baseline:.4g} -> {self.current:.4g} ({self.change:+.1%}), one-sided "
+        change = f"{self.change:+.3f}" if self.metric == "quality" else f"{self.change:+.1%}"  # absolute / relative
+        return (f"{self.metric}: {self.baseline:.4g} -> {self.current:.4g} ({change}), one-sided "
                 f"Mann-Whitney p={self.p_value:.2g} (confidence {1 - self.p_value:.2%})")
 
 
