@@ -30,7 +30,7 @@ from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
-from autotune.errors import ConfigError, TrackingError, TrialError
+from autotune.errors import ConfigError, TrackingError, TrialError, TrialRejected
 from autotune.knobs import ServerConfig, split_values
 from autotune.models import registry as models
 from autotune.objectives import evaluate
@@ -343,12 +343,17 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         trial, values = asked
     config = split_values(values)
     trial.set_user_attr("owner", _owner())
+    trial.set_user_attr("server", config.server.model_dump(mode="json"))  # to recognise repeats of failed launches
     run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default
     trial.set_user_attr("mlflow_run_id", run_id)
     reporter.trial_started(trial.number, values)
     trial_dir = study_dir / f"trial-{trial.number:04d}"
     started = time.monotonic()
     try:
+        known = _known_failure(study, config.server)
+        if known is not None:  # the same engine config already failed to start: do not pay for it again
+            raise TrialRejected(f"server part equals failed trial {known.number} ({known.user_attrs['fail_reason']})"
+                                "; not launched again", "known_failure")
         result, fidelity, screen = _measure(study, config, inputs, keeper, trial_dir, reporter)
     except TrialError as err:
         trial.set_user_attr("fail_reason", err.reason)
@@ -400,6 +405,18 @@ def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir
         return screen, "screen", None
     reporter.phase("full window")
     return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", screen.metrics
+
+
+LAUNCH_FAILURES = ("oom", "unsupported", "launch_failed", "health_timeout")
+
+
+def _known_failure(study, server: ServerConfig):
+    """An earlier trial whose identical server part failed to launch (deterministic failures), or None."""
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]):
+        if t.user_attrs.get("fail_reason") in LAUNCH_FAILURES and t.user_attrs.get("server") == \
+                server.model_dump(mode="json"):
+            return t
+    return None
 
 
 def _could_reach_front(study, space: SpaceConfig, values: list[float], margin: float) -> bool:

@@ -123,13 +123,14 @@ def test_failed_launches_are_data_and_budget_stops(setup):
     summary = run_search(opts, reporter)
     assert summary.trials_complete == 0 and summary.trials_failed == 3
     assert "failure budget" in summary.stopped_because
-    reasons = {t.params["max_num_seqs"]: t.user_attrs["fail_reason"] for t in _study(opts).trials}
-    assert set(reasons.values()) <= {"unsupported", "oom"} and reasons
-    assert reasons.get(13, "unsupported") == "unsupported" and reasons.get(14, "oom") == "oom"
+    first = {}  # the first failure of each config is its real reason; repeats are `known_failure`
+    for t in _study(opts).trials:
+        first.setdefault(t.params["max_num_seqs"], t.user_attrs["fail_reason"])
+    assert first.get(13, "unsupported") == "unsupported" and first.get(14, "oom") == "oom" and first
     _, runs = _mlflow_runs(opts)
     children = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
     assert len(children) == 3 and all(c.info.status == "FAILED" for c in children)
-    assert all(c.data.tags["autotune.fail_reason"] in ("unsupported", "oom") for c in children)
+    assert all(c.data.tags["autotune.fail_reason"] in ("unsupported", "oom", "known_failure") for c in children)
 
 
 def test_health_timeout_is_a_failed_trial(setup):
@@ -355,3 +356,16 @@ def test_distributed_load_generation(setup, tmp_path):
     assert len({t["n"] for t in tasks}) == len(tasks) and {t["n"] % 2 for t in tasks} == {0, 1}
     m = _study(opts).trials[0].user_attrs["metrics"]
     assert m["tasks_ok"] > 0 and m["quality"] == 1.0 and m["server_generation_tokens"] > 0
+
+
+def test_a_failed_engine_config_is_not_launched_again(setup):
+    """Random keeps proposing max_num_seqs 13 (unsupported): it is launched once; repeats are recorded as
+    `known_failure` without starting an engine (they still count as failures)."""
+    opts = setup("{choices: [13, 4]}", n_trials=6, max_failures=10)
+    summary = run_search(opts, NullReporter())
+    trials = [t for t in _study(opts).trials if t.params["max_num_seqs"] == 13]
+    reasons = [t.user_attrs.get("fail_reason") for t in trials]
+    assert reasons.count("unsupported") == 1 and set(reasons) <= {"unsupported", "known_failure"}
+    assert len(trials) >= 2, "random with seed 0 proposes 13 more than once in 6 trials"
+    assert not (opts.run_dir / "s" / f"trial-{trials[-1].number:04d}" / "engine.log").exists()
+    assert summary.trials_complete >= 1
