@@ -30,7 +30,7 @@ from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
-from autotune.errors import ConfigError, TrackingError, TrialError, TrialRejected
+from autotune.errors import ConfigError, EngineLaunchError, TrackingError, TrialError, TrialRejected
 from autotune.knobs import ServerConfig, split_values
 from autotune.models import registry as models
 from autotune.objectives import evaluate
@@ -357,6 +357,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         result, fidelity, screen = _measure(study, config, inputs, keeper, trial_dir, reporter)
     except TrialError as err:
         trial.set_user_attr("fail_reason", err.reason)
+        trial.set_user_attr("launch_failure", isinstance(err, EngineLaunchError))  # the engine itself refused
         trial.set_user_attr("fail_message", str(err)[:1000])
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log = keeper.handle.log_path if keeper.handle else trial_dir / "engine.log"
@@ -407,14 +408,11 @@ def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir
     return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", screen.metrics
 
 
-LAUNCH_FAILURES = ("oom", "unsupported", "launch_failed", "health_timeout")
-
-
 def _known_failure(study, server: ServerConfig):
-    """An earlier trial whose identical server part failed to launch (deterministic failures), or None."""
+    """An earlier trial whose identical server part failed to launch (the engine refused: OOM, unsupported
+    flags, no health), or None. App-side rejections (a knob combination, a refused constraint) do not count."""
     for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]):
-        if t.user_attrs.get("fail_reason") in LAUNCH_FAILURES and t.user_attrs.get("server") == \
-                server.model_dump(mode="json"):
+        if t.user_attrs.get("launch_failure") and t.user_attrs.get("server") == server.model_dump(mode="json"):
             return t
     return None
 
