@@ -11,7 +11,6 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -102,7 +101,3 @@ def noise_markdown(spread: dict[int, dict[str, dict[str, float]]]) -> list[str]:
     md += ["", "Indistinguishable within noise (ranges overlap on every objective): "
            + (", ".join(f"{a} vs {b}" for a, b in pairs) if pairs else "none; every pair differs beyond noise."), ""]
     return md
-
-
-def as_rows(spread: dict[int, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
-    return [{"trial": n, **{f"{m}_{k}": v for m, s in per.items() for k, v in s.items()}} for n, per in spread.items()]

@@ -109,6 +109,13 @@ def _knee(cands: list[Candidate], space: SpaceConfig) -> Candidate:
     return front[int(np.argmin(scores))]
 
 
+def measured_tasks(path: Path) -> list[dict[str, Any]]:
+    """A trial's completed tasks of the measurement window (none when the file is missing)."""
+    from autotune.workloads.dataset import read_jsonl
+
+    return [t for t in read_jsonl(path, missing_ok=True) if t.get("phase") == "measure" and t.get("ok")]
+
+
 def bootstrap_ci(values: list[float], stat, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of `stat` (scipy), or NaNs for fewer than 3 values."""
     if len(values) < 3 or len(set(values)) < 2:
@@ -122,10 +129,7 @@ def bootstrap_ci(values: list[float], stat, confidence: float = 0.95, seed: int 
 
 def task_cis(tasks_file: Path) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, ci low, ci high) from a trial's measured tasks."""
-    if not tasks_file.is_file():
-        return {}
-    tasks = [json.loads(x) for x in tasks_file.read_text().splitlines() if x.strip()]
-    ok = [t for t in tasks if t.get("phase") == "measure" and t.get("ok")]
+    ok = measured_tasks(tasks_file)
     lat = [t["latency_s"] * 1000.0 for t in ok]
     scores = [t.get("score", 0.0) for t in ok]
     p95 = lambda x: float(np.percentile(x, 95))  # noqa: E731

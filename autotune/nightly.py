@@ -23,6 +23,7 @@ import optuna
 from autotune.config.space import load_space
 from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
+from autotune.export import measured_tasks
 from autotune.knobs import KNOBS, TrialConfig, check_value
 
 
@@ -77,13 +78,6 @@ def compare(baseline: list[dict], current: list[dict], alpha: float, latency_tol
         bq, cq = float(np.mean(b_q)), float(np.mean(c_q))
         out.append(Comparison("quality", bq, cq, cq - bq, p, p < alpha and bq - cq > quality_tolerance))
     return out
-
-
-def measured_tasks(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    tasks = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return [t for t in tasks if t.get("phase") == "measure" and t.get("ok")]
 
 
 def parse_forced(items: list[str]) -> dict[str, Any]:

@@ -34,12 +34,6 @@ GROUPINGS = [(("output_format", "constrained"), FORMAT_COLS, "format"),
                                                       ("quality", "quality", "{:.3f}")], "cache")]
 
 
-def _trials(study_name: str, storage: str) -> list[optuna.trial.FrozenTrial]:
-    from autotune.study import open_storage
-
-    return optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
-
-
 def _fmt(pattern: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
         return "-"
@@ -60,16 +54,16 @@ def _varied(rows: list[dict[str, Any]], key: str) -> bool:
     return len({json.dumps(r["params"].get(key)) for r in rows}) > 1
 
 
-def study_section(name: str, storage: str, out_dir: Path) -> list[str]:
+def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     """Front table, 2-D projections, 3-D HTML, parallel coordinates, hypervolume over trials, failures."""
     from collections import Counter
 
     from autotune.config.space import load_space
-    from autotune.study import front_rows, open_storage
+    from autotune.study import front_rows
     from autotune.tracking.plots import pareto_html, pareto_png
     from autotune.tracking.study_figures import hypervolume_curve, hypervolume_png, parallel_html
 
-    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    name = study.study_name
     if "space_file" not in study.user_attrs:
         return [f"(study `{name}` predates recorded space files: search figures skipped)", ""]
     space = load_space(study.user_attrs["space_file"], check_paths=False)
@@ -116,15 +110,18 @@ def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
           f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{storage}`. "
           "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
           "score, valid the share of FM replies that parsed strictly in the format.", ""]
+    from autotune.study import open_storage
+
     for name in studies:
-        trials = _trials(name, storage)
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+        trials = study.trials
         done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}
                 for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
         engine = next((t.user_attrs.get("engine_version") for t in trials if t.user_attrs.get("engine_version")), "?")
         md += [f"## Study `{name}`", "", f"{len(done)} complete and {len(failed)} failed trials; engine "
                f"vLLM {engine}.", ""]
-        md += study_section(name, storage, out_dir)
+        md += study_section(study, out_dir)
         for keys, cols, label in GROUPINGS:
             if not done or not _varied(done, keys[0]):
                 continue

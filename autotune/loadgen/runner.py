@@ -16,6 +16,7 @@ from autotune.engines.process import start_group, terminate_group
 from autotune.errors import LoadGenError
 from autotune.knobs import ClientConfig
 from autotune.secrets import SECRET
+from autotune.workloads.dataset import read_jsonl
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -111,8 +112,8 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise LoadGenError(f"locust exited with code {code}: {' | '.join(tail)[-400:]}")
     return LoadResult(
-        records=[r for p in sorted(out_dir.glob("requests*.jsonl")) for r in _jsonl(p)],
-        tasks=[t for p in sorted(out_dir.glob("tasks*.jsonl")) for t in _jsonl(p)],
+        records=[r for p in sorted(out_dir.glob("requests*.jsonl")) for r in read_jsonl(p, missing_ok=True)],
+        tasks=[t for p in sorted(out_dir.glob("tasks*.jsonl")) for t in read_jsonl(p, missing_ok=True)],
         summary=merge_summaries([json.loads(p.read_text()) for p in summaries]),
         metrics_before=_read(out_dir / "metrics-before.txt"),
         metrics_after=_read(out_dir / "metrics-after.txt"),
@@ -145,10 +146,6 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["loadgen_cpu_share"] = merged["loadgen_cpu_s"] / merged["loadgen_wall_s"] if merged["loadgen_wall_s"] else 0
     merged["processes"] = len(parts)
     return merged
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
 
 
 def _read(path: Path) -> str:

@@ -88,18 +88,21 @@ def _active(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
 
 
 def suggest(trial: optuna.Trial, space: SpaceConfig) -> dict[str, Any]:
-    """Sample every active knob in file order; fixed `value` knobs are returned without sampling."""
+    """Sample every active knob in file order; fixed `value` knobs are returned without sampling. The
+    distributions are `distributions(space)`, the same ones the pymoo sampler encodes."""
+    dists = distributions(space)
     values: dict[str, Any] = {}
     for name, spec in space.knobs.items():
         if not _active(spec.when, values):
             continue  # conditional knob whose condition is false: not a parameter of this trial
         if spec.value is not None:
             values[name] = spec.value
-        elif spec.choices is not None:
-            values[name] = trial.suggest_categorical(name, spec.choices)
-        elif KNOBS[name].type is int:
-            step = int(spec.step or 1)
-            values[name] = trial.suggest_int(name, int(spec.low), int(spec.high), step=step, log=spec.log)
+            continue
+        d = dists[name]
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            values[name] = trial.suggest_categorical(name, d.choices)
+        elif isinstance(d, optuna.distributions.IntDistribution):
+            values[name] = trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
         else:
-            values[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+            values[name] = trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
     return values

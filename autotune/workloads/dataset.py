@@ -18,7 +18,10 @@ from autotune.config.workload import WorkloadConfig
 PREFIXES = ["Reposted: ", "From the archive: ", "Update: ", "Reader mail: ", "In brief: "]
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """Records of a JSONL file (datasets, a trial's tasks/requests); `missing_ok`: none if it does not exist."""
+    if missing_ok and not path.is_file():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
