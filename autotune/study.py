@@ -424,13 +424,8 @@ def _could_reach_front(study, space: SpaceConfig, values: list[float], margin: f
     for v, o in zip(values, space.objectives, strict=True):
         better = v * (1 - margin) if o.direction == "minimize" else v * (1 + margin)
         hopeful.append(better if v >= 0 else v)
-    for r in front:
-        theirs = [r[o.metric] for o in space.objectives]
-        if all((t <= h) if o.direction == "minimize" else (t >= h) for t, h, o in zip(theirs, hopeful,
-                                                                                     space.objectives, strict=True)) \
-                and theirs != hopeful:
-            return False
-    return True
+    points = [[r[o.metric] for o in space.objectives] for r in front] + [hopeful]
+    return len(points) - 1 in front_indices(points, [o.direction for o in space.objectives])
 
 
 def knob_metrics(values: dict[str, Any], space: SpaceConfig) -> dict[str, float]:
