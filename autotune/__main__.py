@@ -1,3 +1,3 @@
-from autotune.cli import app
+from autotune.cli import main
 
-app()
+main()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from autotune import __version__
-from autotune.errors import AutotuneError, ConfigError
+from autotune.errors import AutotuneError
+from autotune.secrets import install_log_scrubbing, scrub
+from autotune.stores import default_mlflow_uri, default_storage, load_study
 
 app = typer.Typer(help="autotune: SLA-aware multi-objective tuning of vLLM engine + application knobs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -25,16 +27,66 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 1
 RunDir = Annotated[Path, typer.Option(help="Run directory: Optuna storage, MLflow store, trial files.")]
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
+def main(argv: list[str] | None = None) -> None:
+    """The one top-level guard: every error is one line on stderr and a non-zero exit, never a traceback.
+    Bad input: `error: FILE: KEY: RULE, got VALUE`; an unexpected error: one line plus the log file that holds
+    its traceback (scrubbed of secrets)."""
+    install_log_scrubbing()
     try:
-        return fn()
+        code = app(args=argv, prog_name="autotune", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: unknown option, value out of bounds, missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+            out.print(exc.ctx.get_help(), markup=False, highlight=False)
+            sys.exit(0)
+        _fail(f"{exc.format_message()} (see `autotune {_command(argv)}--help`)", 2)
     except AutotuneError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted: engines stopped, the running trial is marked interrupted; "
-                  "rerun the same command to resume", soft_wrap=True)
-        raise typer.Exit(130) from None
+        _fail(str(exc), exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("interrupted: engines stopped, completed trials kept, the running trial is marked interrupted; "
+                  "rerun the same command to resume", soft_wrap=True, markup=False, highlight=False)
+        sys.exit(130)
+    except OSError as exc:  # the host refused: a file or folder we cannot read or write, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or type(exc).__name__}{where}", 1)
+    except Exception as exc:
+        log = _crash_log(exc)
+        _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (a bug; the "
+              f"traceback is in {log})", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print("error: " + " ".join(scrub(message).split()), soft_wrap=True, markup=False, highlight=False)
+    sys.exit(code)
+
+
+def _command(argv: list[str] | None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    names = [a for a in args[:2] if not a.startswith("-")]
+    known = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
+    return "".join(f"{n} " for n in names if n in known | {"models"})
+
+
+def _crash_log(exc: BaseException) -> Path:
+    """The traceback, scrubbed, in a log file (AUTOTUNE_LOG_DIR, else ~/.cache/autotune/logs, else /tmp)."""
+    import datetime
+    import tempfile
+    import traceback
+
+    text = scrub("".join(traceback.format_exception(exc)))
+    name = f"crash-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    for folder in (os.environ.get("AUTOTUNE_LOG_DIR"), Path.home() / ".cache" / "autotune" / "logs",
+                   tempfile.gettempdir()):
+        if not folder:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            path = Path(folder) / name
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("(no writable log folder)")
 
 
 @app.command()
@@ -44,19 +96,20 @@ def search(
     workload: Annotated[Path | None, typer.Option(help="Workload YAML; default: the space's `workload`.")] = None,
     n_trials: Annotated[int | None, typer.Option(help="Finished trials the study should have (resume counts "
                                                       "earlier ones).", min=1)] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampler seed.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.",
+                                                  min=1.0)] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed.", min=0, max=2**32 - 1)] = None,
     study_name: Annotated[str | None, typer.Option(help="Study (and MLflow experiment) name; same name "
                                                         "resumes.")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage: an RDB URL or journal:///path.log "
                                                      "(default sqlite under --run-dir).")] = None,
     mlflow_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite under --run-dir).")]
     = None,
-    max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.")] = None,
+    max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.", min=0)] = None,
     sampler: Annotated[str | None, typer.Option(help="tpe | nsga2 | nsga3 | gp | random | grid | pymoo-nsga2 | "
                                                      "pymoo-nsga3 | pymoo-moead (default: the space's).")] = None,
     confirm: Annotated[int, typer.Option(help="Re-measure every front member K times at the end (noise, "
-                                              "distinguishability in `autotune report`).", min=0)] = 0,
+                                              "distinguishability in `autotune report`).", min=0, max=50)] = 0,
     run_dir: RunDir = Path("runs"),
 ) -> None:
     """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""
@@ -67,18 +120,15 @@ def search(
                          study_name=study_name, storage=storage, run_dir=run_dir, mlflow_uri=mlflow_uri,
                          max_failures=max_failures, sampler=sampler, confirm=confirm)
 
-    def go():
-        with RichReporter(out) as reporter:
-            return run_search(opts, reporter)
-
-    summary = _guard(go)
+    with RichReporter(out) as reporter:
+        summary = run_search(opts, reporter)
     if summary.reaped_engines:
         out.print(f"reaped {len(summary.reaped_engines)} orphaned engine group(s) from an earlier run")
     out.print(front_table(summary.front, summary.objectives, f"Pareto front of study {summary.study}"))
     out.print(f"{summary.trials_complete} complete, {summary.trials_failed} failed trials; stopped: "
               f"{summary.stopped_because}")
-    out.print(f"Optuna storage: {summary.storage}")
-    out.print(f"MLflow: {summary.mlflow_uri}; browse with `autotune ui --run-dir {run_dir}`, then open "
+    out.print(f"Optuna storage: {scrub(summary.storage)}")
+    out.print(f"MLflow: {scrub(summary.mlflow_uri)}; browse with `autotune ui --run-dir {run_dir}`, then open "
               f"http://127.0.0.1:5000/{summary.parent_run_url}", soft_wrap=True)
 
 
@@ -94,20 +144,17 @@ def validate(
     from autotune.config.space import load_space
     from autotune.study import check_models
 
-    def go():
-        for f in files:
-            data = load_yaml(f)
-            if "dataset" in data:
-                load_workload(f)
-                kind = "workload"
-            else:
-                sp = load_space(f, check_paths=host_checks)
-                if host_checks:
-                    check_models(sp, str(f))
-                kind = "search space" + ("" if host_checks else ", host checks skipped")
-            out.print(f"[green]ok[/] {f} ({kind})")
-
-    _guard(go)
+    for f in files:
+        data = load_yaml(f)
+        if "dataset" in data:
+            load_workload(f, host_checks=host_checks)
+            kind = "workload"
+        else:
+            sp = load_space(f, check_paths=host_checks)
+            if host_checks:
+                check_models(sp, str(f))
+            kind = "search space" + ("" if host_checks else ", host checks skipped")
+        out.print(f"[green]ok[/] {escape(str(f))} ({kind})")
 
 
 @app.command()
@@ -118,25 +165,23 @@ def export(
     run_dir: RunDir = Path("runs"),
     storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Bundles go to OUT/<study>/v<N>/.")] = Path("exports"),
-    target_rate: Annotated[float | None, typer.Option(help="Tasks/s to serve: sizes the replica count.")] = None,
+    target_rate: Annotated[float | None, typer.Option(help="Tasks/s to serve: sizes the replica count.",
+                                                      min=1e-6)] = None,
     min_quality: Annotated[float | None, typer.Option(help="Quality floor for fastest-within-quality "
-                                                           "(default 90% of the best measured).")] = None,
-    min_sla: Annotated[float, typer.Option(help="Task SLA attainment floor for the *-within-sla policies.")] = 0.95,
+                                                           "(default 90% of the best measured).", min=0, max=1)] = None,
+    min_sla: Annotated[float, typer.Option(help="Task SLA attainment floor for the *-within-sla policies.", min=0,
+                                           max=1)] = 0.95,
 ) -> None:
     """Pick the recommended trial by policy; write a deployable bundle; tag its MLflow run `recommended`."""
     from autotune.export import export_bundle
 
-    def go():
-        st = _load_study(study, storage, run_dir)
-        bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla)
-        run_id = chosen.user_attrs.get("mlflow_run_id")
-        if run_id:
-            from autotune.tracking.mlflow_tracker import MlflowTracker
+    st = load_study(study, storage or default_storage(run_dir))
+    bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla)
+    run_id = chosen.user_attrs.get("mlflow_run_id")
+    if run_id:
+        from autotune.tracking.mlflow_tracker import MlflowTracker
 
-            MlflowTracker(st.user_attrs.get("mlflow_uri"), study, create_parent=False).recommend(run_id, bundle)
-        return bundle, chosen, rule
-
-    bundle, chosen, rule = _guard(go)
+        MlflowTracker(st.user_attrs.get("mlflow_uri"), study, create_parent=False).recommend(run_id, bundle)
     out.print(f"trial {chosen.number} chosen by {rule}; bundle: {bundle}", soft_wrap=True)
 
 
@@ -148,45 +193,30 @@ def nightly(
     exports: Annotated[Path, typer.Option(help="Where `autotune export` writes bundles.")] = Path("exports"),
     reports: Annotated[Path, typer.Option(help="Nightly reports go to REPORTS/<study>/.")] = Path("reports/nightly"),
     policy: Annotated[str, typer.Option(help="Export policy (see `autotune export --help`).")] = "knee",
-    confirm: Annotated[int, typer.Option(help="Re-measurements of the recommended config.", min=1)] = 2,
-    new_trials: Annotated[int, typer.Option(help="New search trials after the check.", min=0)] = 2,
+    confirm: Annotated[int, typer.Option(help="Re-measurements of the recommended config.", min=1, max=50)] = 2,
+    new_trials: Annotated[int, typer.Option(help="New search trials after the check.", min=0, max=10000)] = 2,
     force: Annotated[list[str] | None, typer.Option(help="KNOB=VALUE applied to the re-measurement (rehearse a "
                                                          "bad rollout, e.g. max_num_seqs=1).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided tests.")] = 0.05,
-    latency_tolerance: Annotated[float, typer.Option(help="Relative p95 task latency increase tolerated.")] = 0.25,
-    quality_tolerance: Annotated[float, typer.Option(help="Absolute quality drop tolerated.")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided tests.", min=1e-6,
+                                         max=0.5)] = 0.05,
+    latency_tolerance: Annotated[float, typer.Option(help="Relative p95 task latency increase tolerated.",
+                                                     min=0)] = 0.25,
+    quality_tolerance: Annotated[float, typer.Option(help="Absolute quality drop tolerated.", min=0, max=1)] = 0.05,
 ) -> None:
     """Resume, re-measure the recommended config against its baseline, search on, re-export; exit 5 on a
     significant regression."""
     from autotune.nightly import parse_forced, run_nightly
     from autotune.progress import RichReporter
-    from autotune.study import default_storage
-
-    def go():
-        forced = parse_forced(force or [])
-        with RichReporter(out) as reporter:
-            return run_nightly(study, storage or default_storage(run_dir), exports, reports, policy, confirm,
-                               new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter)
-
-    result = _guard(go)
+    forced = parse_forced(force or [])
+    with RichReporter(out) as reporter:
+        result = run_nightly(study, storage or default_storage(run_dir), exports, reports, policy, confirm,
+                             new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter)
     for c in result.comparisons:
         out.print(("REGRESSION " if c.regressed else "ok ") + c.line(), soft_wrap=True)
     out.print(f"report: {result.report_md}" + (f"; re-exported {result.reexported}" if result.reexported else ""))
     if result.regressions:
-        err.print("[red]regression:[/] " + "; ".join(c.line() for c in result.regressions), soft_wrap=True)
+        err.print("regression: " + "; ".join(c.line() for c in result.regressions), soft_wrap=True, markup=False)
         raise typer.Exit(5)
-
-
-def _load_study(name: str, storage: str | None, run_dir: Path):
-    import optuna
-
-    from autotune.study import default_storage, open_storage
-
-    url = storage or default_storage(run_dir)
-    try:
-        return optuna.load_study(study_name=name, storage=open_storage(url))
-    except KeyError:
-        raise ConfigError(url, "--study", "no such study in the storage", name) from None
 
 
 @app.command()
@@ -198,16 +228,9 @@ def report(
 ) -> None:
     """Write markdown + PNG tables of formats, constraints, architectures, repair and cache from finished studies."""
     from autotune.report import write_report
-    from autotune.study import default_storage
 
-    def go():
-        try:
-            return write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") /
-                                "+".join(study))
-        except KeyError as exc:  # optuna: no such study in the storage
-            raise ConfigError(storage or str(run_dir), "--study", "no such study in the storage", str(exc)) from None
-
-    out.print(f"report written: {_guard(go)}")
+    path = write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") / "+".join(study))
+    out.print(f"report written: {path}")
 
 
 @app.command()
@@ -215,14 +238,12 @@ def ui(
     run_dir: RunDir = Path("runs"),
     mlflow_uri: Annotated[str | None, typer.Option(help="Tracking URI (default sqlite under --run-dir).")] = None,
     host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
-    port: int = 5000,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 5000,
 ) -> None:
     """Start the MLflow UI for the study store."""
-    from autotune.study import default_mlflow_uri
-
     uri = mlflow_uri or default_mlflow_uri(run_dir)
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    out.print(f"MLflow UI on http://{host}:{port} for {uri}")
+    out.print(f"MLflow UI on http://{host}:{port} for {scrub(uri)}")
     os.execv(argv[0], argv)
 
 
@@ -265,12 +286,9 @@ def models_prepare(
     """Convert shipped GGUF models into vLLM-loadable directories (idempotent, checksum-verified, offline)."""
     from autotune.models.prepare import prepare
 
-    def go():
-        for name in names or ["smollm2-135m"]:
-            prepare(name, engine_python, force=force, log=out.print, quant_python=quant_python)
-
-    _guard(go)
+    for name in names or ["smollm2-135m"]:
+        prepare(name, engine_python, force=force, log=out.print, quant_python=quant_python)
 
 
 if __name__ == "__main__":
-    app()
+    main()

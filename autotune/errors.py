@@ -55,6 +55,18 @@ class LoadGenError(TrialError):
     reason = "loadgen_failed"
 
 
+class EngineHung(TrialError):
+    """No token or response from the engine for `stall_timeout_s` while requests were outstanding."""
+
+    reason = "engine_hung"
+
+
+class WindowEmpty(TrialError):
+    """The measurement window holds no successful request or task: nothing was measured."""
+
+    reason = "window_empty"
+
+
 class TrialRejected(TrialError):
     """The trial cannot be measured as configured: an unsupported knob combination, or every request refused."""
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 
 from autotune.config.space import load_space
 from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
 from autotune.export import measured_tasks
 from autotune.knobs import KNOBS, TrialConfig, check_value
+from autotune.secrets import scrub
 
 
 @dataclass
@@ -109,10 +109,11 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
     from autotune.export import candidates, export_bundle, pick
-    from autotune.study import SearchOptions, open_storage, run_search, trial_inputs
+    from autotune.stores import load_study
+    from autotune.study import SearchOptions, run_search, trial_inputs
     from autotune.trial import run_trial
 
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    study = load_study(study_name, storage)
     attrs = study.user_attrs
     if "space_file" not in attrs:
         raise ConfigError(storage, study_name, "has no recorded space file; run `autotune search` on it first",
@@ -160,7 +161,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
         run_search(SearchOptions(space_file=Path(attrs["space_file"]), workload_file=wl_file,
                                  n_trials=done + new_trials, study_name=study_name, storage=storage,
                                  run_dir=run_dir, mlflow_uri=attrs.get("mlflow_uri")), reporter or NullReporter())
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    study = load_study(study_name, storage)
     reexported = None
     try:
         best = pick(candidates(study), space, policy)[0].number
@@ -183,12 +184,12 @@ def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int, n_b
             "confirm_runs": confirm, "baseline_tasks": n_base, "current_tasks": n_cur, "forced": r.forced,
             "comparisons": [c.__dict__ for c in r.comparisons], "new_trials": r.new_trials,
             "reexported": r.reexported}
-    r.report_json.write_text(json.dumps(data, indent=2, default=str))
+    r.report_json.write_text(scrub(json.dumps(data, indent=2, default=str)))
     lines = [f"# Nightly {r.study} {stamp}: {verdict}", "",
              f"Incumbent trial {r.incumbent_trial} re-measured {confirm}x ({n_cur} tasks vs {n_base} baseline tasks)"
              + (f" with forced {r.forced}" if r.forced else "") + ".", ""]
     lines += [f"- {'**REGRESSED** ' if c.regressed else ''}{c.line()}" for c in r.comparisons]
     lines += ["", f"{r.new_trials} new trials; " + (f"re-exported: `{r.reexported}`" if r.reexported
                                                    else "the recommendation stands.")]
-    r.report_md.write_text("\n".join(lines) + "\n")
+    r.report_md.write_text(scrub("\n".join(lines) + "\n"))
     return r

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from autotune import __version__
+from autotune.secrets import scrub
 
 FORMAT_COLS = [("validity_rate", "valid", "{:.0%}"), ("quality", "accuracy", "{:.3f}"),
                ("input_tokens_per_task", "tokens in/task", "{:.0f}"),
@@ -110,10 +111,10 @@ def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
           f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{storage}`. "
           "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
           "score, valid the share of FM replies that parsed strictly in the format.", ""]
-    from autotune.study import open_storage
+    from autotune.stores import load_study
 
     for name in studies:
-        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+        study = load_study(name, storage)
         trials = study.trials
         done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}
                 for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -136,7 +137,7 @@ def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
                           f"{str(t.user_attrs.get('fail_message', ''))[:160].replace('|', '/')} |")
             md.append("")
     path = out_dir / "README.md"
-    path.write_text("\n".join(md) + "\n")
+    path.write_text(scrub("\n".join(md) + "\n"))
     return path
 
 

@@ -7,6 +7,7 @@ the running trial; that trial is marked `interrupted` (here on Ctrl-C/SIGTERM, o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -36,9 +37,11 @@ from autotune.models import registry as models
 from autotune.objectives import evaluate
 from autotune.pareto import front_indices
 from autotune.samplers.optuna_sampler import grid_size, make_sampler, set_constraints, suggest
+from autotune.secrets import scrub
+from autotune.stores import check_mlflow_uri, default_mlflow_uri, default_storage, open_storage, probe_dir
 from autotune.tracking.mlflow_tracker import MlflowTracker
 from autotune.trial import TrialInputs, run_trial
-from autotune.workloads.dataset import few_shot_examples, read_jsonl, render_tasks
+from autotune.workloads.dataset import few_shot_examples, read_dataset, render_tasks
 from autotune.workloads.scorers import resolve_scorer
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,14 +85,6 @@ class SearchSummary:
     reaped_engines: list[int] = field(default_factory=list)
 
 
-def default_storage(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
-
-
-def default_mlflow_uri(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
-
-
 def load_inputs(opts: SearchOptions) -> tuple[SpaceConfig, WorkloadConfig, Path]:
     space = load_space(opts.space_file)
     wl_file = opts.workload_file or workload_path(space, opts.space_file)
@@ -128,29 +123,34 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     seed = space.search.seed if opts.seed is None else opts.seed
     max_failures = space.search.max_failures if opts.max_failures is None else opts.max_failures
     study_name = opts.study_name or space.name
+    inputs = trial_inputs(space, workload, wl_file)  # every input checked before any study or run exists
     run_dir = opts.run_dir.resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    probe_dir(run_dir, "--run-dir", str(opts.run_dir))
     storage = opts.storage or default_storage(run_dir)
     mlflow_uri = opts.mlflow_uri or default_mlflow_uri(run_dir)
+    check_mlflow_uri(mlflow_uri, "--mlflow-uri" if opts.mlflow_uri else "--run-dir")
+    optuna_storage = open_storage(storage, "--storage" if opts.storage else "--run-dir")
 
     registry = EngineRegistry(run_dir / "engines")
     reaped = registry.reap_orphans()
-    study = _open_study(study_name, storage, space, sampler, seed, n_trials,
-                        str(opts.space_file))
+    study = _open_study(study_name, optuna_storage, storage, space, sampler, seed, n_trials, str(opts.space_file))
     tracker = MlflowTracker(mlflow_uri, study_name, artifact_root=run_dir / "mlartifacts"
                             if mlflow_uri.startswith(("sqlite:", "file:")) or "://" not in mlflow_uri else None)
-    tracker.log_study_params({"space": str(opts.space_file), "workload": str(wl_file), "sampler": sampler,
-                              "seed": seed, "autotune_version": __version__,
-                              "hardware": space.hardware.name, "usd_per_hour": space.hardware.usd_per_hour})
-    for key, value in (("space_file", str(Path(opts.space_file).resolve())), ("workload_file", str(wl_file)),
-                       ("run_dir", str(run_dir)), ("mlflow_uri", mlflow_uri)):
-        study.set_user_attr(key, value)  # what `autotune export` / `nightly` need to rebuild the configs
-    _recover_interrupted(study, tracker)
-    if not study.trials:  # warm start: a new study measures the enqueued configs first
-        for params in space.search.enqueue:
-            study.enqueue_trial({k: v for k, v in params.items() if space.knobs[k].value is None})
+    try:
+        tracker.log_study_params({"space": str(opts.space_file), "workload": str(wl_file), "sampler": sampler,
+                                  "seed": seed, "autotune_version": __version__,
+                                  "hardware": space.hardware.name, "usd_per_hour": space.hardware.usd_per_hour})
+        for key, value in (("space_file", str(Path(opts.space_file).resolve())), ("workload_file", str(wl_file)),
+                           ("run_dir", str(run_dir)), ("mlflow_uri", mlflow_uri)):
+            study.set_user_attr(key, value)  # what `autotune export` / `nightly` need to rebuild the configs
+        _recover_interrupted(study, tracker)
+        if not study.trials:  # warm start: a new study measures the enqueued configs first
+            for params in space.search.enqueue:
+                study.enqueue_trial({k: v for k, v in params.items() if space.knobs[k].value is None})
+    except BaseException:
+        tracker.fail_open_runs()  # the parent was (re)opened RUNNING: it must not stay so
+        raise
 
-    inputs = trial_inputs(space, workload, wl_file)
     engine = VLLMEngine(space.engine, registry, on_wait=lambda s: reporter.phase(f"launching ({s:.0f}s)"))
     keeper = EngineKeeper(engine)
     objectives = [(o.metric, o.direction) for o in space.objectives]
@@ -159,7 +159,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     session_start = datetime.datetime.now()  # Optuna stores naive local times
     stopped = "n_trials reached"
     reporter.search_started(study_name, n_trials, _finished(study))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = "FINISHED"
     try:
         # other workers' running trials count too: N workers sharing a study stop at n_trials, not n_trials + N
@@ -178,7 +178,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                     _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter, pending[0])
                     pending.pop(0)
                     _update_front(study, space, tracker, reporter)
-            except KeyboardInterrupt:  # asked but never started: re-enqueued like the interrupted one
+            except BaseException:  # asked but never started: re-enqueued like the interrupted one
                 for trial, _ in [p for p in pending[1:] if p is not None]:
                     _interrupt(study, trial.number, trial._trial_id, trial.params, None, tracker)
                 raise
@@ -190,18 +190,22 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except TrackingError:
+    except BaseException:  # every exit path leaves the parent run in a final state
         status = "FAILED"
         raise
     finally:
         keeper.close()  # the last engine (kept for reuse) never outlives the search
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         try:
             tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
             tracker.end(status)
         except TrackingError:
             if status == "FINISHED":
                 raise  # the store failed now; if it failed earlier, that error is already on its way
+        finally:
+            if status != "FINISHED":
+                tracker.fail_open_runs(status)
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
@@ -214,48 +218,40 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
 
 
 def trial_inputs(space: SpaceConfig, workload: WorkloadConfig, wl_file: Path) -> TrialInputs:
-    items = read_jsonl(workload.dataset_path(wl_file))
+    items = read_dataset(workload, workload.dataset_path(wl_file))
     tasks, references = render_tasks(workload, items)
     return TrialInputs(space=space, workload=workload, tasks=tasks, references=references,
                        examples=few_shot_examples(workload, wl_file),
                        scorer=resolve_scorer(workload.scorer, wl_file.parent, str(wl_file)))
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM takes the same cleanup path as Ctrl-C
+def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP take the same cleanup path as Ctrl-C
     raise KeyboardInterrupt
 
 
-def open_storage(url: str):
-    """An Optuna RDB URL (sqlite:///, postgresql://...) or `journal:///path/to/file.log` (a journal file)."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        path = Path(url.removeprefix("journal:").removeprefix("//"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    return url
-
-
-def _open_study(name: str, storage: str, space: SpaceConfig, sampler: str, seed: int, n_trials: int,
-                space_file: str):
+def _open_study(name: str, optuna_storage, storage: str, space: SpaceConfig, sampler: str, seed: int,
+                n_trials: int, space_file: str):
     directions = [o.direction for o in space.objectives]
     chosen = _checked(lambda: make_sampler(sampler, seed, n_trials, space), space_file, sampler)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                study = optuna.create_study(study_name=name, storage=open_storage(storage), directions=directions,
+                study = optuna.create_study(study_name=name, storage=optuna_storage, directions=directions,
                                             sampler=chosen, load_if_exists=True)
             break
         except Exception as exc:  # workers starting together race to create the schema / the study: retry
             from sqlalchemy.exc import SQLAlchemyError
 
-            if not isinstance(exc, SQLAlchemyError | optuna.exceptions.DuplicatedStudyError) or attempt == 5:
+            if not isinstance(exc, SQLAlchemyError | optuna.exceptions.DuplicatedStudyError):
                 raise
+            if attempt == 5:
+                raise ConfigError(scrub(storage), f"study {name}", f"cannot be created ({type(exc).__name__}: "
+                                  f"{scrub(str(exc).splitlines()[0])[:200]})", show_value=False) from None
             time.sleep(0.5 + random.random())
     got = [d.name.lower() for d in study.directions]
     if got != directions:
-        raise ConfigError(storage, f"study {name}", f"exists with directions {got}; the space asks for "
+        raise ConfigError(scrub(storage), f"study {name}", f"exists with directions {got}; the space asks for "
                           f"{directions}. Use another --study-name", show_value=False)
     return study
 
@@ -308,7 +304,8 @@ def _interrupt(study, trial_number: int, trial_id: int, params: dict[str, Any], 
     study.tell(trial_number, state=optuna.trial.TrialState.FAIL)
     study.enqueue_trial(params, user_attrs={"rerun_of": trial_number}, skip_if_exists=False)
     if run_id:
-        tracker.mark_interrupted(run_id)
+        with contextlib.suppress(TrackingError):  # a broken store: fail_open_runs() tries again at the end
+            tracker.mark_interrupted(run_id)
 
 
 def _recover_interrupted(study, tracker: MlflowTracker) -> None:
@@ -344,7 +341,11 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     config = split_values(values)
     trial.set_user_attr("owner", _owner())
     trial.set_user_attr("server", config.server.model_dump(mode="json"))  # to recognise repeats of failed launches
-    run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default
+    try:
+        run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default
+    except BaseException:  # the store broke before the trial began: it is not left RUNNING in Optuna
+        _interrupt(study, trial.number, trial._trial_id, trial.params, None, tracker)
+        raise
     trial.set_user_attr("mlflow_run_id", run_id)
     reporter.trial_started(trial.number, values)
     trial_dir = study_dir / f"trial-{trial.number:04d}"
@@ -356,18 +357,15 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
                                 "; not launched again", "known_failure")
         result, fidelity, screen = _measure(study, config, inputs, keeper, trial_dir, reporter)
     except TrialError as err:
-        trial.set_user_attr("fail_reason", err.reason)
-        trial.set_user_attr("launch_failure", isinstance(err, EngineLaunchError))  # the engine itself refused
-        trial.set_user_attr("fail_message", str(err)[:1000])
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        log = keeper.handle.log_path if keeper.handle else trial_dir / "engine.log"
-        files = {"engine.log": log, "resolved-config.json": trial_dir / "resolved-config.json"}
-        tracker.finish_trial(run_id, {}, files, {"autotune.state": "failed", "autotune.fail_reason": err.reason,
-                                                 "autotune.fail_message": str(err)[:4000]}, failed=True)
-        reporter.trial_finished(trial.number, None, f"{err.reason}: {err}")
+        _fail(study, trial, run_id, err.reason, scrub(str(err)), isinstance(err, EngineLaunchError), keeper,
+              tracker, trial_dir, reporter)
         return False
     except KeyboardInterrupt:
         _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
+        raise
+    except Exception as exc:  # our bug or the host's (a full disk...): recorded as a failed trial, then stop
+        _fail(study, trial, run_id, "internal_error", scrub(f"{type(exc).__name__}: {exc}"), False, keeper,
+              tracker, trial_dir, reporter)
         raise
     result.metrics.update(knob_metrics(values, space))
     result.metrics["fidelity_s"] = result.metrics["measure_s"]
@@ -392,6 +390,20 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     return True
 
 
+def _fail(study, trial, run_id: str, reason: str, message: str, launch_failure: bool, keeper: EngineKeeper,
+          tracker: MlflowTracker, trial_dir: Path, reporter: Reporter) -> None:
+    """FAIL in Optuna first (the store of record), then the MLflow run; the message is already scrubbed."""
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("launch_failure", launch_failure)  # the engine itself refused
+    trial.set_user_attr("fail_message", message[:1000])
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    log = keeper.handle.log_path if keeper.handle else trial_dir / "engine.log"
+    files = {"engine.log": log, "resolved-config.json": trial_dir / "resolved-config.json"}
+    tracker.finish_trial(run_id, {}, files, {"autotune.state": "failed", "autotune.fail_reason": reason,
+                                             "autotune.fail_message": message[:4000]}, failed=True)
+    reporter.trial_finished(trial.number, None, f"{reason}: {message}")
+
+
 def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, reporter: Reporter):
     """(result, fidelity, screening metrics or None). With `search.screening_s`, a short window first; the full
     window (on the same, still running engine) only when the screened point could still reach the front."""
@@ -408,11 +420,17 @@ def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir
     return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", screen.metrics
 
 
+# launch failures that are properties of the server config; a taken port, a health timeout on a busy host or a
+# crash may not recur, so they never make a config `known_failure`
+PERMANENT_LAUNCH_FAILURES = ("oom", "unsupported", "bad_config")
+
+
 def _known_failure(study, server: ServerConfig):
-    """An earlier trial whose identical server part failed to launch (the engine refused: OOM, unsupported
-    flags, no health), or None. App-side rejections (a knob combination, a refused constraint) do not count."""
+    """An earlier trial whose identical server part the engine refused for a reason of the config itself (OOM,
+    unsupported flags), or None. App-side rejections and transient faults do not count."""
     for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]):
-        if t.user_attrs.get("launch_failure") and t.user_attrs.get("server") == server.model_dump(mode="json"):
+        if (t.user_attrs.get("launch_failure") and t.user_attrs.get("fail_reason") in PERMANENT_LAUNCH_FAILURES
+                and t.user_attrs.get("server") == server.model_dump(mode="json")):
             return t
     return None
 

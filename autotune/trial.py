@@ -14,7 +14,7 @@ from autotune.config.space import SpaceConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.engines import prometheus
 from autotune.engines.keeper import EngineKeeper
-from autotune.errors import TrialRejected
+from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
@@ -56,12 +56,19 @@ def score_tasks(tasks: list[dict[str, Any]], references: dict[str, dict[str, Any
 
 
 def check_requests(load: LoadResult) -> None:
-    """A trial whose every FM call was refused measured nothing: say why instead of reporting zeros."""
-    measured = [r for r in load.records if r.get("phase") == "measure"] or load.records
-    if measured and not any(r.get("ok") for r in measured):
+    """A trial whose window measured nothing is a failed trial with a reason, never a COMPLETE one holding
+    placeholder values: no call sent in the window, every call refused, or no task completed in it."""
+    measured = [r for r in load.records if r.get("phase") == "measure"]
+    if not measured:
+        raise WindowEmpty(f"no FM call was sent in the measurement window ({len(load.records)} outside it)")
+    if not any(r.get("ok") for r in measured):
         first = next((r["error"] for r in measured if r.get("error")), "unknown error")
         reason = "unsupported" if str(first).startswith(("HTTP 400", "HTTP 422")) else "requests_failed"
         raise TrialRejected(f"every FM call failed; first error: {first}"[:600], reason)
+    tasks = [t for t in load.tasks if t.get("phase") == "measure"]
+    if not any(t.get("ok") for t in tasks):
+        raise WindowEmpty(f"no task completed in the measurement window ({len(tasks)} started in it, "
+                          f"{load.summary.get('abandoned_in_flight', 0)} abandoned in flight at the drain's end)")
 
 
 def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reused: bool,
@@ -106,8 +113,9 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     t0 = time.monotonic()
     try:
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload))
-    except BaseException:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
-        keeper.close()
+    except BaseException as exc:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
+        # a frozen engine will not shut down cleanly: a short SIGTERM grace, then SIGKILL
+        keeper.close(keeper.hung_grace_s if getattr(exc, "reason", None) == "engine_hung" else None)
         raise
     check_requests(load)
     phase("scoring")

@@ -119,7 +119,7 @@ def test_workload_validation(write, tmp_path):
     with pytest.raises(ConfigError, match="dataset: dataset file does not exist"):
         load_workload(missing)
     typo = write("wl4.yaml", WL.replace("'{text}'", "'Q: {txt}'"))
-    with pytest.raises(ConfigError, match=r"prompt.context: names an input the dataset items lack; they have \['te"):
+    with pytest.raises(ConfigError, match=r"prompt.context: names an input that d.jsonl line 1 lacks; it has \['te"):
         load_workload(typo)
     typo_q = write("wl5.yaml", WL.replace("'A?'", "'{nope}?'"))
     with pytest.raises(ConfigError, match=r"fields.a.question: names an input"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +14,7 @@ from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
 from autotune.knobs import KNOBS, check_value
 from autotune.metrics import TRIAL_METRICS
+from autotune.secrets import expand, is_secret_name, reference, register, secret_arg
 from autotune.task_metrics import TASK_METRICS
 
 KNOWN_METRICS = {**TRIAL_METRICS, **TASK_METRICS}
@@ -35,6 +38,26 @@ class EngineConfig(Strict):
     extra_args: list[str] = Field(default_factory=list)
     startup_timeout_s: float = Field(600.0, gt=0)
     shutdown_timeout_s: float = Field(20.0, gt=0)
+
+    @field_validator("command", "extra_args")
+    @classmethod
+    def _no_secret_in_argv(cls, argv: list[str] | None) -> list[str] | None:
+        for i, arg in enumerate(argv or []):
+            if secret_arg(arg):
+                raise ValueError(f"item {i} ({arg.split('=', 1)[0]!r}) carries a secret: put it in `engine.env` "
+                                 "(vLLM reads VLLM_API_KEY and HF_TOKEN from its environment); an argv is visible "
+                                 "to every user of this host and the engine logs it")
+        return argv
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if "${" in value and reference(value) is None:
+                raise ValueError(f"{name}: a reference to the tuner's environment reads `${{NAME}}` alone")
+        return env
 
     def launcher(self) -> list[str]:
         if self.command:
@@ -199,9 +222,30 @@ class SpaceConfig(Strict):
 def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
     data = load_yaml(path)
     space = parse_model(SpaceConfig, data, str(path))
+    register_engine_secrets(space.engine, str(path), strict=check_paths)
     if check_paths:
         check_engine_launcher(space, str(path))
     return space
+
+
+def register_engine_secrets(engine: EngineConfig, file: str, strict: bool) -> None:
+    """Secret values of `engine.env` (literal, or `${NAME}` from this environment) join the redaction policy.
+    `strict`: a reference to an unset variable is an error now, not a failed launch later."""
+    for name, value in engine.env.items():
+        ref = reference(value)
+        if ref is None:
+            if is_secret_name(name):
+                register([value])
+            continue
+        try:
+            resolved = expand(value)
+        except KeyError:
+            if strict:
+                raise ConfigError(file, f"engine.env.{name}", f"refers to ${{{ref}}}, which is not set in this "
+                                  "environment", show_value=False) from None
+            continue
+        if is_secret_name(name) or is_secret_name(ref):
+            register([resolved])
 
 
 def check_engine_launcher(space: SpaceConfig, file: str) -> None:
@@ -209,11 +253,16 @@ def check_engine_launcher(space: SpaceConfig, file: str) -> None:
     exe = space.engine.launcher()[0]
     key = "engine.command" if space.engine.command else "engine.python"
     if "/" in exe:
-        if not Path(exe).exists():
+        path = Path(exe)
+        if not path.exists():
             hint = " (run `make setup` to create the default engine env)" if exe == DEFAULT_ENGINE_PYTHON else ""
             raise ConfigError(file, key, f"engine interpreter does not exist{hint}", exe)
+        if not path.is_file():
+            raise ConfigError(file, key, "engine interpreter must be a file, not a directory", exe)
+        if not os.access(path, os.X_OK):
+            raise ConfigError(file, key, "engine interpreter is not executable (chmod +x?)", exe)
     elif shutil.which(exe) is None:
-        raise ConfigError(file, key, "engine command not found on PATH", exe)
+        raise ConfigError(file, key, "engine command not found on PATH (or not executable)", exe)
 
 
 def workload_path(space: SpaceConfig, space_file: str | Path) -> Path | None:

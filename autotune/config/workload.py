@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from autotune.config.dataset import read_items
 from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
+from autotune.secrets import reference, register
 
 
 class Strict(BaseModel):
@@ -69,9 +71,16 @@ class WorkloadConfig(Strict):
     # cannot generate; each worker has its own semantic cache
     processes: int = Field(1, ge=1, le=64)
     request_timeout_s: float = Field(120.0, gt=0)
+    # no-progress watchdog: no token or response from the engine for this long while requests are outstanding
+    # ends the load and fails the trial as `engine_hung` (well under drain_timeout_s: a frozen engine costs
+    # seconds, not a drain)
+    stall_timeout_s: float = Field(20.0, gt=0)
     max_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0, le=2)
     seed: int = 0
+    # bearer token for a server that demands one (`${NAME}` reads it from the environment); default: the
+    # engine's VLLM_API_KEY. It reaches the load generator through its environment, never a file.
+    api_key: str | None = None
 
     def dataset_path(self, workload_file: str | Path) -> Path:
         return (Path(workload_file).parent / self.dataset).resolve()
@@ -87,40 +96,33 @@ class WorkloadConfig(Strict):
         return self
 
 
-def load_workload(path: str | Path) -> WorkloadConfig:
+def load_workload(path: str | Path, host_checks: bool = True) -> WorkloadConfig:
+    """Parse and check a workload: every dataset line, templates, scorer; `host_checks`: also that an
+    `api_key: ${NAME}` is set here (not needed to export or report)."""
     wl = parse_model(WorkloadConfig, load_yaml(path), str(path))
     ds = wl.dataset_path(path)
     if not ds.is_file():
         raise ConfigError(str(path), "dataset", "dataset file does not exist", str(ds))
-    _check_templates(wl, ds, str(path))
+    read_items(ds, templates(wl), str(path))  # every line, so `search` cannot meet a bad one mid-study
     shots = wl.few_shot_path(path)
     if shots is not None:
         if not shots.is_file():
             raise ConfigError(str(path), "few_shot", "few-shot file does not exist", str(shots))
-        _check_templates(wl, shots, str(path))
+        read_items(shots, templates(wl), str(path))
+    api_key = wl.api_key
+    if api_key is not None:
+        ref = reference(api_key)
+        if ref is not None and ref not in os.environ and host_checks:
+            raise ConfigError(str(path), "api_key", f"refers to ${{{ref}}}, which is not set in this environment",
+                              show_value=False)
+        register([api_key if ref is None else os.environ.get(ref)])
     from autotune.workloads.scorers import resolve_scorer
 
     resolve_scorer(wl.scorer, Path(path).parent, str(path))
     return wl
 
 
-def _check_templates(wl: WorkloadConfig, dataset: Path, file: str) -> None:
-    """Every template must format with the first item: a typo fails here, not mid-trial."""
-    with dataset.open() as f:
-        first = f.readline()
-    try:
-        item = json.loads(first)
-        inputs, reference = item["input"], item["reference"]
-        if not isinstance(inputs, dict) or not isinstance(reference, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(str(dataset), "line 1", "dataset lines must be JSON objects with `id`, an `input` "
-                          "mapping and a `reference` mapping", first.strip()[:80]) from None
-    templates = {"prompt.context": wl.prompt.context, "prompt.task": wl.prompt.task,
-                 **{f"fields.{f.name}.question": f.question for f in wl.fields}}
-    for key, template in templates.items():
-        try:
-            template.format(**inputs)
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(file, key, f"names an input the dataset items lack; they have "
-                              f"{sorted(inputs)}", str(exc)) from None
+def templates(wl: WorkloadConfig) -> dict[str, str]:
+    """Every template the workload formats with an item's `input` (key in the workload file -> template)."""
+    return {"prompt.context": wl.prompt.context, "prompt.task": wl.prompt.task,
+            **{f"fields.{f.name}.question": f.question for f in wl.fields}}

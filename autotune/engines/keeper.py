@@ -12,10 +12,13 @@ from pathlib import Path
 import httpx
 
 from autotune.engines.base import Engine, EngineHandle
+from autotune.engines.process import terminate_group
 from autotune.knobs import ServerConfig
 
 
 class EngineKeeper:
+    hung_grace_s = 2.0  # SIGTERM grace for an engine that failed a trial as `engine_hung` (see close)
+
     def __init__(self, engine: Engine):
         self.engine = engine
         self.handle: EngineHandle | None = None
@@ -34,10 +37,14 @@ class EngineKeeper:
         self.launches += 1
         return self.handle, False
 
-    def close(self) -> None:
+    def close(self, grace_s: float | None = None) -> None:
+        """Stop the kept engine. grace_s: a shorter SIGTERM grace than the engine's shutdown timeout, for an engine
+        known to be hung (it will not shut down cleanly; waiting only delays the next trial)."""
         if self.handle is not None:
             handle, self.handle, self.server = self.handle, None, None
-            self.engine.stop(handle)
+            if grace_s is not None:
+                terminate_group(handle.pgid, grace_s)
+            self.engine.stop(handle)  # a no-op kill when the group is gone; forgets the registry entry
 
 
 def _healthy(handle: EngineHandle) -> bool:

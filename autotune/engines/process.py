@@ -48,13 +48,37 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+STOPPED_GRACE_S = 1.0  # a stopped (SIGSTOP / traced) process cannot act on SIGTERM: do not wait for it
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of a process group (psutil has no group query: scan, tolerating exits mid-scan)."""
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+    return members
+
+
+def group_stopped(pgid: int) -> bool:
+    """True if any member of the group is stopped (job control or ptrace): it will not handle SIGTERM."""
+    for proc in group_members(pgid):
+        with contextlib.suppress(psutil.Error):
+            if proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+                return True
+    return False
+
+
 def terminate_group(pgid: int, timeout_s: float = 20.0) -> bool:
-    """SIGTERM the group, wait up to timeout_s, then SIGKILL. Returns True if SIGKILL was needed."""
+    """SIGTERM the group, wait up to timeout_s (STOPPED_GRACE_S if a member is stopped), then SIGKILL. Returns
+    True if SIGKILL was needed."""
+    stopped = group_stopped(pgid)
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return False
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + (min(timeout_s, STOPPED_GRACE_S) if stopped else timeout_s)
     while time.monotonic() < deadline:
         if not group_alive(pgid):
             return False

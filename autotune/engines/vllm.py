@@ -7,7 +7,6 @@ import os
 import re
 import socket
 import time
-from collections import deque
 from pathlib import Path
 
 import httpx
@@ -18,9 +17,12 @@ from autotune.engines.process import EngineRegistry, start_group, terminate_grou
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
 from autotune.knobs import ServerConfig
 from autotune.models import registry as models
+from autotune.secrets import expand
 
 # log patterns -> failure reason tags, checked in order on the log tail of a dead engine
 FAILURE_PATTERNS = [
+    # a race with another process for the port: transient, retried on a new port
+    ("port_in_use", re.compile(r"Address already in use|EADDRINUSE|\[Errno 98\]", re.I)),
     ("oom", re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|"
                        r"insufficient.*(kv|memory)|No available memory for the cache blocks|"
                        r"larger than the available KV cache memory", re.I)),
@@ -28,6 +30,9 @@ FAILURE_PATTERNS = [
                                r"error: unrecognized arguments|invalid choice|argument --|No common block size|"
                                r"ValidationError|must be (less|greater|at most|at least)", re.I)),
 ]
+
+
+PORT_ATTEMPTS = 3
 
 
 def speculative_config(s: ServerConfig) -> dict | None:
@@ -83,8 +88,12 @@ def build_argv(s: ServerConfig, engine: EngineConfig, port: int) -> list[str]:
 
 
 def build_env(s: ServerConfig, engine: EngineConfig) -> dict[str, str]:
-    """Environment overrides for the engine (on top of os.environ)."""
-    env = dict(engine.env)
+    """Environment overrides for the engine (on top of os.environ); `${NAME}` values read the tuner's environment
+    here, at launch, so they live only in this process and the engine's."""
+    try:
+        env = {k: expand(v) for k, v in engine.env.items()}
+    except KeyError as exc:
+        raise EngineLaunchError(f"engine.env refers to ${{{exc.args[0]}}}, which is not set", "bad_config") from None
     if engine.device == "cpu" and s.kv_cache_space_gb is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = f"{s.kv_cache_space_gb:g}"
     return env
@@ -96,12 +105,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def log_tail(path: Path, n: int = 300) -> str:
+def log_tail(path: Path, n: int = 300, start: int = 0) -> str:
+    """The last `n` lines of the log written after byte `start` (this launch's part of an appended log)."""
     try:
-        with path.open(errors="replace") as f:
-            return "\n".join(line.rstrip() for line in deque(f, maxlen=n))
+        with path.open("rb") as f:
+            f.seek(max(start, path.stat().st_size - 512 * 1024))  # a long-lived engine's log can be large
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return ""
+    return "\n".join(line.rstrip() for line in lines[-n:])
 
 
 def classify_failure(tail: str) -> str:
@@ -120,11 +132,26 @@ class VLLMEngine:
         self.on_wait = on_wait  # called with elapsed seconds while waiting for /health
 
     def launch(self, server: ServerConfig, log_path: Path) -> EngineHandle:
+        """A healthy engine, or EngineLaunchError. A port taken between our choice and the engine's bind is a
+        race, not a property of the config: the launch is retried on a new port."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._launch_once(server, log_path)
+            except EngineLaunchError as err:
+                if err.reason != "port_in_use" or attempt == PORT_ATTEMPTS:
+                    raise
+
+    def _launch_once(self, server: ServerConfig, log_path: Path) -> EngineHandle:
         port = free_port(self.config.host)
         argv = build_argv(server, self.config, port)
         overrides = build_env(server, self.config)
         started = time.monotonic()
-        proc = start_group(argv, {**os.environ, **overrides}, log_path)
+        offset = log_path.stat().st_size if log_path.is_file() else 0  # an earlier attempt's lines stay in the log
+        try:
+            proc = start_group(argv, {**os.environ, **overrides}, log_path)
+        except OSError as exc:  # not executable, a directory, gone since validation
+            raise EngineLaunchError(f"cannot start the engine {argv[0]!r}: {exc.strerror or exc}",
+                                    "not_executable") from None
         self.registry.record(proc, argv)
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         handle = EngineHandle(
@@ -132,7 +159,7 @@ class VLLMEngine:
             log_path=log_path, argv=argv, env_overrides=overrides,
         )
         try:
-            self._wait_ready(proc, handle, started)
+            self._wait_ready(proc, handle, started, offset)
         except BaseException:
             self.stop(handle)
             raise
@@ -140,13 +167,13 @@ class VLLMEngine:
         handle.version = self._version(handle)
         return handle
 
-    def _wait_ready(self, proc, handle: EngineHandle, started: float) -> None:
+    def _wait_ready(self, proc, handle: EngineHandle, started: float, offset: int = 0) -> None:
         deadline = started + self.config.startup_timeout_s
         with httpx.Client(timeout=2.0) as client:
             while True:
                 code = proc.poll()
                 if code is not None:
-                    tail = log_tail(handle.log_path)
+                    tail = log_tail(handle.log_path, start=offset)
                     reason = classify_failure(tail)
                     raise EngineLaunchError(
                         f"engine exited with code {code} before ready ({reason}): {_last_error_line(tail)}",
@@ -161,7 +188,7 @@ class VLLMEngine:
                 if time.monotonic() > deadline:
                     raise EngineHealthTimeout(
                         f"engine not healthy after {elapsed:.0f} s (startup_timeout_s)",
-                        log_tail=log_tail(handle.log_path),
+                        log_tail=log_tail(handle.log_path, start=offset),
                     )
                 if self.on_wait:
                     self.on_wait(elapsed)

@@ -9,7 +9,7 @@ requests, chains really wait. It runs by hand too:
 
 Without AUTOTUNE_LOAD_CONFIG it sends a built-in task in closed loop. The config (written by autotune) holds:
 tasks [{id, context, task, questions}], app (the client knobs, see fmware.app.AppConfig), model, seed,
-arrival {mode, rate, users}, warmup_s, duration_s, drain_timeout_s, request_timeout_s, out_dir.
+arrival {mode, rate, users}, warmup_s, duration_s, drain_timeout_s, request_timeout_s, stall_timeout_s, out_dir.
 
 Arrival models: `closed` - every user starts its next task when the previous one ends; `poisson` - every
 user draws exponential gaps at rate/users and starts tasks without waiting (open loop; the superposition
@@ -18,6 +18,10 @@ measurement window; the ones in flight then get `drain_timeout_s` to finish. Res
 tasks.jsonl (one record per task: latency, nodes, answer), requests.jsonl (one per FM call), summary.json,
 metrics-before.txt / metrics-after.txt (server /metrics snapshots at the start of the window and after the
 drain).
+
+No-progress watchdog: when HTTP requests are outstanding and nothing (a chunk, a response, a transport error)
+has come back from the engine for `stall_timeout_s`, the engine is frozen; the run stops waiting at once,
+writes what it has and marks the summary `engine_hung` (autotune turns that into a FAILED trial).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ DEFAULT_CONFIG = {
     "duration_s": 10.0,
     "drain_timeout_s": 30.0,
     "request_timeout_s": 120.0,
+    "stall_timeout_s": 20.0,
     "out_dir": "locust-out",
 }
 
@@ -73,7 +78,9 @@ class Run:
     t0 = 0.0
     warmup_end = 0.0
     measure_end = 0.0
-    in_flight = 0
+    in_flight = 0  # tasks started and not finished (a task may be in a CPU node, not waiting on the engine)
+    outstanding = 0  # HTTP requests waiting on the engine
+    last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
     counter = itertools.count()
     order: list[int] = []
     records: list[dict] = []
@@ -108,6 +115,7 @@ def _on_init(environment, **_):
 @events.test_start.add_listener
 def _on_start(environment, **_):
     Run.t0 = time.time()
+    Run.last_progress = Run.t0
     Run.warmup_end = Run.t0 + CFG["warmup_s"]
     Run.measure_end = Run.warmup_end + CFG["duration_s"]
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -137,28 +145,47 @@ def _master_controller(environment, out: Path) -> None:
     environment.runner.quit()
 
 
+def _stall_s() -> float | None:
+    """Seconds without progress when requests are outstanding and that exceeds stall_timeout_s, else None."""
+    idle = time.time() - Run.last_progress
+    return idle if Run.outstanding > 0 and idle > CFG["stall_timeout_s"] else None
+
+
+def _wait(until: float, busy=None, step: float = 0.2) -> bool:
+    """Sleep until `until` (or until busy() turns false), watching for a stall; False when the engine stalled."""
+    while time.time() < until and (busy is None or busy()):
+        if _stall_s() is not None:
+            return False
+        gevent.sleep(min(step, max(0.0, until - time.time())))
+    return _stall_s() is None
+
+
 def _scrape(environment, out: Path, name: str) -> None:
     try:
         import urllib.request
 
-        with urllib.request.urlopen(f"{environment.host}/metrics", timeout=10) as resp:
+        # bounded by the stall timeout: a frozen engine accepts the connection and never answers
+        with urllib.request.urlopen(f"{environment.host}/metrics", timeout=min(10.0, CFG["stall_timeout_s"])) as resp:
             (out / name).write_bytes(resp.read())
     except OSError as exc:  # the engine may be gone; the summary says so
         (out / name).write_text(f"# scrape failed: {exc}\n")
 
 
 def _controller(environment, out: Path) -> None:
-    """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit."""
-    gevent.sleep(max(0.0, Run.warmup_end - time.time()))
-    if Run.role == "local":
+    """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit. Every
+    wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
+    ok = _wait(Run.warmup_end)
+    if ok and Run.role == "local":
         _scrape(environment, out, "metrics-before.txt")
-    gevent.sleep(max(0.0, Run.measure_end - time.time()))
-    drain_deadline = time.time() + CFG["drain_timeout_s"]
-    while Run.in_flight > 0 and time.time() < drain_deadline:
-        gevent.sleep(0.05)
+    ok = ok and _wait(Run.measure_end)
+    ok = ok and _wait(time.time() + CFG["drain_timeout_s"], lambda: Run.in_flight > 0, step=0.05)
+    stall_s = _stall_s()
     drained_s = time.time() - Run.measure_end
     if Run.role == "local":
-        _scrape(environment, out, "metrics-after.txt")
+        if stall_s is None:
+            _scrape(environment, out, "metrics-after.txt")
+        else:
+            (out / "metrics-after.txt").write_text(f"# not scraped: engine hung ({stall_s:.1f} s without progress)\n")
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru.ru_utime - Run.rusage0.ru_utime) + (ru.ru_stime - Run.rusage0.ru_stime)
     wall = time.time() - Run.t0
@@ -167,13 +194,17 @@ def _controller(environment, out: Path) -> None:
         "measure_s": CFG["duration_s"], "drain_s": drained_s, "abandoned_in_flight": Run.in_flight,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
-        "cache_entries": len(CACHE) if CACHE is not None else None,
+        "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stall_s is not None,
     }
+    if stall_s is not None:
+        summary["stall_s"] = stall_s
     for name, rows in ((f"requests{Run.suffix}.jsonl", Run.records), (f"tasks{Run.suffix}.jsonl", Run.tasks)):
         with (out / name).open("a") as f:
             for rec in rows:
                 f.write(json.dumps(rec) + "\n")
     (out / f"summary{Run.suffix}.json").write_text(json.dumps(summary, indent=2))
+    if stall_s is not None:  # users blocked on a frozen engine never finish their task: kill, do not wait
+        environment.stop_timeout = 0
     if Run.role == "worker":
         environment.runner.send_message("autotune_done", Run.index)
     else:
@@ -232,16 +263,21 @@ class ChatUser(HttpUser):
                "completion_tokens": None, "finish_reason": None, "ok": False, "status": None, "error": None,
                "text": ""}
         parts: list[str] = []
+        if Run.outstanding == 0:  # the stall clock starts with the first request the engine owes us
+            Run.last_progress = time.time()
+        Run.outstanding += 1
         try:
             with self.client.post("/v1/chat/completions", json=payload, stream=True, catch_response=True,
                                   name=(req.get("node") or "chat").split(".")[0],
                                   timeout=CFG["request_timeout_s"]) as resp:
+                Run.last_progress = time.time()  # any response (headers, an error status) is progress
                 rec["status"] = resp.status_code
                 if resp.status_code != 200:
                     rec["error"] = f"HTTP {resp.status_code}: {resp.text[:300]}"
                     resp.failure(rec["error"])
                 else:
                     for line in resp.iter_lines():
+                        Run.last_progress = time.time()  # per streamed line: one float store, cheap
                         if not line or not line.startswith(b"data:"):
                             continue
                         data = line[5:].strip()
@@ -276,7 +312,10 @@ class ChatUser(HttpUser):
                         rec["ok"] = True
                         resp.success()
         except Exception as exc:  # any transport error is a failed request, recorded, never raised
+            Run.last_progress = time.time()  # an error is an answer too: the engine is not silent
             rec["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rec["e2e_s"] = time.perf_counter() - start
+        finally:
+            Run.outstanding -= 1
         Run.records.append(rec)
         return rec

@@ -13,7 +13,7 @@ from typing import Any
 
 from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import start_group, terminate_group
-from autotune.errors import LoadGenError
+from autotune.errors import EngineHung, LoadGenError
 from autotune.knobs import ClientConfig
 from autotune.secrets import SECRET
 from autotune.workloads.dataset import read_jsonl
@@ -62,6 +62,7 @@ def load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict
         "duration_s": workload.duration_s,
         "drain_timeout_s": workload.drain_timeout_s,
         "request_timeout_s": workload.request_timeout_s,
+        "stall_timeout_s": workload.stall_timeout_s,
         "processes": workload.processes,
         "out_dir": str(out_dir),
     }
@@ -86,7 +87,8 @@ def load_users(cfg: dict[str, Any]) -> int:
 
 
 def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None) -> LoadResult:
-    """Run Locust in its own process group; any failure becomes LoadGenError quoting its output."""
+    """Run Locust in its own process group; any failure becomes LoadGenError quoting its output, a frozen engine
+    (the load generator's no-progress watchdog fired) EngineHung."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = {**cfg, "load_users": load_users(cfg)}
     cfg_path = out_dir / "load-config.json"
@@ -98,7 +100,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     for stale in [*out_dir.glob("summary*.json"), *out_dir.glob("tasks*.jsonl"), *out_dir.glob("requests*.jsonl")]:
         stale.unlink()  # a previous run's files must not be merged into this one
     proc = start_group(argv, env, log_path)  # own group, dies with us even on kill -9 (PDEATHSIG)
-    limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90
+    limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90  # backstop: locust itself stuck
     try:
         code = _wait(proc, limit, on_tick)
     except subprocess.TimeoutExpired:
@@ -108,13 +110,17 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
         terminate_group(proc.pid, 5.0)
         raise
     summaries = sorted(out_dir.glob("summary*.json"))
+    summary = merge_summaries([json.loads(p.read_text()) for p in summaries]) if summaries else {}
+    if summary.get("engine_hung"):  # checked first: the frozen engine is the cause of whatever else went wrong
+        raise EngineHung(f"no token or response from the engine for {summary.get('stall_s', 0):.1f} s while "
+                         f"requests were waiting (stall_timeout_s {cfg.get('stall_timeout_s', 20.0):g} s)")
     if code != 0 or not summaries:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise LoadGenError(f"locust exited with code {code}: {' | '.join(tail)[-400:]}")
     return LoadResult(
         records=[r for p in sorted(out_dir.glob("requests*.jsonl")) for r in read_jsonl(p, missing_ok=True)],
         tasks=[t for p in sorted(out_dir.glob("tasks*.jsonl")) for t in read_jsonl(p, missing_ok=True)],
-        summary=merge_summaries([json.loads(p.read_text()) for p in summaries]),
+        summary=summary,
         metrics_before=_read(out_dir / "metrics-before.txt"),
         metrics_after=_read(out_dir / "metrics-after.txt"),
         out_dir=out_dir,
@@ -145,6 +151,10 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["drain_s"] = max(p.get("drain_s", 0.0) for p in parts)
     merged["loadgen_cpu_share"] = merged["loadgen_cpu_s"] / merged["loadgen_wall_s"] if merged["loadgen_wall_s"] else 0
     merged["processes"] = len(parts)
+    merged["engine_hung"] = any(p.get("engine_hung") for p in parts)  # one frozen worker view is enough
+    stalls = [p["stall_s"] for p in parts if p.get("stall_s") is not None]
+    if stalls:
+        merged["stall_s"] = max(stalls)
     return merged
 
 

@@ -7,15 +7,17 @@ parent carries the Pareto plot (PNG + interactive HTML) and the front table. Par
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import os
 import random
 import time
 from pathlib import Path
 from typing import Any
 
 from autotune.errors import TrackingError
-from autotune.secrets import redact
+from autotune.secrets import contains_secret, install_log_scrubbing, redact, scrub, scrub_bytes, scrub_obj
 
 RECOMMENDED = "autotune.recommended"
 ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
@@ -24,16 +26,15 @@ ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
 
 class MlflowTracker:
     def __init__(self, uri: str, study: str, artifact_root: Path | None = None, create_parent: bool = True):
-        # imported here: mlflow is heavy and only needed when tracking
-        import logging
-
+        _bound_mlflow_retries()
         from mlflow import MlflowClient
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from autotune.stores import check_mlflow_uri
 
-        self.uri = uri
+        check_mlflow_uri(uri)  # an unwritable local store fails now, in one line, not after minutes of retries
+        self.uri = scrub(uri)
         self.study = study
+        self._open: set[str] = set()  # trial runs started here and not yet terminated
         for attempt in range(6):  # workers starting together race to create the store schema / the experiment
             try:
                 self.client = MlflowClient(tracking_uri=uri)
@@ -44,11 +45,10 @@ class MlflowTracker:
                 else:
                     self.experiment_id = exp.experiment_id
                 break
-            except Exception as exc:  # store unreachable, bad URI, locked DB...
-                if attempt == 5:
-                    raise TrackingError(f"MLflow store {uri} is not usable: {type(exc).__name__}: {exc}"[:400]) \
-                        from None
-                time.sleep(0.5 + random.random())
+            except Exception as exc:  # only a lost creation race is worth another try; the rest fails now
+                if attempt == 5 or not _contention(exc):
+                    raise TrackingError(f"MLflow store {self.uri} is not usable: {_one_line(exc)}") from None
+                time.sleep(0.2 + random.random() * 0.5)
         self.parent_id = self._parent() if create_parent else ""
 
     def _parents(self):
@@ -76,6 +76,7 @@ class MlflowTracker:
             tags={"mlflow.parentRunId": self.parent_id, ROLE: "trial", STUDY: self.study, TRIAL: str(number),
                   STATE: "running"},
         )
+        self._open.add(run.info.run_id)
         safe = redact(params)
         self.client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in sorted(safe.items())])
         return run.info.run_id
@@ -90,19 +91,22 @@ class MlflowTracker:
               if isinstance(v, int | float) and math.isfinite(v)]
         for i in range(0, len(ms), 500):
             self.client.log_batch(run_id, metrics=ms[i:i + 500])
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self.client.log_batch(run_id, tags=[RunTag(k, scrub(str(v))[:5000]) for k, v in tags.items()])
         for name, path in files.items():
             if path.is_file():
                 _log_file_as(self.client, run_id, path, name)
         for name, rows in (tables or {}).items():
             if rows:  # shown as a table in the run's artifact view (and queryable with mlflow.load_table)
-                self.client.log_table(run_id, data={k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file=name)
+                self.client.log_table(run_id, data={k: [scrub_obj(r.get(k)) for r in rows] for k in rows[0]},
+                                      artifact_file=name)
         status = "KILLED" if killed else "FAILED" if failed else "FINISHED"
         self.client.set_terminated(run_id, status=status)
+        self._open.discard(run_id)
 
     def mark_interrupted(self, run_id: str) -> None:
         self.client.set_tag(run_id, STATE, "interrupted")
         self.client.set_terminated(run_id, status="KILLED")
+        self._open.discard(run_id)
 
     def set_pareto(self, run_ids_on_front: set[str], all_run_ids: list[str]) -> None:
         for rid in all_run_ids:
@@ -112,14 +116,22 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         # log_dict/log_text overwrite (log_table would append), so the parent always shows the current front
-        self.client.log_dict(self.parent_id, {"front": table}, "pareto_front.json")
-        self.client.log_text(self.parent_id, front_markdown(table), "pareto_front.md")
+        self.client.log_dict(self.parent_id, scrub_obj({"front": table}), "pareto_front.json")
+        self.client.log_text(self.parent_id, scrub(front_markdown(table)), "pareto_front.md")
         for name, fig in figures.items():
             self.client.log_figure(self.parent_id, fig, name)
         now = int(time.time() * 1000)
         ms = [Metric(k, float(v), now, 0) for k, v in summary.items() if math.isfinite(v)]
         if ms:
             self.client.log_batch(self.parent_id, metrics=ms)
+
+    def fail_open_runs(self, status: str = "FAILED") -> None:
+        """Best effort after an error: no trial run of this process and not the parent is left RUNNING."""
+        for rid in [*self._open, self.parent_id]:
+            if rid:
+                with contextlib.suppress(Exception):
+                    self.client.set_terminated(rid, status=status)
+        self._open.clear()
 
     def log_study_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -154,10 +166,12 @@ class MlflowTracker:
             if r.info.run_id != run_id:
                 self.client.set_tag(r.info.run_id, RECOMMENDED, "false")
         self.client.set_tag(run_id, RECOMMENDED, "true")
-        self.client.log_artifacts(run_id, str(bundle_dir), f"bundle/{bundle_dir.name}")
+        for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
+            rel = path.relative_to(bundle_dir).parent
+            _log_file_as(self.client, run_id, path, path.name, f"bundle/{bundle_dir.name}/{rel}".rstrip("/."))
 
     def log_parent_file(self, path: Path) -> None:
-        self.client.log_artifact(self.parent_id, str(path))
+        _log_file_as(self.client, self.parent_id, path, path.name)
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status=status)
@@ -165,6 +179,33 @@ class MlflowTracker:
     def run_url(self, run_id: str | None = None) -> str:
         rid = run_id or self.parent_id
         return f"#/experiments/{self.experiment_id}/runs/{rid}"
+
+
+def _bound_mlflow_retries() -> None:
+    """MLflow retries an unusable SQL store for minutes and an HTTP server for about two; bound both, and keep
+    its store-error tracebacks off the screen (each becomes one TrackingError line)."""
+    import logging
+
+    import mlflow.store.db.utils as db_utils
+
+    db_utils.MAX_RETRY_COUNT = min(db_utils.MAX_RETRY_COUNT, 3)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    install_log_scrubbing()
+
+
+def _contention(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(s in text for s in ("database is locked", "unique constraint", "integrityerror", "already exists",
+                                   "duplicate key", "deadlock"))
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return scrub(f"{type(exc).__name__}: {lines[0] if lines else ''}")[:400]
 
 
 def _store_errors(fn):
@@ -177,8 +218,7 @@ def _store_errors(fn):
         except TrackingError:
             raise
         except Exception as exc:
-            raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}"[:400]) from None
+            raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {_one_line(exc)}") from None
 
     return wrapper
 
@@ -188,17 +228,19 @@ for _name in ("start_trial", "finish_trial", "log_history", "mark_interrupted", 
     setattr(MlflowTracker, _name, _store_errors(getattr(MlflowTracker, _name)))
 
 
-def _log_file_as(client, run_id: str, path: Path, name: str) -> None:
-    """Log `path` under artifact name `name` (a reused engine's log lives in an earlier trial's directory)."""
-    if path.name == name:
-        client.log_artifact(run_id, str(path))
+def _log_file_as(client, run_id: str, path: Path, name: str, artifact_path: str | None = None) -> None:
+    """Log `path` under artifact name `name` (a reused engine's log lives in an earlier trial's directory). Every
+    file passes the redaction policy: one holding a known secret value is logged as a scrubbed copy."""
+    data = path.read_bytes()
+    if path.name == name and not contains_secret(data):
+        client.log_artifact(run_id, str(path), artifact_path)
         return
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / name
-        target.write_bytes(path.read_bytes())
-        client.log_artifact(run_id, str(target))
+        target.write_bytes(scrub_bytes(data))
+        client.log_artifact(run_id, str(target), artifact_path)
 
 
 def front_markdown(rows: list[dict[str, Any]]) -> str:

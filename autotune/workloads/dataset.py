@@ -13,16 +13,31 @@ import random
 from pathlib import Path
 from typing import Any
 
-from autotune.config.workload import WorkloadConfig
+from autotune.config.dataset import read_items
+from autotune.config.workload import WorkloadConfig, templates
+from autotune.errors import ConfigError
 
 PREFIXES = ["Reposted: ", "From the archive: ", "Update: ", "Reader mail: ", "In brief: "]
 
 
 def read_jsonl(path: Path, missing_ok: bool = False) -> list[dict[str, Any]]:
-    """Records of a JSONL file (datasets, a trial's tasks/requests); `missing_ok`: none if it does not exist."""
+    """Records of a JSONL file the tuner wrote (a trial's tasks/requests); `missing_ok`: none if it does not
+    exist. A damaged line is a one-line ConfigError naming the file and the line."""
     if missing_ok and not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError as exc:
+                raise ConfigError(str(path), f"line {n}", f"is not JSON ({exc})", line[:60]) from None
+    return out
+
+
+def read_dataset(workload: WorkloadConfig, path: Path) -> list[dict[str, Any]]:
+    """A dataset's items, every line checked (see config.dataset)."""
+    return read_items(path, templates(workload))
 
 
 def render_task(workload: WorkloadConfig, item: dict[str, Any]) -> dict[str, Any]:
@@ -66,4 +81,5 @@ def few_shot_examples(workload: WorkloadConfig, workload_file: Path) -> list[dic
     path = workload.few_shot_path(workload_file)
     if path is None:
         return []
-    return [{**render_task(workload, it), "answer": it["reference"]} for it in read_jsonl(path)[:workload.few_shot_n]]
+    items = read_dataset(workload, path)[:workload.few_shot_n]
+    return [{**render_task(workload, it), "answer": it["reference"]} for it in items]

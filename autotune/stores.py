@@ -1,0 +1,133 @@
+"""Opening the stores every command uses (Optuna storage, MLflow tracking), with one-line errors.
+
+A malformed URL, a missing driver, an unwritable directory or a missing study is a ConfigError naming the
+option and the value; it never becomes a traceback or a retry loop. Passwords inside URLs join the redaction
+policy, so the URL can be printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from autotune.errors import ConfigError
+from autotune.secrets import register, scrub
+
+
+def default_storage(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+
+
+def default_mlflow_uri(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+
+
+def register_url_secret(url: str) -> None:
+    """`postgresql://user:PASSWORD@host/db` or `https://user:PASSWORD@host`: the password is a secret."""
+    with contextlib.suppress(ValueError):
+        register([urlsplit(url).password])
+
+
+def local_path(url: str) -> Path | None:
+    """The file a sqlite:/// or file: store lives in (or a bare path), else None (a server)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url != "sqlite:///:memory:" else None
+    if url.startswith("file:"):
+        return Path(urlsplit(url).path)
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:").removeprefix("//"))
+    return None if "://" in url else Path(url)
+
+
+def probe_dir(folder: Path, option: str, shown: str) -> None:
+    """Fail in milliseconds, with one line, where a store would retry for minutes: the folder must exist or be
+    creatable, and accept a new file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".autotune-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(option, "", f"cannot write there ({exc.strerror or exc}: {exc.filename or folder})",
+                          shown) from None
+
+
+def probe_file(path: Path, option: str, shown: str) -> None:
+    """A store kept in one file (sqlite, journal): its folder writable, the file (if any) a writable file."""
+    probe_dir(path.parent, option, shown)
+    if path.exists():
+        if not path.is_file():
+            raise ConfigError(option, "", f"the store path is not a file: {path}", shown)
+        try:
+            with path.open("ab"):
+                pass
+        except OSError as exc:
+            raise ConfigError(option, "", f"the store file is not writable ({exc.strerror or exc})", shown) from None
+
+
+def open_storage(url: str, option: str = "--storage"):
+    """An Optuna storage for an RDB URL (sqlite:///, postgresql+psycopg2://...) or `journal:///path.log`."""
+    register_url_secret(url)
+    shown = scrub(url)
+    path = local_path(url)
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        probe_file(path, option, shown)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ConfigError(option, "", "must be an RDB URL (sqlite:///path, postgresql+psycopg2://...) or "
+                          "journal:///path.log", shown)
+    if path is not None:
+        probe_file(path, option, shown)
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return RDBStorage(url, engine_kwargs=_connect_timeout(url))
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(option, "", f"malformed or unsupported storage URL ({_first(exc)})", shown) from None
+    except ImportError as exc:
+        raise ConfigError(option, "", f"the database driver is not installed ({exc.name or _first(exc)})",
+                          shown) from None
+    except SQLAlchemyError as exc:
+        raise ConfigError(option, "", f"cannot open the storage ({_first(exc)})", shown) from None
+
+
+def _connect_timeout(url: str) -> dict:
+    """A database server that does not answer fails in seconds (psycopg2's default waits forever)."""
+    return {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+
+
+def load_study(name: str, url: str, option: str = "--storage"):
+    """An existing study, or ConfigError naming it (with the studies the storage does hold)."""
+    import optuna
+
+    storage = open_storage(url, option)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        have = f"; it holds {', '.join(names[:10])}" if names else "; it holds none"
+        raise ConfigError(scrub(url), "--study", f"no study named {name!r} in this storage{have}",
+                          show_value=False) from None
+    except Exception as exc:  # a damaged or foreign database
+        raise ConfigError(scrub(url), "--study", f"cannot read study {name!r} ({_first(exc)})",
+                          show_value=False) from None
+
+
+def check_mlflow_uri(uri: str, option: str = "--mlflow-uri") -> None:
+    """Before any run is created: a local MLflow store must be writable (MLflow itself would retry for minutes)."""
+    register_url_secret(uri)
+    path = local_path(uri)
+    if path is not None:
+        (probe_file if uri.startswith("sqlite:") else probe_dir)(path, option, scrub(uri))
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return scrub(f"{type(exc).__name__}: {text[0] if text else ''}")[:300]
