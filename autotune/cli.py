@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     except AutotuneError as exc:
         _fail(str(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        err.print("interrupted: engines stopped, completed trials kept, the running trial is marked interrupted; "
-                  "rerun the same command to resume", soft_wrap=True, markup=False, highlight=False)
-        sys.exit(130)
+        code = 130
+
     except OSError as exc:  # the host refused: a file or folder we cannot read or write, a full disk
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or type(exc).__name__}{where}", 1)
@@ -52,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         log = _crash_log(exc)
         _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (a bug; the "
               f"traceback is in {log})", 1)
+    if code == 130:  # typer turns a KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP) into exit code 130
+        err.print("interrupted: engines stopped, completed trials kept, the running trial is marked interrupted; "
+                  "rerun the same command to resume", soft_wrap=True, markup=False, highlight=False)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,3 +21,28 @@ def write(tmp_path: Path):
         return p
 
     return _write
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def cli_invoke(args: list[str]) -> CliResult:
+    """`autotune ARGS` in this process through `main`, the CLI's one top-level guard (as the console script)."""
+    from autotune.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return CliResult(code, out.getvalue(), err.getvalue())

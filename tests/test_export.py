@@ -15,6 +15,7 @@ import yaml
 from autotune.config.space import SpaceConfig
 from autotune.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
 from autotune.study import run_search
+from tests.conftest import cli_invoke
 from tests.test_study import NullReporter, _mlflow_runs, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 
@@ -96,18 +97,15 @@ def test_bundle_from_a_study_starts_its_engine(setup, tmp_path):
 
 
 def test_cli_export_tags_the_mlflow_run(setup, tmp_path):
-    from typer.testing import CliRunner
-
-    from autotune.cli import app
 
     opts = setup("{choices: [2, 4]}", n_trials=2)
     run_search(opts, NullReporter())
-    res = CliRunner().invoke(app, ["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick",
+    res = cli_invoke(["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick",
                                    "min p95_task_ms where quality >= 0.5", "--out", str(tmp_path / "ex")])
     assert res.exit_code == 0, res.output
     client, runs = _mlflow_runs(opts)
     tagged = [r for r in runs if r.data.tags.get("autotune.recommended") == "true"]
     assert len(tagged) == 1
     assert any(a.path == "bundle" for a in client.list_artifacts(tagged[0].info.run_id))
-    bad = CliRunner().invoke(app, ["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick", "fastest"])
+    bad = cli_invoke(["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick", "fastest"])
     assert bad.exit_code == 2 and "--pick" in bad.output and "Traceback" not in bad.output

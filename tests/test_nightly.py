@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from autotune.cli import app
 from autotune.nightly import compare, parse_forced
 from autotune.study import run_search
+from tests.conftest import cli_invoke
 from tests.test_study import NullReporter, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 
@@ -31,7 +30,7 @@ def test_compare_needs_significance_and_size():
 def test_forced_values_are_checked():
     assert parse_forced(["max_num_seqs=1", "enforce_eager=true", "output_format=yaml"]) == {
         "max_num_seqs": 1, "enforce_eager": True, "output_format": "yaml"}
-    res = CliRunner().invoke(app, ["nightly", "--study", "s", "--force", "max_num_seqs=0"])
+    res = cli_invoke(["nightly", "--study", "s", "--force", "max_num_seqs=0"])
     assert res.exit_code == 2 and "max_num_seqs: must be >= 1" in res.output
 
 
@@ -41,14 +40,14 @@ def test_nightly_twice_ok_then_a_forced_regression_fails(setup, tmp_path):
     common = ["--study", "s", "--run-dir", str(opts.run_dir), "--exports", str(tmp_path / "exports"),
               "--reports", str(tmp_path / "nightly"), "--confirm", "2",
               "--latency-tolerance", "1.0"]  # ms-scale fake latencies jitter on a busy box; the forced case is 10x
-    first = CliRunner().invoke(app, ["nightly", *common, "--new-trials", "1"])
+    first = cli_invoke(["nightly", *common, "--new-trials", "1"])
     assert first.exit_code == 0, first.output
     assert (tmp_path / "exports" / "s" / "v1" / "bundle.json").is_file(), "first night exports the recommendation"
-    second = CliRunner().invoke(app, ["nightly", *common, "--new-trials", "0"])
+    second = cli_invoke(["nightly", *common, "--new-trials", "0"])
     assert second.exit_code == 0, second.output
     assert len(_study(opts).trials) == 3
 
-    bad = CliRunner().invoke(app, ["nightly", *common, "--new-trials", "0", "--force", "max_num_seqs=1"])
+    bad = cli_invoke(["nightly", *common, "--new-trials", "0", "--force", "max_num_seqs=1"])
     assert bad.exit_code == 5, bad.output
     assert "regression:" in bad.output and "p95_task_ms:" in bad.output and "confidence" in bad.output
     reports = sorted((tmp_path / "nightly" / "s").glob("*.json"))

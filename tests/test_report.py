@@ -3,11 +3,9 @@ application-knob tables and failures by reason."""
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
-from autotune.cli import app
 from autotune.study import run_search
 from autotune.tracking.study_figures import hypervolume_curve
+from tests.conftest import cli_invoke
 from tests.test_study import NullReporter
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 
@@ -23,7 +21,7 @@ def test_report_files(setup, tmp_path):
     opts = setup("{choices: [2, 4, 13]}", n_trials=4, client="  output_format: {choices: [json, yaml]}")
     run_search(opts, NullReporter())
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["report", "--study", "s", "--run-dir", str(opts.run_dir), "--out", str(out)])
+    res = cli_invoke(["report", "--study", "s", "--run-dir", str(opts.run_dir), "--out", str(out)])
     assert res.exit_code == 0, res.output
     md = (out / "README.md").read_text()
     names = {p.name for p in out.iterdir()}
