@@ -19,7 +19,7 @@ from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
 from autotune.metrics import summarize, usd_per_1k
-from autotune.secrets import redact_argv
+from autotune.secrets import expand, redact_argv
 from autotune.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
 from autotune.workloads.scorers import Scorer, safe_score
 
@@ -91,6 +91,15 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     return m
 
 
+def api_key(inputs: TrialInputs) -> str | None:
+    """The bearer token the application sends: the workload's `api_key`, else the engine's VLLM_API_KEY."""
+    raw = inputs.workload.api_key or inputs.space.engine.env.get("VLLM_API_KEY")
+    try:
+        return expand(raw) if raw else None
+    except KeyError as exc:
+        raise TrialRejected(f"api_key refers to ${{{exc.args[0]}}}, which is not set", "bad_config") from None
+
+
 def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path,
               phase: Phase) -> TrialResult:
     """Raises TrialError subclasses on failure. The engine is left running for the next trial (the keeper
@@ -112,7 +121,8 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     phase("warming")
     t0 = time.monotonic()
     try:
-        load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload))
+        load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
+                        api_key=api_key(inputs))
     except BaseException as exc:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
         # a frozen engine will not shut down cleanly: a short SIGTERM grace, then SIGKILL
         keeper.close(keeper.hung_grace_s if getattr(exc, "reason", None) == "engine_hung" else None)

@@ -8,12 +8,15 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 14   -> dies at start with an out-of-memory error
   --max-num-seqs 15   -> never becomes healthy (hangs)
   --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
+Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment at start (the tuner's
+log pump must mask them), and with VLLM_API_KEY set it demands `Authorization: Bearer <key>` as vLLM does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -26,8 +29,14 @@ ap.add_argument("--served-model-name", default="fake")
 ap.add_argument("--max-num-seqs", type=int, default=8)
 args, _unknown = ap.parse_known_args()
 
-if args.max_num_seqs == 13:
-    print("ValueError: max_num_seqs 13 is not supported by this fake engine", flush=True)
+for name, value in sorted(os.environ.items()):
+    if "TOKEN" in name or "KEY" in name:
+        print(f"environment: {name}={value}", flush=True)
+API_KEY = os.environ.get("VLLM_API_KEY")
+
+if args.max_num_seqs == 13:  # an error message that quotes a secret, as careless tools do
+    print(f"ValueError: max_num_seqs 13 is not supported by this fake engine (hf {os.environ.get('HF_TOKEN')})",
+          flush=True)
     sys.exit(1)
 if args.max_num_seqs == 14:
     print("torch.OutOfMemoryError: out of memory allocating the KV cache", flush=True)
@@ -93,6 +102,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if API_KEY and self.headers.get("Authorization") != f"Bearer {API_KEY}":
+            self._send(401, b'{"error": "Unauthorized"}')
+            return
         if "regex" in (body.get("structured_outputs") or {}):
             self._send(400, b'{"error": {"message": "regex structured outputs are not supported by the fake"}}')
             return

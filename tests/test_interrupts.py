@@ -60,7 +60,7 @@ def _wait_measuring(run_dir: Path, timeout: float = 60) -> None:
     raise AssertionError("the trial never reached the load phase")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_mid_trial_stops_engine_and_marks_trial(tmp_path, sig):
     space = _write_inputs(tmp_path)
     run_dir = tmp_path / "runs"
@@ -75,6 +75,11 @@ def test_signal_mid_trial_stops_engine_and_marks_trial(tmp_path, sig):
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert study.trials[0].user_attrs.get("interrupted") is True
     assert study.trials[1].state.name == "WAITING" and study.trials[1].user_attrs["rerun_of"] == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    assert {r.data.tags["autotune.role"]: r.info.status for r in runs} == {"study": "KILLED", "trial": "KILLED"}
 
 
 def test_kill_9_then_rerun_reaps_and_resumes(tmp_path):

@@ -18,7 +18,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(str(path), "", "file does not exist", show_value=False)
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read the file ({exc.strerror or exc})", show_value=False) from None
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(str(path), "", f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})",
+                          show_value=False) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

@@ -12,10 +12,13 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import psutil
+
+from autotune.secrets import scrub_bytes
 
 PR_SET_PDEATHSIG = 1
 
@@ -26,16 +29,38 @@ def _die_with_parent() -> None:  # runs in the child before exec
 
 
 def start_group(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start argv (a list, never a shell string) as the leader of a new process group, output to log_path."""
+    """Start argv (a list, never a shell string) as the leader of a new process group. Its output reaches
+    log_path through a pump that applies the redaction policy: an engine (or a wrapper script) that prints a
+    token from its environment never writes it to disk."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
     try:
-        return subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True, preexec_fn=_die_with_parent, close_fds=True,
         )
-    finally:
-        log.close()  # the child holds its own descriptor
+    except BaseException:
+        log.close()
+        raise
+    pump = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True, name=f"log-{proc.pid}")
+    pump.start()
+    proc.log_pump = pump  # type: ignore[attr-defined]
+    return proc
+
+
+def flush_log(proc: subprocess.Popen, timeout_s: float = 2.0) -> None:
+    """After the process exited: wait (bounded) until its last lines are in the log, to read its error."""
+    pump = getattr(proc, "log_pump", None)
+    if pump is not None:
+        pump.join(timeout_s)
+
+
+def _pump(src, dst) -> None:
+    """Copy lines until every process holding the pipe has exited (EOF), scrubbed, flushed line by line."""
+    with src, dst:
+        for line in iter(src.readline, b""):
+            dst.write(scrub_bytes(line))
+            dst.flush()
 
 
 def group_alive(pgid: int) -> bool:

@@ -13,7 +13,7 @@ import httpx
 
 from autotune.config.space import EngineConfig
 from autotune.engines.base import EngineHandle
-from autotune.engines.process import EngineRegistry, start_group, terminate_group
+from autotune.engines.process import EngineRegistry, flush_log, start_group, terminate_group
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
 from autotune.knobs import ServerConfig
 from autotune.models import registry as models
@@ -173,6 +173,7 @@ class VLLMEngine:
             while True:
                 code = proc.poll()
                 if code is not None:
+                    flush_log(proc)
                     tail = log_tail(handle.log_path, start=offset)
                     reason = classify_failure(tail)
                     raise EngineLaunchError(

@@ -218,6 +218,9 @@ class ChatUser(HttpUser):
         return 0
 
     def on_start(self):
+        key = os.environ.get("AUTOTUNE_API_KEY")  # a server started with VLLM_API_KEY / --api-key
+        if key:
+            self.client.headers["Authorization"] = f"Bearer {key}"
         if Run.model is None:
             Run.model = self.client.get("/v1/models").json()["data"][0]["id"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config.workload import WorkloadConfig
-from autotune.engines.process import start_group, terminate_group
+from autotune.engines.process import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
 from autotune.knobs import ClientConfig
 from autotune.secrets import SECRET
@@ -86,7 +86,8 @@ def load_users(cfg: dict[str, Any]) -> int:
     return arrival["users"] if arrival["mode"] == "closed" else max(1, cfg.get("processes", 1))
 
 
-def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None) -> LoadResult:
+def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None,
+             api_key: str | None = None) -> LoadResult:
     """Run Locust in its own process group; any failure becomes LoadGenError quoting its output, a frozen engine
     (the load generator's no-progress watchdog fired) EngineHung."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,8 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     cfg_path = out_dir / "load-config.json"
     cfg_path.write_text(json.dumps(cfg, indent=2))
     env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path)}
+    if api_key:  # through the environment, never the config file on disk
+        env["AUTOTUNE_API_KEY"] = api_key
     log_path = out_dir / "locust.log"
     argv = locust_argv(url, cfg)
     log_path.unlink(missing_ok=True)
@@ -115,6 +118,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
         raise EngineHung(f"no token or response from the engine for {summary.get('stall_s', 0):.1f} s while "
                          f"requests were waiting (stall_timeout_s {cfg.get('stall_timeout_s', 20.0):g} s)")
     if code != 0 or not summaries:
+        flush_log(proc)
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise LoadGenError(f"locust exited with code {code}: {' | '.join(tail)[-400:]}")
     return LoadResult(
