@@ -8,7 +8,9 @@ policy, so the URL can be printed.
 from __future__ import annotations
 
 import contextlib
+import random
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,9 +88,16 @@ def open_storage(url: str, option: str = "--storage"):
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return RDBStorage(url, engine_kwargs=_connect_timeout(url))
+        for attempt in range(6):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return RDBStorage(url, engine_kwargs=_connect_timeout(url))
+            except SQLAlchemyError as exc:  # workers starting together race to create the schema: retry that
+                if attempt == 5 or not contention(exc):
+                    raise
+                time.sleep(0.3 + random.random())
+        raise AssertionError("unreachable")
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise ConfigError(option, "", f"malformed or unsupported storage URL ({_first(exc)})", shown) from None
     except ImportError as exc:
@@ -96,6 +105,13 @@ def open_storage(url: str, option: str = "--storage"):
                           shown) from None
     except SQLAlchemyError as exc:
         raise ConfigError(option, "", f"cannot open the storage ({_first(exc)})", shown) from None
+
+
+def contention(exc: BaseException) -> bool:
+    """A lost race between workers (schema or row created twice, a locked sqlite file): worth a retry."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(s in text for s in ("database is locked", "unique constraint", "integrityerror", "already exists",
+                                   "duplicate key", "deadlock"))
 
 
 def _connect_timeout(url: str) -> dict:

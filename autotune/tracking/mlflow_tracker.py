@@ -29,7 +29,7 @@ class MlflowTracker:
         _bound_mlflow_retries()
         from mlflow import MlflowClient
 
-        from autotune.stores import check_mlflow_uri
+        from autotune.stores import check_mlflow_uri, contention
 
         check_mlflow_uri(uri)  # an unwritable local store fails now, in one line, not after minutes of retries
         self.uri = scrub(uri)
@@ -46,7 +46,7 @@ class MlflowTracker:
                     self.experiment_id = exp.experiment_id
                 break
             except Exception as exc:  # only a lost creation race is worth another try; the rest fails now
-                if attempt == 5 or not _contention(exc):
+                if attempt == 5 or not contention(exc):
                     raise TrackingError(f"MLflow store {self.uri} is not usable: {_one_line(exc)}") from None
                 time.sleep(0.2 + random.random() * 0.5)
         self.parent_id = self._parent() if create_parent else ""
@@ -195,12 +195,6 @@ def _bound_mlflow_retries() -> None:
     logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     install_log_scrubbing()
-
-
-def _contention(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(s in text for s in ("database is locked", "unique constraint", "integrityerror", "already exists",
-                                   "duplicate key", "deadlock"))
 
 
 def _one_line(exc: BaseException) -> str:
