@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from autotune.engines.process import group_alive
 from autotune.models.registry import is_prepared
 from autotune.study import SearchOptions, run_search
 from tests.conftest import REPO
@@ -159,3 +160,53 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_real_engine_frozen_mid_window_is_engine_hung(tmp_path: Path, write):
+    """SIGSTOP on the real vLLM process group (API server and engine core) mid-window: a FAILED `engine_hung`
+    trial within the stall timeout plus teardown, and no vLLM process survives."""
+    from tests.test_fault_hang import Freezer
+
+    assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
+    write("wl.yaml", f"""\
+        name: hang
+        dataset: {REPO / 'workloads/extraction/items.jsonl'}
+        fields: [{{name: email, question: "What is the main person's e-mail address?"}}]
+        prompt: {{context: "Article: {{article}}", task: "Give the main person's e-mail address."}}
+        arrival: {{mode: closed, users: 2}}
+        warmup_s: 1
+        duration_s: 40
+        drain_timeout_s: 40
+        stall_timeout_s: 5
+        max_tokens: 24
+        """)
+    space = write("space.yaml", f"""\
+        name: hang
+        workload: wl.yaml
+        engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
+        knobs:
+          model: {{value: smollm2-135m}}
+          kv_cache_space_gb: {{value: 1}}
+          max_model_len: {{value: 512}}
+          dtype: {{value: float32}}
+          enforce_eager: {{value: true}}
+          block_size: {{value: 32}}
+          max_num_seqs: {{value: 4}}
+        search: {{n_trials: 1, max_failures: 0}}
+        """)
+    opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+    reporter = Freezer(opts.run_dir, after_s=2.0)
+    summary = run_search(opts, reporter)
+    assert reporter.frozen_at is not None and reporter.finished_at is not None
+    detect = reporter.finished_at - reporter.frozen_at
+    print(f"real engine: SIGSTOP -> trial FAILED engine_hung in {detect:.1f} s (stall_timeout_s 5)")
+    assert summary.trials_failed == 1
+    import optuna
+
+    study = optuna.load_study(study_name="hang", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
+    assert study.trials[0].user_attrs["fail_reason"] == "engine_hung"
+    assert detect < 5 + 15
+    argv = json.loads((tmp_path / "runs" / "hang" / "trial-0000" / "engine-argv.json").read_text())
+    assert _engine_processes(argv[argv.index("--port") + 1]) == [], "a frozen engine outlived its trial"
+    assert not group_alive(reporter.pgid), "a process of the frozen group (the engine core) outlived its trial"
+    assert not list((tmp_path / "runs" / "engines").glob("*.json"))
