@@ -314,3 +314,31 @@ def test_stopped_process_has_no_secret_in_environment_of_load_generator(monkeypa
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-123456")
     assert "SOME_SERVICE_TOKEN" not in _clean_env() and "PATH" in _clean_env()
     assert os.environ["SOME_SERVICE_TOKEN"] == "tok-123456"
+
+
+def test_mlflow_database_gone_mid_search_is_one_line_on_screen(setup, monkeypatch, capfd):
+    """The MLflow database disappears after the first trial (replaced by a folder): the CLI prints one `error:`
+    line and no MLflow traceback; the completed trial stays in Optuna, and nothing is left RUNNING there."""
+    import shutil
+
+    import autotune.progress as progress
+
+    opts = setup("{choices: [2, 4]}", n_trials=3)
+    db = opts.run_dir / "mlflow.db"
+    real = progress.RichReporter.trial_finished
+
+    def break_store(self, number, metrics, error):
+        real(self, number, metrics, error)
+        db.unlink()
+        db.mkdir()
+        shutil.rmtree(opts.run_dir / "mlartifacts", ignore_errors=True)
+
+    monkeypatch.setattr(progress.RichReporter, "trial_finished", break_store)
+    res = cli_invoke(["search", "--space", str(opts.space_file), "--run-dir", str(opts.run_dir)])
+    captured = capfd.readouterr()
+    screen = res.output + captured.out + captured.err
+    errors = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 4 and len(errors) == 1 and errors[0].startswith("error: MLflow store"), res.stderr
+    assert "Traceback" not in screen and "SQLAlchemy" not in captured.err
+    states = [t.state.name for t in _study(opts).trials]
+    assert states[0] == "COMPLETE" and "RUNNING" not in states
