@@ -106,15 +106,15 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
 
 
 def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = [f"# autotune report: {', '.join(studies)}", "",
-          f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{storage}`. "
-          "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
-          "score, valid the share of FM replies that parsed strictly in the format.", ""]
     from autotune.stores import load_study
 
-    for name in studies:
-        study = load_study(name, storage)
+    loaded = {name: load_study(name, storage) for name in studies}  # a missing study fails before any file
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = [f"# autotune report: {', '.join(studies)}", "",
+          f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{scrub(storage)}`. "
+          "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
+          "score, valid the share of FM replies that parsed strictly in the format.", ""]
+    for name, study in loaded.items():
         trials = study.trials
         done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}
                 for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

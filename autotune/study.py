@@ -124,6 +124,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     max_failures = space.search.max_failures if opts.max_failures is None else opts.max_failures
     study_name = opts.study_name or space.name
     inputs = trial_inputs(space, workload, wl_file)  # every input checked before any study or run exists
+    chosen = _checked(lambda: make_sampler(sampler, seed, n_trials, space), str(opts.space_file), sampler)
     run_dir = opts.run_dir.resolve()
     probe_dir(run_dir, "--run-dir", str(opts.run_dir))
     storage = opts.storage or default_storage(run_dir)
@@ -133,7 +134,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
 
     registry = EngineRegistry(run_dir / "engines")
     reaped = registry.reap_orphans()
-    study = _open_study(study_name, optuna_storage, storage, space, sampler, seed, n_trials, str(opts.space_file))
+    study = _open_study(study_name, optuna_storage, storage, space, chosen)
     tracker = MlflowTracker(mlflow_uri, study_name, artifact_root=run_dir / "mlartifacts"
                             if mlflow_uri.startswith(("sqlite:", "file:")) or "://" not in mlflow_uri else None)
     try:
@@ -229,10 +230,8 @@ def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP take the same cleanup
     raise KeyboardInterrupt
 
 
-def _open_study(name: str, optuna_storage, storage: str, space: SpaceConfig, sampler: str, seed: int,
-                n_trials: int, space_file: str):
+def _open_study(name: str, optuna_storage, storage: str, space: SpaceConfig, chosen):
     directions = [o.direction for o in space.objectives]
-    chosen = _checked(lambda: make_sampler(sampler, seed, n_trials, space), space_file, sampler)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():
