@@ -342,3 +342,27 @@ def test_mlflow_database_gone_mid_search_is_one_line_on_screen(setup, monkeypatc
     assert "Traceback" not in screen and "SQLAlchemy" not in captured.err
     states = [t.state.name for t in _study(opts).trials]
     assert states[0] == "COMPLETE" and "RUNNING" not in states
+
+
+def test_engine_frozen_during_launch_fails_in_seconds(setup, tmp_path):
+    """SIGSTOP while the engine starts: `engine_hung` after a few seconds, not at startup_timeout_s (60 here)."""
+    import signal
+
+    from autotune.engines.process import group_alive
+
+    opts = setup("{value: 15}", n_trials=1, max_failures=0)  # 15: the stand-in never becomes healthy
+    opts.space_file.write_text(opts.space_file.read_text().replace("startup_timeout_s: 3", "startup_timeout_s: 60"))
+    frozen: list[int] = []
+
+    class FreezeAtLaunch(NullReporter):
+        def phase(self, name):
+            if name.startswith("launching (") and not frozen:
+                [entry] = [json.loads(p.read_text()) for p in (opts.run_dir / "engines").glob("*.json")]
+                os.killpg(entry["pgid"], signal.SIGSTOP)
+                frozen.append(entry["pgid"])
+
+    started = time.monotonic()
+    run_search(opts, FreezeAtLaunch())
+    assert frozen and time.monotonic() - started < 20
+    assert _study(opts).trials[0].user_attrs["fail_reason"] == "engine_hung"
+    assert not group_alive(frozen[0])

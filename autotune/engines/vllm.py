@@ -13,7 +13,7 @@ import httpx
 
 from autotune.config.space import EngineConfig
 from autotune.engines.base import EngineHandle
-from autotune.engines.process import EngineRegistry, flush_log, start_group, terminate_group
+from autotune.engines.process import EngineRegistry, flush_log, group_stopped, start_group, terminate_group
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
 from autotune.knobs import ServerConfig
 from autotune.models import registry as models
@@ -33,6 +33,7 @@ FAILURE_PATTERNS = [
 
 
 PORT_ATTEMPTS = 3
+STOPPED_LAUNCH_S = 5.0
 
 
 def speculative_config(s: ServerConfig) -> dict | None:
@@ -169,6 +170,7 @@ class VLLMEngine:
 
     def _wait_ready(self, proc, handle: EngineHandle, started: float, offset: int = 0) -> None:
         deadline = started + self.config.startup_timeout_s
+        stopped_since: float | None = None  # a frozen launch fails in seconds, not at startup_timeout_s
         with httpx.Client(timeout=2.0) as client:
             while True:
                 code = proc.poll()
@@ -186,6 +188,13 @@ class VLLMEngine:
                 except httpx.HTTPError:
                     pass
                 elapsed = time.monotonic() - started
+                if group_stopped(handle.pgid):
+                    stopped_since = stopped_since or time.monotonic()
+                    if time.monotonic() - stopped_since > STOPPED_LAUNCH_S:
+                        raise EngineLaunchError(f"engine stopped (frozen) for {STOPPED_LAUNCH_S:g} s during launch",
+                                                "engine_hung", log_tail(handle.log_path, start=offset))
+                else:
+                    stopped_since = None
                 if time.monotonic() > deadline:
                     raise EngineHealthTimeout(
                         f"engine not healthy after {elapsed:.0f} s (startup_timeout_s)",

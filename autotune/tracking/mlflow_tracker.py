@@ -189,8 +189,8 @@ def _bound_mlflow_retries() -> None:
     import mlflow.store.db.utils as db_utils
 
     db_utils.MAX_RETRY_COUNT = min(db_utils.MAX_RETRY_COUNT, 3)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # a blackholed server: ~45 s, not minutes
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
