@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         log = _crash_log(exc)
         _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (a bug; the "
               f"traceback is in {log})", 1)
-    if code == 130:  # typer turns a KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP) into exit code 130
-        err.print("interrupted: engines stopped, completed trials kept, the running trial is marked interrupted; "
-                  "rerun the same command to resume", soft_wrap=True, markup=False, highlight=False)
+    if code == 130:  # typer returns 130 for a KeyboardInterrupt (Ctrl-C; SIGTERM and SIGHUP in a search)
+        err.print("interrupted (a search stops its engines, keeps its completed trials and marks the running one "
+                  "interrupted: rerun the same command to resume)", soft_wrap=True, markup=False, highlight=False)
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -168,7 +168,7 @@ def export(
     storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Bundles go to OUT/<study>/v<N>/.")] = Path("exports"),
     target_rate: Annotated[float | None, typer.Option(help="Tasks/s to serve: sizes the replica count.",
-                                                      min=1e-6)] = None,
+                                                      min=1e-6, max=1e9)] = None,
     min_quality: Annotated[float | None, typer.Option(help="Quality floor for fastest-within-quality "
                                                            "(default 90% of the best measured).", min=0, max=1)] = None,
     min_sla: Annotated[float, typer.Option(help="Task SLA attainment floor for the *-within-sla policies.", min=0,
@@ -177,7 +177,7 @@ def export(
     """Pick the recommended trial by policy; write a deployable bundle; tag its MLflow run `recommended`."""
     from autotune.export import export_bundle
 
-    st = load_study(study, storage or default_storage(run_dir))
+    st = load_study(study, storage or default_storage(run_dir), _storage_option(storage))
     bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla)
     run_id = chosen.user_attrs.get("mlflow_run_id")
     if run_id:
@@ -212,7 +212,8 @@ def nightly(
     forced = parse_forced(force or [])
     with RichReporter(out) as reporter:
         result = run_nightly(study, storage or default_storage(run_dir), exports, reports, policy, confirm,
-                             new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter)
+                             new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter,
+                             storage_option=_storage_option(storage))
     for c in result.comparisons:
         out.print(("REGRESSION " if c.regressed else "ok ") + c.line(), soft_wrap=True)
     out.print(f"report: {result.report_md}" + (f"; re-exported {result.reexported}" if result.reexported else ""))
@@ -231,8 +232,14 @@ def report(
     """Write markdown + PNG tables of formats, constraints, architectures, repair and cache from finished studies."""
     from autotune.report import write_report
 
-    path = write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") / "+".join(study))
+    path = write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") / "+".join(study),
+                        _storage_option(storage))
     out.print(f"report written: {path}")
+
+
+def _storage_option(storage: str | None) -> str:
+    """The option a storage error names: the one the user gave, or --run-dir whose default store it is."""
+    return "--storage" if storage else "--run-dir"
 
 
 @app.command()

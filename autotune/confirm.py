@@ -24,7 +24,7 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
     (trial number -> objective -> values) and to the trial's MLflow run as metric history
     (`confirm.<objective>`, one step per window)."""
     from autotune.errors import TrialError
-    from autotune.study import front_rows
+    from autotune.front import front_rows
     from autotune.trial import run_trial
 
     _, front = front_rows(study, space)

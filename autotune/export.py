@@ -27,7 +27,7 @@ from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
 from autotune.knobs import TrialConfig
 from autotune.pareto import front_indices
-from autotune.secrets import is_secret_name, reference, scrub
+from autotune.secrets import is_secret_name, reference, scrub_obj, url_password
 
 SCHEMA_VERSION = 1
 POLICIES = ("fastest-within-quality", "cheapest-within-sla", "best-quality-within-sla", "knee")
@@ -157,7 +157,7 @@ def deploy_env(engine, server) -> tuple[dict[str, str], list[str]]:
     env: dict[str, str] = {}
     required: list[str] = []
     for key, value in engine.env.items():
-        name = reference(value) or (key if is_secret_name(key) else None)
+        name = reference(value) or (key if is_secret_name(key) or url_password(value) else None)
         if name is None:
             env[key] = value
         else:
@@ -267,7 +267,10 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
         "target_rate_tps": target_rate, "replicas": replicas,
     }
-    files = {  # every file passes the redaction policy, whatever a future field carries
+    # every file passes the redaction policy as data, before it is serialised (a mask must not break JSON,
+    # YAML or shell quoting), whatever a future field carries
+    argv, env, bundle, app_yaml = scrub_obj(argv), scrub_obj(env), scrub_obj(bundle), scrub_obj(app_yaml)
+    files = {
         "bundle.json": json.dumps(bundle, indent=2, default=str), "vllm-args.json": json.dumps(argv, indent=2),
         "serve.sh": serve_script(argv, env),
         "app-config.yaml": yaml.safe_dump(app_yaml, sort_keys=False, allow_unicode=True),
@@ -275,7 +278,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "README.md": _readme(bundle, cis),
     }
     for name, text in files.items():
-        (out / name).write_text(scrub(text))
+        (out / name).write_text(text)
     (out / "serve.sh").chmod(0o755)
     return out, chosen, rule
 

@@ -24,7 +24,7 @@ from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
 from autotune.export import measured_tasks
 from autotune.knobs import KNOBS, TrialConfig, check_value
-from autotune.secrets import scrub
+from autotune.secrets import scrub, scrub_obj
 
 
 @dataclass
@@ -89,7 +89,10 @@ def parse_forced(items: list[str]) -> dict[str, Any]:
             raise ConfigError("--force", name or item, f"must be KNOB=VALUE with a known knob ({sorted(KNOBS)})",
                               item)
         typ = KNOBS[name].type
-        value: Any = raw.lower() in ("1", "true", "yes") if typ is bool else typ(raw)
+        try:
+            value: Any = raw.lower() in ("1", "true", "yes") if typ is bool else typ(raw)
+        except ValueError:
+            raise ConfigError("--force", name, f"must be a {typ.__name__}", raw) from None
         rule = check_value(name, value)
         if rule:
             raise ConfigError("--force", name, rule, value)
@@ -99,21 +102,32 @@ def parse_forced(items: list[str]) -> dict[str, Any]:
 
 def latest_bundle(exports: Path, study: str) -> dict[str, Any] | None:
     versions = sorted((p for p in (exports / study).glob("v*") if p.name[1:].isdigit()), key=lambda p: int(p.name[1:]))
-    return json.loads((versions[-1] / "bundle.json").read_text()) if versions else None
+    if not versions:
+        return None
+    path = versions[-1] / "bundle.json"
+    try:
+        bundle = json.loads(path.read_text())
+        int(bundle["trial"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(str(path), "trial", f"is not a readable autotune bundle ({type(exc).__name__}: {exc}); "
+                          "re-export or move it away", show_value=False) from None
+    return bundle
 
 
 def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, policy: str, confirm: int,
                 new_trials: int, forced: dict[str, Any], alpha: float = 0.05, latency_tolerance: float = 0.25,
-                quality_tolerance: float = 0.05, reporter=None) -> NightlyResult:
+                quality_tolerance: float = 0.05, reporter=None, storage_option: str = "--storage") -> NightlyResult:
     from autotune.engines.keeper import EngineKeeper
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
     from autotune.export import candidates, export_bundle, pick
-    from autotune.stores import load_study
+    from autotune.stores import load_study, probe_dir
     from autotune.study import SearchOptions, run_search, trial_inputs
     from autotune.trial import run_trial
 
-    study = load_study(study_name, storage)
+    study = load_study(study_name, storage, storage_option)
+    for folder, option in ((reports / study_name, "--reports"), (exports, "--exports")):
+        probe_dir(folder, option, str(folder))  # before minutes of measuring, not after
     attrs = study.user_attrs
     if "space_file" not in attrs:
         raise ConfigError(storage, study_name, "has no recorded space file; run `autotune search` on it first",
@@ -184,7 +198,7 @@ def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int, n_b
             "confirm_runs": confirm, "baseline_tasks": n_base, "current_tasks": n_cur, "forced": r.forced,
             "comparisons": [c.__dict__ for c in r.comparisons], "new_trials": r.new_trials,
             "reexported": r.reexported}
-    r.report_json.write_text(scrub(json.dumps(data, indent=2, default=str)))
+    r.report_json.write_text(json.dumps(scrub_obj(data), indent=2, default=str))
     lines = [f"# Nightly {r.study} {stamp}: {verdict}", "",
              f"Incumbent trial {r.incumbent_trial} re-measured {confirm}x ({n_cur} tasks vs {n_base} baseline tasks)"
              + (f" with forced {r.forced}" if r.forced else "") + ".", ""]

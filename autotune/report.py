@@ -60,7 +60,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     from collections import Counter
 
     from autotune.config.space import load_space
-    from autotune.study import front_rows
+    from autotune.front import front_rows
     from autotune.tracking.plots import pareto_html, pareto_png
     from autotune.tracking.study_figures import hypervolume_curve, hypervolume_png, parallel_html
 
@@ -105,10 +105,11 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     return md
 
 
-def write_report(studies: list[str], storage: str, out_dir: Path) -> Path:
+def write_report(studies: list[str], storage: str, out_dir: Path, storage_option: str = "--storage") -> Path:
     from autotune.stores import load_study
 
-    loaded = {name: load_study(name, storage) for name in studies}  # a missing study fails before any file
+    # a missing study fails before any file is written
+    loaded = {name: load_study(name, storage, storage_option) for name in studies}
     out_dir.mkdir(parents=True, exist_ok=True)
     md = [f"# autotune report: {', '.join(studies)}", "",
           f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{scrub(storage)}`. "

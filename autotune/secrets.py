@@ -13,26 +13,37 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-SECRET = re.compile(r"(key|token|secret|passw|passphrase|pwd|auth|cred|private)", re.I)
+# a name is secret-looking when one of its words (split on _ - . and case changes) is one of these, or ends in
+# PASSWORD/SECRET/APIKEY (PGPASSWORD): TOKENIZERS_PARALLELISM and max_num_batched_tokens are not secrets
+SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "PWD", "AUTH",
+                "AUTHORIZATION", "CREDENTIAL", "CREDENTIALS", "PRIVATE", "BEARER", "COOKIE", "SIGNATURE"}
+SECRET_SUFFIXES = ("PASSWORD", "PASSWD", "SECRET", "APIKEY", "TOKEN")
+WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 MASK = "***"
 REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 MIN_LEN = 4  # shorter "secrets" (a flag value like `1`) would mask unrelated text and protect nothing
-NOT_SECRET = {"PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "KRB5CCNAME"}  # match the pattern, hold paths
+NOT_SECRET = {"PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "KRB5CCNAME"}  # match the words, hold paths
+NOT_SECRET_VALUES = {"true", "false", "none", "null", "yes", "no", "on", "off"}
 
 _known: set[str] = set()
 
 
 def is_secret_name(name: str) -> bool:
-    return name.upper() not in NOT_SECRET and bool(SECRET.search(name))
+    if name.upper().lstrip("-") in NOT_SECRET:
+        return False
+    words = [w.upper() for w in WORD.findall(name)]
+    return any(w in SECRET_WORDS or w.endswith(SECRET_SUFFIXES) for w in words)
 
 
 def register(values: Iterable[str | None]) -> None:
     """Remember secret values so that every sink masks them from now on."""
     for v in values:
-        if isinstance(v, str) and len(v) >= MIN_LEN:
+        if isinstance(v, str) and len(v) >= MIN_LEN and v.lower() not in NOT_SECRET_VALUES:
             _known.add(v)
 
 
@@ -40,6 +51,16 @@ def register_env(env: Mapping[str, str]) -> None:
     """Values of secret-looking names (HF_TOKEN, OPENAI_API_KEY, DB_PASSWORD...) are secrets; a path to an existing
     file (GOOGLE_APPLICATION_CREDENTIALS) is not: masking it would only garble messages."""
     register(v for k, v in env.items() if is_secret_name(k) and not (v.startswith("/") and os.path.exists(v)))
+
+
+def url_password(value: str) -> str | None:
+    """The password inside `scheme://user:PASSWORD@host...`, else None."""
+    if "://" not in value or "@" not in value:
+        return None
+    try:
+        return urlsplit(value.strip()).password
+    except ValueError:
+        return None
 
 
 def reference(value: str) -> str | None:
@@ -95,24 +116,40 @@ def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def secret_arg(arg: str) -> bool:
-    """`--api-key`, `--hf-token=x` or `HF_TOKEN=x` (a container's `-e`): an argument that carries a secret."""
+    """`--api-key`, `--hf-token=x` or `HF_TOKEN=x` (a container's `-e`): an argument that names a secret."""
     name = arg.split("=", 1)[0]
     return (arg.startswith("-") or "=" in arg) and is_secret_name(name)
 
 
+def argv_secrets(argv: list[str]) -> list[int]:
+    """Indexes of arguments that carry a secret value: `--api-key VALUE`, `--api-key=VALUE`, `TOKEN=VALUE`, or a
+    shell string holding one (`bash -c "vllm serve --api-key sk-..."`). A secret-named switch followed by another
+    flag (`--return-tokens-as-token-ids --port 1`) carries nothing."""
+    found = []
+    for i, arg in enumerate(argv):
+        if " " in arg.strip():
+            try:
+                inner = shlex.split(arg)
+            except ValueError:
+                inner = arg.split()
+            if argv_secrets(inner):
+                found.append(i)
+        elif secret_arg(arg) and ("=" in arg or (i + 1 < len(argv) and not argv[i + 1].startswith("-"))):
+            found.append(i)
+    return found
+
+
 def redact_argv(argv: list[str]) -> list[str]:
     """`--api-key X` / `--hf-token=X` / `TOKEN=X` -> the value masked; known secret values masked anywhere."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append(MASK)
-            hide_next = False
-        elif secret_arg(arg):
-            out.append(arg.split("=", 1)[0] + "=" + MASK if "=" in arg else arg)
-            hide_next = "=" not in arg and arg.startswith("--")
+    out = [scrub(a) for a in argv]
+    for i in argv_secrets(argv):
+        arg = argv[i]
+        if " " in arg.strip():
+            out[i] = MASK
+        elif "=" in arg:
+            out[i] = arg.split("=", 1)[0] + "=" + MASK
         else:
-            out.append(scrub(arg))
+            out[i + 1] = MASK
     return out
 
 
@@ -122,6 +159,8 @@ def _scrubbing_factory(factory):
         if _known:
             with contextlib.suppress(Exception):  # a malformed log call must not break the program
                 record.msg, record.args = scrub(record.getMessage()), None
+                if record.exc_info:  # handlers print exc_text when set: the traceback is scrubbed too
+                    record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return record
 
     make.autotune_scrubs = True  # type: ignore[attr-defined]

@@ -7,7 +7,6 @@ policy, so the URL can be printed.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import tempfile
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from autotune.errors import ConfigError
-from autotune.secrets import register, scrub
+from autotune.secrets import register, scrub, url_password
 
 
 def default_storage(run_dir: Path) -> str:
@@ -29,8 +28,7 @@ def default_mlflow_uri(run_dir: Path) -> str:
 
 def register_url_secret(url: str) -> None:
     """`postgresql://user:PASSWORD@host/db` or `https://user:PASSWORD@host`: the password is a secret."""
-    with contextlib.suppress(ValueError):
-        register([urlsplit(url).password])
+    register([url_password(url)])
 
 
 def local_path(url: str) -> Path | None:
@@ -69,20 +67,27 @@ def probe_file(path: Path, option: str, shown: str) -> None:
             raise ConfigError(option, "", f"the store file is not writable ({exc.strerror or exc})", shown) from None
 
 
-def open_storage(url: str, option: str = "--storage"):
-    """An Optuna storage for an RDB URL (sqlite:///, postgresql+psycopg2://...) or `journal:///path.log`."""
+def open_storage(url: str, option: str = "--storage", create: bool = True):
+    """An Optuna storage for an RDB URL (sqlite:///, postgresql+psycopg2://...) or `journal:///path.log`.
+    `create=False` (export, report, nightly's first look): a local store must exist, and is only read, so a
+    read-only archive works and a mistyped --run-dir creates nothing."""
     register_url_secret(url)
     shown = scrub(url)
     path = local_path(url)
+    if url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url:
+        raise ConfigError(option, "", "an in-memory storage loses the study when the process exits", shown)
+    if path is not None and not create and not path.is_file():
+        raise ConfigError(option, "", f"no Optuna storage at {path} (a wrong --run-dir or --storage?)", shown)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        probe_file(path, option, shown)
+        if create:
+            probe_file(path, option, shown)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
         raise ConfigError(option, "", "must be an RDB URL (sqlite:///path, postgresql+psycopg2://...) or "
                           "journal:///path.log", shown)
-    if path is not None:
+    if path is not None and create:
         probe_file(path, option, shown)
     from optuna.storages import RDBStorage
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -99,12 +104,12 @@ def open_storage(url: str, option: str = "--storage"):
                 time.sleep(0.3 + random.random())
         raise AssertionError("unreachable")
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise ConfigError(option, "", f"malformed or unsupported storage URL ({_first(exc)})", shown) from None
+        raise ConfigError(option, "", f"malformed or unsupported storage URL ({one_line(exc)})", shown) from None
     except ImportError as exc:
-        raise ConfigError(option, "", f"the database driver is not installed ({exc.name or _first(exc)})",
+        raise ConfigError(option, "", f"the database driver is not installed ({exc.name or one_line(exc)})",
                           shown) from None
     except SQLAlchemyError as exc:
-        raise ConfigError(option, "", f"cannot open the storage ({_first(exc)})", shown) from None
+        raise ConfigError(option, "", f"cannot open the storage ({one_line(exc)})", shown) from None
 
 
 def contention(exc: BaseException) -> bool:
@@ -120,10 +125,14 @@ def _connect_timeout(url: str) -> dict:
 
 
 def load_study(name: str, url: str, option: str = "--storage"):
-    """An existing study, or ConfigError naming it (with the studies the storage does hold)."""
+    """An existing study, or ConfigError naming it (with the studies the storage does hold). Reads only."""
     import optuna
 
-    storage = open_storage(url, option)
+    path = local_path(url)
+    if path is not None and "://" in url and not path.is_file():
+        raise ConfigError(option, "", f"no study {name!r}: there is no Optuna storage at {path} (a wrong --run-dir "
+                          "or --storage?)", show_value=False)
+    storage = open_storage(url, option, create=False)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -132,7 +141,7 @@ def load_study(name: str, url: str, option: str = "--storage"):
         raise ConfigError(scrub(url), "--study", f"no study named {name!r} in this storage{have}",
                           show_value=False) from None
     except Exception as exc:  # a damaged or foreign database
-        raise ConfigError(scrub(url), "--study", f"cannot read study {name!r} ({_first(exc)})",
+        raise ConfigError(scrub(url), "--study", f"cannot read study {name!r} ({one_line(exc)})",
                           show_value=False) from None
 
 
@@ -144,6 +153,7 @@ def check_mlflow_uri(uri: str, option: str = "--mlflow-uri") -> None:
         (probe_file if uri.startswith("sqlite:") else probe_dir)(path, option, scrub(uri))
 
 
-def _first(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, scrubbed and bounded: what a one-line error quotes of a cause."""
     text = str(exc).strip().splitlines()
     return scrub(f"{type(exc).__name__}: {text[0] if text else ''}")[:300]

@@ -11,9 +11,9 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import math
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -26,20 +26,26 @@ import optuna
 import psutil
 
 from autotune import __version__
-from autotune.config.space import SpaceConfig, load_space, workload_path
+from autotune.config.space import STUDY_NAME, SpaceConfig, load_space, workload_path
 from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
 from autotune.errors import ConfigError, EngineLaunchError, TrackingError, TrialError, TrialRejected
+from autotune.front import could_reach_front, front_rows, update_front
 from autotune.knobs import ServerConfig, split_values
 from autotune.models import registry as models
 from autotune.objectives import evaluate
-from autotune.pareto import front_indices
 from autotune.samplers.optuna_sampler import grid_size, make_sampler, set_constraints, suggest
 from autotune.secrets import scrub
-from autotune.stores import check_mlflow_uri, default_mlflow_uri, default_storage, open_storage, probe_dir
-from autotune.tracking.mlflow_tracker import MlflowTracker
+from autotune.stores import (
+    contention,
+    default_mlflow_uri,
+    default_storage,
+    open_storage,
+    probe_dir,
+)
+from autotune.tracking.mlflow_tracker import MlflowTracker, probe_store
 from autotune.trial import TrialInputs, run_trial
 from autotune.workloads.dataset import few_shot_examples, read_dataset, render_tasks
 from autotune.workloads.scorers import resolve_scorer
@@ -123,13 +129,16 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     seed = space.search.seed if opts.seed is None else opts.seed
     max_failures = space.search.max_failures if opts.max_failures is None else opts.max_failures
     study_name = opts.study_name or space.name
+    if not re.fullmatch(STUDY_NAME, study_name):  # it names a folder under the run dir and an MLflow experiment
+        raise ConfigError("--study-name", "", "must be letters, digits, `.`, `_` or `-` (at most 100, no `/`)",
+                          study_name)
     inputs = trial_inputs(space, workload, wl_file)  # every input checked before any study or run exists
     chosen = _checked(lambda: make_sampler(sampler, seed, n_trials, space), str(opts.space_file), sampler)
     run_dir = opts.run_dir.resolve()
     probe_dir(run_dir, "--run-dir", str(opts.run_dir))
     storage = opts.storage or default_storage(run_dir)
     mlflow_uri = opts.mlflow_uri or default_mlflow_uri(run_dir)
-    check_mlflow_uri(mlflow_uri, "--mlflow-uri" if opts.mlflow_uri else "--run-dir")
+    probe_store(mlflow_uri, "--mlflow-uri" if opts.mlflow_uri else "--run-dir")  # before a study can be orphaned
     optuna_storage = open_storage(storage, "--storage" if opts.storage else "--run-dir")
 
     registry = EngineRegistry(run_dir / "engines")
@@ -145,6 +154,9 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                            ("run_dir", str(run_dir)), ("mlflow_uri", mlflow_uri)):
             study.set_user_attr(key, value)  # what `autotune export` / `nightly` need to rebuild the configs
         _recover_interrupted(study, tracker)
+        tracker.repair_runs({t.user_attrs["mlflow_run_id"]: ("FINISHED" if t.state.name == "COMPLETE" else "FAILED",
+                                                            t.user_attrs.get("metrics", {}))
+                             for t in study.trials if t.state.is_finished() and t.user_attrs.get("mlflow_run_id")})
         if not study.trials:  # warm start: a new study measures the enqueued configs first
             for params in space.search.enqueue:
                 study.enqueue_trial({k: v for k, v in params.items() if space.knobs[k].value is None})
@@ -175,19 +187,18 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             size = min(space.search.batch, n_trials - _finished(study) - _running_elsewhere(study))
             pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
             try:
-                while pending:
-                    _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter, pending[0])
-                    pending.pop(0)
-                    _update_front(study, space, tracker, reporter)
+                while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself
+                    _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter, pending.pop(0))
+                    update_front(study, space, tracker, reporter)
             except BaseException:  # asked but never started: re-enqueued like the interrupted one
-                for trial, _ in [p for p in pending[1:] if p is not None]:
+                for trial, _ in [p for p in pending if p is not None]:
                     _interrupt(study, trial.number, trial._trial_id, trial.params, None, tracker)
                 raise
         if opts.confirm and not stopped.startswith("failure budget"):
             from autotune.confirm import confirm_front
 
             confirm_front(study, space, inputs, keeper, tracker, run_dir / study_name, reporter, opts.confirm)
-        _update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
+        update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -242,7 +253,8 @@ def _open_study(name: str, optuna_storage, storage: str, space: SpaceConfig, cho
         except Exception as exc:  # workers starting together race to create the schema / the study: retry
             from sqlalchemy.exc import SQLAlchemyError
 
-            if not isinstance(exc, SQLAlchemyError | optuna.exceptions.DuplicatedStudyError):
+            if not (isinstance(exc, optuna.exceptions.DuplicatedStudyError)
+                    or isinstance(exc, SQLAlchemyError) and contention(exc)):
                 raise
             if attempt == 5:
                 raise ConfigError(scrub(storage), f"study {name}", f"cannot be created ({type(exc).__name__}: "
@@ -296,13 +308,13 @@ def _owner_alive(owner: dict[str, Any] | None) -> bool:
 
 
 def _interrupt(study, trial_number: int, trial_id: int, params: dict[str, Any], run_id: str | None,
-               tracker: MlflowTracker) -> None:
+               tracker: MlflowTracker | None) -> None:
     """Mark a trial interrupted (FAIL + tag) and enqueue its parameters so the next run measures them."""
     study._storage.set_trial_user_attr(trial_id, "interrupted", True)
     study._storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted")
     study.tell(trial_number, state=optuna.trial.TrialState.FAIL)
     study.enqueue_trial(params, user_attrs={"rerun_of": trial_number}, skip_if_exists=False)
-    if run_id:
+    if run_id and tracker is not None:
         with contextlib.suppress(TrackingError):  # a broken store: fail_open_runs() tries again at the end
             tracker.mark_interrupted(run_id)
 
@@ -316,11 +328,16 @@ def _recover_interrupted(study, tracker: MlflowTracker) -> None:
 def _ask_batch(study, space: SpaceConfig, size: int, running: ServerConfig | None) -> list[tuple[Any, dict]]:
     """Ask `size` trials at once and order them so equal server parts run back to back, the running engine's
     first: only client knobs change between neighbours, so the engine is reused."""
-    batch = []
-    for _ in range(size):
-        trial = study.ask()
-        trial.set_user_attr("owner", _owner())
-        batch.append((trial, suggest(trial, space)))
+    batch: list[tuple[Any, dict]] = []
+    try:
+        for _ in range(size):
+            trial = study.ask()
+            trial.set_user_attr("owner", _owner())
+            batch.append((trial, _suggested(study, trial, space)))
+    except BaseException:
+        for t, _ in batch:
+            _interrupt(study, t.number, t._trial_id, t.params, None, None)
+        raise
 
     def key(item):
         server = split_values(item[1]).server
@@ -329,12 +346,23 @@ def _ask_batch(study, space: SpaceConfig, size: int, running: ServerConfig | Non
     return sorted(batch, key=key)
 
 
+def _suggested(study, trial, space: SpaceConfig) -> dict[str, Any]:
+    """The trial's knob values; a sampler failure fails the asked trial instead of leaving it RUNNING."""
+    try:
+        return suggest(trial, space)
+    except BaseException as exc:
+        trial.set_user_attr("fail_reason", "internal_error")
+        trial.set_user_attr("fail_message", scrub(f"sampling failed: {type(exc).__name__}: {exc}")[:1000])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+
+
 def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_dir: Path,
                reporter: Reporter, asked: tuple[Any, dict] | None = None) -> bool:
     space = inputs.space
     if asked is None:
         trial = study.ask()
-        values = suggest(trial, space)
+        values = _suggested(study, trial, space)
     else:
         trial, values = asked
     config = split_values(values)
@@ -349,12 +377,13 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     reporter.trial_started(trial.number, values)
     trial_dir = study_dir / f"trial-{trial.number:04d}"
     started = time.monotonic()
-    try:
+    try:  # from here every exit leaves the trial final: told, failed or interrupted
         known = _known_failure(study, config.server)
         if known is not None:  # the same engine config already failed to start: do not pay for it again
             raise TrialRejected(f"server part equals failed trial {known.number} ({known.user_attrs['fail_reason']})"
                                 "; not launched again", "known_failure")
         result, fidelity, screen = _measure(study, config, inputs, keeper, trial_dir, reporter)
+        ev = _record(study, trial, result, values, space, fidelity, screen, started)
     except TrialError as err:
         _fail(study, trial, run_id, err.reason, scrub(str(err)), isinstance(err, EngineLaunchError), keeper,
               tracker, trial_dir, reporter)
@@ -366,6 +395,18 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         _fail(study, trial, run_id, "internal_error", scrub(f"{type(exc).__name__}: {exc}"), False, keeper,
               tracker, trial_dir, reporter)
         raise
+    tracker.finish_trial(run_id, result.metrics, result.files, {
+        "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
+        "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
+        "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
+        "autotune.fidelity": fidelity,
+    }, tables=result.tables)
+    reporter.trial_finished(trial.number, result.metrics, None)
+    return True
+
+
+def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fidelity: str, screen, started: float):
+    """Derived metrics, constraints and user attributes, then tell Optuna (the last step: the trial is final)."""
     result.metrics.update(knob_metrics(values, space))
     result.metrics["fidelity_s"] = result.metrics["measure_s"]
     trial.set_user_attr("fidelity", fidelity)
@@ -379,14 +420,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)
     study.tell(trial, ev.values)
-    tracker.finish_trial(run_id, result.metrics, result.files, {
-        "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
-        "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
-        "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
-        "autotune.fidelity": fidelity,
-    }, tables=result.tables)
-    reporter.trial_finished(trial.number, result.metrics, None)
-    return True
+    return ev
 
 
 def _fail(study, trial, run_id: str, reason: str, message: str, launch_failure: bool, keeper: EngineKeeper,
@@ -413,7 +447,7 @@ def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir
         update={"duration_s": search.screening_s, "warmup_s": min(inputs.workload.warmup_s, search.screening_s)}))
     screen = run_trial(config, short, keeper, trial_dir / "screen", reporter.phase)
     ev = evaluate(screen.metrics, inputs.space.objectives, inputs.space.constraints)
-    if not _could_reach_front(study, inputs.space, ev.values, search.screening_margin):
+    if not could_reach_front(study, inputs.space, ev.values, search.screening_margin):
         return screen, "screen", None
     reporter.phase("full window")
     return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", screen.metrics
@@ -434,17 +468,6 @@ def _known_failure(study, server: ServerConfig):
     return None
 
 
-def _could_reach_front(study, space: SpaceConfig, values: list[float], margin: float) -> bool:
-    """Not dominated by any full-fidelity front member even if `margin` better on every objective."""
-    _, front = front_rows(study, space)
-    hopeful = []
-    for v, o in zip(values, space.objectives, strict=True):
-        better = v * (1 - margin) if o.direction == "minimize" else v * (1 + margin)
-        hopeful.append(better if v >= 0 else v)
-    points = [[r[o.metric] for o in space.objectives] for r in front] + [hopeful]
-    return len(points) - 1 in front_indices(points, [o.direction for o in space.objectives])
-
-
 def knob_metrics(values: dict[str, Any], space: SpaceConfig) -> dict[str, float]:
     """Every sampled knob as a number (`knob.<name>`: the value, 0/1, or the index in `choices`), because the
     MLflow UI's parallel-coordinates and scatter views plot metrics and numeric params, not string params."""
@@ -461,52 +484,3 @@ def knob_metrics(values: dict[str, Any], space: SpaceConfig) -> dict[str, float]
     return out
 
 
-def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(all feasible complete trials as rows, the Pareto rows); infeasible trials never enter the front."""
-    rows = []
-    for t in study.trials:
-        if t.state != optuna.trial.TrialState.COMPLETE or not t.user_attrs.get("feasible", True):
-            continue
-        if t.user_attrs.get("fidelity", "full") != "full":
-            continue  # screened out after a short window: never on the front
-        metrics = t.user_attrs.get("metrics", {})
-        row = {"trial": t.number, **t.params, "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
-        for o, v in zip(space.objectives, t.values, strict=True):
-            row[o.metric] = v
-        for extra in ("quality", "p95_task_ms", "validity_rate", "fm_calls_per_task", "output_tokens_per_task",
-                      "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate"):
-            row.setdefault(extra, metrics.get(extra))
-        rows.append(row)
-    directions = [o.direction for o in space.objectives]
-    on_front = set(front_indices([[r[o.metric] for o in space.objectives] for r in rows], directions))
-    for i, r in enumerate(rows):
-        r["pareto"] = i in on_front
-    return rows, [r for r in rows if r["pareto"]]
-
-
-def _update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter: Reporter) -> None:
-    from autotune.tracking.plots import pareto_html, pareto_png
-
-    rows, front = front_rows(study, space)
-    objectives = [(o.metric, o.direction) for o in space.objectives]
-    all_ids = [t.user_attrs["mlflow_run_id"] for t in study.trials if t.user_attrs.get("mlflow_run_id")
-               and t.state == optuna.trial.TrialState.COMPLETE]
-    tracker.set_pareto({r["mlflow_run_id"] for r in front}, all_ids)
-    figures = {}
-    if rows:
-        knobs = [k for k in space.knobs]
-        figures = {"pareto.png": pareto_png(rows, objectives), "pareto.html": pareto_html(rows, objectives, knobs)}
-    done = [t.user_attrs.get("metrics", {}) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    wall = sum(m.get("trial_wall_s", 0.0) for m in done)
-    economy = {  # where the study's time went: measuring vs starting engines, and restarts saved by reuse
-        "study_measure_share": sum(m.get("measure_s", 0.0) for m in done) / wall if wall else math.nan,
-        "study_startup_s": sum(m.get("startup_s", 0.0) for m in done),
-        "study_engine_reuses": sum(m.get("engine_reused", 0.0) for m in done),
-    }
-    tracker.log_front(front, figures, {"front_size": float(len(front)), "trials_complete": float(len(done)),
-                                       "trials_feasible": float(len(rows)), **economy})
-    if figures:
-        import matplotlib.pyplot as plt
-
-        plt.close(figures["pareto.png"])
-    reporter.front(front, objectives)

@@ -137,8 +137,39 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     rd = ["--run-dir", str(tmp_path / "runs")]
+    typo = ["--run-dir", str(tmp_path / "typo" / "deep")]
     sp_ok = space("sp-ok", f"{{command: [{sys.executable}]}}", dataset("ok", enc))
+    sp_step = space("sp-step", "{python: /bin/sh}")
+    sp_step.write_text(sp_step.read_text() + "knobs: {max_num_seqs: {low: 2, high: 8, step: -2}}\n")
+    sp_nan = space("sp-nan", "{python: /bin/sh}")
+    sp_nan.write_text(sp_nan.read_text() + "constraints: [{metric: error_rate, op: '<=', value: .nan}]\n")
+    sp_name = tmp_path / "sp-name.yaml"
+    sp_name.write_text("name: ../../evil\nengine: {python: /bin/sh}\n")
+    sp_host = space("sp-host", "{python: /bin/sh, host: 'not a host!'}")
+    sp_secret = space("sp-secret", "{python: /bin/sh, env: {HF_TOKEN: 88812345678}}")
+    wl_inf = dataset("inf", enc)
+    wl_inf.write_text(wl_inf.read_text() + "duration_s: .inf\n")
+    wl_attr = dataset("attr", enc)
+    wl_attr.write_text(wl_attr.read_text().replace("'{article}'", "'{article.x}'"))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    bad_bundle = tmp_path / "exports" / "s" / "v1"
+    bad_bundle.mkdir(parents=True)
+    (bad_bundle / "bundle.json").write_text("{not json")
     return [
+        ("knob step not positive", ["validate", str(sp_step)], "knobs.max_num_seqs.step"),
+        ("constraint value NaN", ["validate", str(sp_nan)], "constraints.0.value"),
+        ("study name leaves the run dir", ["validate", str(sp_name)], "name"),
+        ("engine host does not resolve", ["validate", str(sp_host)], "engine.host"),
+        ("infinite window", ["validate", str(wl_inf)], "duration_s"),
+        ("template attribute the input lacks", ["validate", str(wl_attr)], "prompt.context"),
+        ("YAML nested too deeply", ["validate", str(deep)], "nested too deeply"),
+        ("secret value of the wrong type", ["validate", str(sp_secret)], "engine.env.HF_TOKEN"),
+        ("search: study name with a slash", ["search", "--space", str(sp_ok), "--study-name", "a/b", *rd],
+         "--study-name"),
+        ("search: in-memory storage", ["search", "--space", str(sp_ok), "--storage", "sqlite://", *rd], "in-memory"),
+        ("nightly: forced value of the wrong type", ["nightly", "--study", "x", "--force", "max_num_seqs=abc"],
+         "must be a int"),
         ("dataset not UTF-8 on a later line", ["validate", str(wl_utf8)], "line 3: is not UTF-8"),
         ("dataset not JSON on a later line", ["validate", str(wl_json)], "line 3: is not JSON"),
         ("dataset repeats an id", ["validate", str(wl_dup)], "line 2: repeats the id of line 1"),
@@ -165,14 +196,14 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("search: run dir is a file", ["search", "--space", str(sp_ok), "--run-dir", str(a_file)], "--run-dir"),
         ("search: unknown sampler", ["search", "--space", str(sp_ok), "--sampler", "bogus", *rd], "sampler"),
         ("search: unknown option", ["search", "--no-such-option"], "--no-such-option"),
-        ("export: missing study", ["export", "--study", "ghost-study", *rd], "ghost-study"),
+        ("export: missing study", ["export", "--study", "ghost-study", *typo], "ghost-study"),
         ("export: negative target rate", ["export", "--study", "x", "--target-rate", "-1"], "--target-rate"),
         ("export: attainment above 1", ["export", "--study", "x", "--min-sla", "2"], "--min-sla"),
-        ("nightly: missing study", ["nightly", "--study", "ghost-study", *rd], "ghost-study"),
+        ("nightly: missing study", ["nightly", "--study", "ghost-study", *typo], "ghost-study"),
         ("nightly: malformed storage", ["nightly", "--study", "x", "--storage", "sqlite:/bad"], "--storage"),
         ("nightly: alpha 0", ["nightly", "--study", "x", "--alpha", "0"], "--alpha"),
         ("nightly: unknown forced knob", ["nightly", "--study", "x", "--force", "bogus=1"], "--force"),
-        ("report: missing study", ["report", "--study", "ghost-study", *rd], "ghost-study"),
+        ("report: missing study", ["report", "--study", "ghost-study", *typo], "ghost-study"),
         ("report: malformed storage", ["report", "--study", "x", "--storage", "::"], "--storage"),
         ("ui: port out of range", ["ui", "--port", "70000"], "--port"),
         ("models: unknown model", ["models", "prepare", "no-such-model"], "no-such-model"),
@@ -193,6 +224,9 @@ def test_every_command_answers_bad_input_with_one_line(tmp_path):
     assert failures == []
     # the search that met a bad dataset line created nothing: no study, no MLflow run, not even its run dir
     assert not (tmp_path / "runs-badline").exists()
+    # reading commands on a mistyped run dir create nothing; a secret-named value is never echoed
+    assert not (tmp_path / "typo").exists()
+    assert "88812345678" not in cli_invoke(["validate", str(tmp_path / "sp-secret.yaml")]).output
 
 
 # ---------------------------------------------------------------- 3. every exit path leaves everything final
@@ -366,3 +400,80 @@ def test_engine_frozen_during_launch_fails_in_seconds(setup, tmp_path):
     assert frozen and time.monotonic() - started < 20
     assert _study(opts).trials[0].user_attrs["fail_reason"] == "engine_hung"
     assert not group_alive(frozen[0])
+
+
+def test_a_damaged_bundle_is_one_line_for_nightly(setup, tmp_path):
+    opts = setup("{value: 4}", n_trials=1)
+    run_search(opts, NullReporter())
+    bad = tmp_path / "exports" / "s" / "v1"
+    bad.mkdir(parents=True)
+    (bad / "bundle.json").write_text("{not json")
+    res = cli_invoke(["nightly", "--study", "s", "--run-dir", str(opts.run_dir), "--exports", str(tmp_path / "exports"),
+                      "--reports", str(tmp_path / "nightly"), "--new-trials", "0", "--confirm", "1"])
+    assert res.exit_code == 2 and "bundle.json" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_interrupt_between_batched_trials_leaves_none_running(setup, monkeypatch):
+    """Ctrl-C while the front is updated between two trials of a batch: the asked, unstarted ones are
+    interrupted (re-enqueued), none stays RUNNING."""
+    import autotune.study as study_mod
+
+    opts = setup("{choices: [2, 4]}", n_trials=3)
+    opts.space_file.write_text(opts.space_file.read_text().replace("sampler: random}", "sampler: random, batch: 3}"))
+    real, calls = study_mod.update_front, []
+
+    def interrupted_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(study_mod, "update_front", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(opts, NullReporter())
+    trials = _study(opts).trials
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 1 and "RUNNING" not in states and states.count("WAITING") == 2, states
+    assert all(t.user_attrs.get("interrupted") for t in trials if t.state.name == "FAIL")
+
+
+def test_runs_a_broken_store_left_running_are_repaired_on_resume(setup):
+    """MLflow lost the end of a trial (the store broke) while Optuna kept it: the next search logs the metrics
+    Optuna kept and ends the run, instead of leaving it RUNNING forever."""
+    opts = setup("{choices: [2, 4]}", n_trials=1)
+    run_search(opts, NullReporter())
+    client, runs = _mlflow_runs(opts)
+    [child] = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
+    client.update_run(child.info.run_id, status="RUNNING")
+    opts.n_trials = 2
+    run_search(opts, NullReporter())
+    repaired = client.get_run(child.info.run_id)
+    assert repaired.info.status == "FINISHED" and repaired.data.tags.get("autotune.repaired") == "true"
+    assert repaired.data.metrics["p95_task_ms"] > 0
+    _no_running(opts)
+
+
+def test_an_unresponsive_store_is_not_waited_for_twice(monkeypatch):
+    """After one call failed slowly (a frozen server), later calls fail at once: the exit stays bounded."""
+    import autotune.tracking.mlflow_tracker as mt
+    from autotune.errors import TrackingError
+
+    monkeypatch.setattr(mt, "UNRESPONSIVE_S", 0.05)
+    tracker = mt.MlflowTracker.__new__(mt.MlflowTracker)
+    tracker.uri, tracker.unresponsive, tracker._open, tracker.parent_id = "http://x", False, set(), "p"
+    calls = []
+
+    class Frozen:
+        def set_tag(self, *a):
+            calls.append(a)
+            time.sleep(0.1)
+            raise TimeoutError("read timed out")
+
+    tracker.client = Frozen()
+    with pytest.raises(TrackingError):
+        tracker.mark_interrupted("r1")
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match="stopped answering"):
+        tracker.mark_interrupted("r2")
+    tracker.fail_open_runs()
+    assert len(calls) == 1 and time.monotonic() - started < 0.05

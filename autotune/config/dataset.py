@@ -50,8 +50,9 @@ def read_items(path: Path, templates: Mapping[str, str] | None = None, file: str
             except (KeyError, IndexError) as exc:
                 raise ConfigError(file or str(path), name, f"names an input that {path.name} {where} lacks; it has "
                                   f"{sorted(item['input'])}", str(exc)) from None
-            except ValueError as exc:  # a malformed template: the same for every item
-                raise ConfigError(file or str(path), name, f"is not a valid template ({exc})", template) from None
+            except Exception as exc:  # malformed, or a field/format the item's value does not have
+                raise ConfigError(file or str(path), name, f"cannot be filled from {path.name} {where} "
+                                  f"({type(exc).__name__}: {exc})", template) from None
         items.append(item)
     if not items:
         raise ConfigError(str(path), "", "holds no items", show_value=False)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from autotune.errors import ConfigError
+from autotune.secrets import is_secret_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,6 +28,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
                           show_value=False) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(str(path), "", "YAML nested too deeply", show_value=False) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -55,6 +58,8 @@ def _first_error(exc: ValidationError, file: str) -> ConfigError:
     if err["type"] == "missing":
         return ConfigError(file, key, "is required", show_value=False)
     value = err.get("input")
+    if any(is_secret_name(str(p)) for p in err["loc"]) or err["loc"][:2] == ("engine", "env"):
+        return ConfigError(file, key, msg, show_value=False)  # the value may be a secret: never echo it
     if isinstance(value, dict | list):  # whole-object errors: the rule already names the culprit
         return ConfigError(file, key, msg, show_value=False)
     return ConfigError(file, key, msg, value)

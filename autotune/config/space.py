@@ -14,7 +14,7 @@ from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
 from autotune.knobs import KNOBS, check_value
 from autotune.metrics import TRIAL_METRICS
-from autotune.secrets import expand, is_secret_name, reference, register, secret_arg
+from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register, url_password
 from autotune.task_metrics import TASK_METRICS
 
 KNOWN_METRICS = {**TRIAL_METRICS, **TASK_METRICS}
@@ -23,7 +23,7 @@ DEFAULT_ENGINE_PYTHON = ".venv-engine/bin/python"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.nan` or `.inf` is never a valid setting
 
 
 class EngineConfig(Strict):
@@ -42,11 +42,10 @@ class EngineConfig(Strict):
     @field_validator("command", "extra_args")
     @classmethod
     def _no_secret_in_argv(cls, argv: list[str] | None) -> list[str] | None:
-        for i, arg in enumerate(argv or []):
-            if secret_arg(arg):
-                raise ValueError(f"item {i} ({arg.split('=', 1)[0]!r}) carries a secret: put it in `engine.env` "
-                                 "(vLLM reads VLLM_API_KEY and HF_TOKEN from its environment); an argv is visible "
-                                 "to every user of this host and the engine logs it")
+        for i in argv_secrets(argv or []):
+            raise ValueError(f"item {i} ({(argv or [])[i].split('=', 1)[0].split()[0]!r}...) carries a secret: put "
+                             "it in `engine.env` (vLLM reads VLLM_API_KEY and HF_TOKEN from its environment); an "
+                             "argv is visible to every user of this host and the engine logs it")
         return argv
 
     @field_validator("env")
@@ -76,7 +75,7 @@ class KnobSpec(Strict):
     choices: list[Any] | None = None
     low: float | None = None
     high: float | None = None
-    step: float | None = None
+    step: float | None = Field(None, gt=0)
     log: bool = False
     value: Any = None
     when: dict[str, list[Any]] | None = None  # sample only when every named knob has one of these values
@@ -148,7 +147,7 @@ def default_objectives() -> list[Objective]:
 class SearchDefaults(Strict):
     n_trials: int = Field(6, ge=1)
     max_failures: int = Field(5, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     sampler: Literal["tpe", "nsga2", "nsga3", "gp", "random", "grid", "pymoo-nsga2", "pymoo-nsga3",
                      "pymoo-moead"] = "tpe"
     # warm start: configs measured first in a new study (e.g. today's production config); knob -> value
@@ -162,8 +161,11 @@ class SearchDefaults(Strict):
     batch: int = Field(1, ge=1, le=64)
 
 
+STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # also a folder name under the run dir: no `/`, no `..`
+
+
 class SpaceConfig(Strict):
-    name: str
+    name: str = Field(pattern=STUDY_NAME)
     description: str = ""
     workload: str | None = None  # path relative to this file
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -225,7 +227,18 @@ def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
     register_engine_secrets(space.engine, str(path), strict=check_paths)
     if check_paths:
         check_engine_launcher(space, str(path))
+        check_host(space.engine.host, str(path))
     return space
+
+
+def check_host(host: str, file: str) -> None:
+    """The engine binds here and the load generator connects here: it must resolve on this host."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(file, "engine.host", f"does not resolve here ({exc})", host) from None
 
 
 def register_engine_secrets(engine: EngineConfig, file: str, strict: bool) -> None:
@@ -234,8 +247,7 @@ def register_engine_secrets(engine: EngineConfig, file: str, strict: bool) -> No
     for name, value in engine.env.items():
         ref = reference(value)
         if ref is None:
-            if is_secret_name(name):
-                register([value])
+            register([value] if is_secret_name(name) else [url_password(value)])
             continue
         try:
             resolved = expand(value)
@@ -244,8 +256,7 @@ def register_engine_secrets(engine: EngineConfig, file: str, strict: bool) -> No
                 raise ConfigError(file, f"engine.env.{name}", f"refers to ${{{ref}}}, which is not set in this "
                                   "environment", show_value=False) from None
             continue
-        if is_secret_name(name) or is_secret_name(ref):
-            register([resolved])
+        register([resolved] if is_secret_name(name) or is_secret_name(ref) else [url_password(resolved)])
 
 
 def check_engine_launcher(space: SpaceConfig, file: str) -> None:

@@ -15,15 +15,15 @@ from autotune.secrets import reference, register
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.nan` or `.inf` is never a valid setting
 
 
 class Arrival(Strict):
     """Open loop (`poisson` at `rate` req/s, arrivals independent of completions) or closed loop (`users`)."""
 
     mode: Literal["poisson", "closed"] = "closed"
-    rate: float | None = Field(None, gt=0)
-    users: int | None = Field(None, ge=1)
+    rate: float | None = Field(None, gt=0, le=1e6)
+    users: int | None = Field(None, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _shape(self) -> Arrival:
@@ -61,21 +61,21 @@ class WorkloadConfig(Strict):
     fields: list[Field_] = Field(min_length=1)  # the answer's fields, ordered easy -> hard
     prompt: Prompt
     few_shot: str | None = None  # JSONL of worked examples (same shape as the dataset) for prompt_variant few_shot
-    few_shot_n: int = Field(2, ge=1)
+    few_shot_n: int = Field(2, ge=1, le=100)
     duplicates: Duplicates = Field(default_factory=Duplicates)
     arrival: Arrival = Field(default_factory=lambda: Arrival(mode="closed", users=4))
-    warmup_s: float = Field(5.0, ge=0)
-    duration_s: float = Field(30.0, gt=0)
-    drain_timeout_s: float = Field(60.0, ge=0)
+    warmup_s: float = Field(5.0, ge=0, le=3600)
+    duration_s: float = Field(30.0, gt=0, le=86_400)
+    drain_timeout_s: float = Field(60.0, ge=0, le=3600)
     # load-generator processes: >1 runs Locust's distributed mode (master + N workers) for loads one process
     # cannot generate; each worker has its own semantic cache
     processes: int = Field(1, ge=1, le=64)
-    request_timeout_s: float = Field(120.0, gt=0)
+    request_timeout_s: float = Field(120.0, gt=0, le=3600)
     # no-progress watchdog: no token or response from the engine for this long while requests are outstanding
     # ends the load and fails the trial as `engine_hung` (well under drain_timeout_s: a frozen engine costs
     # seconds, not a drain)
-    stall_timeout_s: float = Field(20.0, gt=0)
-    max_tokens: int = Field(96, ge=1)
+    stall_timeout_s: float = Field(20.0, gt=0, le=3600)
+    max_tokens: int = Field(96, ge=1, le=1_000_000)
     temperature: float = Field(0.0, ge=0, le=2)
     seed: int = 0
     # bearer token for a server that demands one (`${NAME}` reads it from the environment); default: the
@@ -87,6 +87,13 @@ class WorkloadConfig(Strict):
 
     def few_shot_path(self, workload_file: str | Path) -> Path | None:
         return (Path(workload_file).parent / self.few_shot).resolve() if self.few_shot else None
+
+    @model_validator(mode="after")
+    def _stall_before_request_timeout(self) -> WorkloadConfig:
+        if self.stall_timeout_s >= self.request_timeout_s:
+            raise ValueError(f"stall_timeout_s ({self.stall_timeout_s:g}) must be below request_timeout_s "
+                             f"({self.request_timeout_s:g}): a timed-out request counts as a response")
+        return self
 
     @model_validator(mode="after")
     def _unique_fields(self) -> WorkloadConfig:

@@ -81,6 +81,8 @@ class Run:
     in_flight = 0  # tasks started and not finished (a task may be in a CPU node, not waiting on the engine)
     outstanding = 0  # HTTP requests waiting on the engine
     last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
+    server_tokens: float | None = None  # the server's generation counter at the last stall check
+    host = ""
     counter = itertools.count()
     order: list[int] = []
     records: list[dict] = []
@@ -116,6 +118,7 @@ def _on_init(environment, **_):
 def _on_start(environment, **_):
     Run.t0 = time.time()
     Run.last_progress = Run.t0
+    Run.host = environment.host
     Run.warmup_end = Run.t0 + CFG["warmup_s"]
     Run.measure_end = Run.warmup_end + CFG["duration_s"]
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -146,9 +149,31 @@ def _master_controller(environment, out: Path) -> None:
 
 
 def _stall_s() -> float | None:
-    """Seconds without progress when requests are outstanding and that exceeds stall_timeout_s, else None."""
+    """Seconds without progress when requests are outstanding and that exceeds stall_timeout_s, else None.
+    Before declaring a stall, ask the server: if it generated tokens since the last look (for another load
+    process, or for requests queued ahead of ours), it is alive, and the clock restarts."""
     idle = time.time() - Run.last_progress
-    return idle if Run.outstanding > 0 and idle > CFG["stall_timeout_s"] else None
+    if Run.outstanding == 0 or idle <= CFG["stall_timeout_s"]:
+        return None
+    tokens = _server_tokens()
+    if tokens is not None and (Run.server_tokens is None or tokens > Run.server_tokens):
+        Run.server_tokens = tokens
+        Run.last_progress = time.time()
+        return None
+    return idle
+
+
+def _server_tokens() -> float | None:
+    """vLLM's generation-token counter, or None when /metrics does not answer within a few seconds."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{Run.host}/metrics", timeout=min(5.0, CFG["stall_timeout_s"])) as resp:
+            text = resp.read().decode(errors="replace")
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:generation_tokens_total") and " " in line)
 
 
 def _wait(until: float, busy=None, step: float = 0.2) -> bool:

@@ -15,7 +15,7 @@ from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
 from autotune.knobs import ClientConfig
-from autotune.secrets import SECRET
+from autotune.secrets import is_secret_name
 from autotune.workloads.dataset import read_jsonl
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -168,4 +168,4 @@ def _read(path: Path) -> str:
 
 def _clean_env() -> dict[str, str]:
     # keep secrets out of the load generator's environment except what it needs
-    return {k: v for k, v in os.environ.items() if not SECRET.search(k)}
+    return {k: v for k, v in os.environ.items() if not is_secret_name(k)}

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autotune.errors import TrackingError
+from autotune.errors import ConfigError, TrackingError
 from autotune.secrets import contains_secret, install_log_scrubbing, redact, scrub, scrub_bytes, scrub_obj
+from autotune.stores import one_line
 
 RECOMMENDED = "autotune.recommended"
 ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
@@ -35,6 +36,7 @@ class MlflowTracker:
         self.uri = scrub(uri)
         self.study = study
         self._open: set[str] = set()  # trial runs started here and not yet terminated
+        self.unresponsive = False
         for attempt in range(6):  # workers starting together race to create the store schema / the experiment
             try:
                 self.client = MlflowClient(tracking_uri=uri)
@@ -47,7 +49,7 @@ class MlflowTracker:
                 break
             except Exception as exc:  # only a lost creation race is worth another try; the rest fails now
                 if attempt == 5 or not contention(exc):
-                    raise TrackingError(f"MLflow store {self.uri} is not usable: {_one_line(exc)}") from None
+                    raise TrackingError(f"MLflow store {self.uri} is not usable: {one_line(exc)}") from None
                 time.sleep(0.2 + random.random() * 0.5)
         self.parent_id = self._parent() if create_parent else ""
 
@@ -125,8 +127,31 @@ class MlflowTracker:
         if ms:
             self.client.log_batch(self.parent_id, metrics=ms)
 
+    def repair_runs(self, final: dict[str, tuple[str, dict[str, float]]]) -> int:
+        """Trial runs a broken store left RUNNING while Optuna has their trial final (run id -> (status, metrics)):
+        the metrics Optuna kept are logged and the run ends with the trial's status. Returns how many."""
+        from mlflow.entities import Metric
+
+        stale = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial' and "
+                                        "attributes.status = 'RUNNING'")
+        repaired = 0
+        for run in stale:
+            if run.info.run_id not in final:
+                continue  # a live worker's trial, or one _recover_interrupted has just marked
+            status, metrics = final[run.info.run_id]
+            now = int(time.time() * 1000)
+            ms = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items()) if math.isfinite(v)]
+            for i in range(0, len(ms), 500):
+                self.client.log_batch(run.info.run_id, metrics=ms[i:i + 500])
+            self.client.set_tag(run.info.run_id, "autotune.repaired", "true")
+            self.client.set_terminated(run.info.run_id, status=status)
+            repaired += 1
+        return repaired
+
     def fail_open_runs(self, status: str = "FAILED") -> None:
         """Best effort after an error: no trial run of this process and not the parent is left RUNNING."""
+        if self.unresponsive:
+            return  # every call would wait for the timeout again: the next run repairs them (repair_runs)
         for rid in [*self._open, self.parent_id]:
             if rid:
                 with contextlib.suppress(Exception):
@@ -197,9 +222,21 @@ def _bound_mlflow_retries() -> None:
     install_log_scrubbing()
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return scrub(f"{type(exc).__name__}: {lines[0] if lines else ''}")[:400]
+UNRESPONSIVE_S = 5.0  # a store call that failed after this long is a store that does not answer
+
+
+def probe_store(uri: str, option: str = "--mlflow-uri") -> None:
+    """Before any study or run exists: the tracking store answers (a server, a database) or fails in one line."""
+    _bound_mlflow_retries()
+    from mlflow import MlflowClient
+
+    from autotune.stores import check_mlflow_uri
+
+    check_mlflow_uri(uri, option)
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:
+        raise ConfigError(option, "", f"the MLflow store does not answer ({one_line(exc)})", scrub(uri)) from None
 
 
 def _store_errors(fn):
@@ -207,18 +244,22 @@ def _store_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
+        if self.unresponsive:  # one timeout is enough: later calls fail at once instead of waiting again
+            raise TrackingError(f"MLflow store {self.uri} stopped answering; {fn.__name__} skipped")
+        started = time.monotonic()
         try:
             return fn(self, *args, **kwargs)
         except TrackingError:
             raise
         except Exception as exc:
-            raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {_one_line(exc)}") from None
+            self.unresponsive = time.monotonic() - started > UNRESPONSIVE_S
+            raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {one_line(exc)}") from None
 
     return wrapper
 
 
 for _name in ("start_trial", "finish_trial", "log_history", "mark_interrupted", "set_pareto", "log_front",
-              "log_study_params", "log_parent_metrics", "recommend", "log_parent_file", "end"):
+              "log_study_params", "log_parent_metrics", "recommend", "log_parent_file", "end", "repair_runs"):
     setattr(MlflowTracker, _name, _store_errors(getattr(MlflowTracker, _name)))
 
 
