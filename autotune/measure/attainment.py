@@ -1,0 +1,62 @@
+"""SLA attainment of one load level, judged with a Wilson interval (scipy), not a point estimate. Pure.
+
+A level's tasks are the ones that started in its window; a failed or abandoned task is a miss. While the level
+runs, a task still in flight that is already older than the task SLA is a *known* miss: overload shows within
+one SLA period, so a failing level costs seconds, not a window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    met: int
+    judged: int
+    attainment: float
+    ci_low: float
+    ci_high: float
+    passed: bool  # the level holds the SLA (resolved, or by its point estimate when unresolved)
+    resolved: bool  # the interval lies entirely on one side of the target
+
+    def row(self) -> dict[str, float | bool]:
+        return {"met": self.met, "judged": self.judged, "attainment": self.attainment,
+                "attainment_ci_low": self.ci_low, "attainment_ci_high": self.ci_high, "passed": self.passed,
+                "resolved": self.resolved}
+
+
+def wilson(met: int, judged: int, confidence: float) -> tuple[float, float]:
+    """Two-sided Wilson score interval of met/judged; (0, 1) when nothing was judged."""
+    if judged <= 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    ci = binomtest(met, judged).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def judge(met: int, judged: int, target: float, confidence: float = 0.9) -> Verdict:
+    """Pass when the interval lies above the target, fail when below; in between (unresolved) the point
+    estimate decides, and the verdict says it was unresolved."""
+    low, high = wilson(met, judged, confidence)
+    point = met / judged if judged else math.nan
+    if low >= target:
+        return Verdict(met, judged, point, low, high, True, True)
+    if high < target:
+        return Verdict(met, judged, point, low, high, False, True)
+    return Verdict(met, judged, point, low, high, judged > 0 and point >= target, False)
+
+
+def early_stop(met: int, missed: int, pending: int, target: float, confidence: float, min_judged: int) -> str | None:
+    """While a level runs: `pass` when even counting every pending task as a miss the interval clears the
+    target; `fail` when even counting every pending task as met it stays below; else None (keep measuring)."""
+    judged = met + missed + pending
+    if judged < min_judged:
+        return None
+    if wilson(met, judged, confidence)[0] >= target:
+        return "pass"
+    if wilson(met + pending, judged, confidence)[1] < target:
+        return "fail"
+    return None

@@ -1,0 +1,59 @@
+"""The capacity search (bracket, bisect, stop reasons) and the level verdict (Wilson interval). Pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from autotune.measure.attainment import early_stop, judge
+from autotune.measure.capacity import CapacitySearch, LevelResult
+
+
+def _run(search: CapacitySearch, capacity: float) -> CapacitySearch:
+    """Drive the search against a system whose true capacity is known: a level passes iff rate <= capacity."""
+    while (rate := search.next_rate()) is not None:
+        search.record(LevelResult(rate, passed=rate <= capacity))
+    return search
+
+
+@pytest.mark.parametrize("true_capacity", [0.3, 1.0, 2.7, 5.0, 11.0])
+def test_finds_a_known_capacity_within_the_tolerance(true_capacity):
+    s = _run(CapacitySearch(start_rate=0.5, tolerance=0.15, max_levels=12, min_rate=0.05), true_capacity)
+    assert s.stop_reason == "converged"
+    assert s.capacity <= true_capacity < s.capacity * 1.15 + 1e-9
+    assert any(lv.passed for lv in s.levels) and any(not lv.passed for lv in s.levels), "a bracketed boundary"
+
+
+def test_nothing_passes_is_capacity_zero_never_a_made_up_minimum():
+    s = _run(CapacitySearch(start_rate=1.0, min_rate=0.2), 0.01)
+    assert s.capacity == 0.0 and s.stop_reason == "nothing_passed"
+    assert [lv.rate for lv in s.levels] == [1.0, 0.5, 0.25]
+
+
+def test_everything_passes_stops_at_the_rate_limit_or_the_level_budget():
+    s = _run(CapacitySearch(start_rate=1.0, max_rate=10.0, max_levels=10), 1e9)
+    assert s.stop_reason == "max_rate" and s.capacity == 8.0
+    s = _run(CapacitySearch(start_rate=1.0, max_levels=3), 1e9)
+    assert s.stop_reason == "max_levels" and s.capacity == 4.0 and len(s.levels) == 3
+
+
+def test_a_level_the_generator_could_not_hold_ends_the_search():
+    s = CapacitySearch(start_rate=1.0)
+    s.record(LevelResult(1.0, passed=True))
+    s.record(LevelResult(2.0, passed=True, valid=False))
+    assert s.next_rate() is None and s.stop_reason == "generator_limit" and s.capacity == 1.0
+
+
+def test_verdicts_are_tests_on_the_interval():
+    assert judge(60, 60, 0.95).passed and judge(60, 60, 0.95).resolved
+    fail = judge(30, 40, 0.95)
+    assert not fail.passed and fail.resolved and fail.ci_high < 0.95
+    unsure = judge(39, 40, 0.95)  # 97.5 % point estimate, interval straddles the target
+    assert not unsure.resolved and unsure.passed and unsure.ci_low < 0.95 < unsure.ci_high
+    assert not judge(0, 0, 0.95).passed
+
+
+def test_early_stop_only_when_pending_tasks_cannot_change_the_verdict():
+    assert early_stop(met=60, missed=0, pending=0, target=0.95, confidence=0.9, min_judged=20) == "pass"
+    assert early_stop(met=10, missed=15, pending=5, target=0.95, confidence=0.9, min_judged=20) == "fail"
+    assert early_stop(met=30, missed=0, pending=5, target=0.95, confidence=0.9, min_judged=20) is None
+    assert early_stop(met=5, missed=5, pending=0, target=0.95, confidence=0.9, min_judged=20) is None
