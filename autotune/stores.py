@@ -7,6 +7,7 @@ policy, so the URL can be printed.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import tempfile
 import time
@@ -95,7 +96,7 @@ def open_storage(url: str, option: str = "--storage", create: bool = True):
     try:
         for attempt in range(6):
             try:
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), init_lock(url):
                     warnings.simplefilter("ignore")
                     return RDBStorage(url, engine_kwargs=_connect_timeout(url))
             except SQLAlchemyError as exc:  # workers starting together race to create the schema: retry that
@@ -112,11 +113,32 @@ def open_storage(url: str, option: str = "--storage", create: bool = True):
         raise ConfigError(option, "", f"cannot open the storage ({one_line(exc)})", shown) from None
 
 
+@contextlib.contextmanager
+def init_lock(url: str):
+    """Processes on this host that open one local store together (workers starting at once) take turns: the
+    first creates the schema, the others then find it complete. A server-backed store has no lock here; its
+    races are retried (`contention`)."""
+    path = local_path(url)
+    if path is None or not url.startswith(("sqlite:", "file:")):
+        yield
+        return
+    import fcntl
+
+    lock = path.parent / f".{path.name}.init.lock"
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def contention(exc: BaseException) -> bool:
     """A lost race between workers (schema or row created twice, a locked sqlite file): worth a retry."""
     text = f"{type(exc).__name__} {exc}".lower()
+    # schema creation racing between processes shows as any of these until the winner's migration is done
     return any(s in text for s in ("database is locked", "unique constraint", "integrityerror", "already exists",
-                                   "duplicate key", "deadlock"))
+                                   "duplicate key", "duplicate column", "no such table", "deadlock"))
 
 
 def _connect_timeout(url: str) -> dict:

@@ -57,3 +57,20 @@ def test_early_stop_only_when_pending_tasks_cannot_change_the_verdict():
     assert early_stop(met=10, missed=15, pending=5, target=0.95, confidence=0.9, min_judged=20) == "fail"
     assert early_stop(met=30, missed=0, pending=5, target=0.95, confidence=0.9, min_judged=20) is None
     assert early_stop(met=5, missed=5, pending=0, target=0.95, confidence=0.9, min_judged=20) is None
+
+
+def test_open_loop_schedule_is_absolute_seeded_and_poisson():
+    import itertools
+
+    from scipy.stats import kstest
+
+    from autotune.loadgen.schedule import poisson_arrivals
+
+    times = list(itertools.takewhile(lambda t: t < 1000.0, poisson_arrivals(4.0, 0.0, seed=7)))
+    again = list(itertools.takewhile(lambda t: t < 1000.0, poisson_arrivals(4.0, 0.0, seed=7)))
+    assert times == again, "seeded: the same schedule every time"
+    assert abs(len(times) - 4000) < 4 * 4000 ** 0.5, "count: Poisson(rate x T) within 4 sigma"
+    gaps = [b - a for a, b in itertools.pairwise([0.0, *times])]
+    assert kstest(gaps, "expon", args=(0, 1 / 4.0)).pvalue > 0.01, "spacing: exponential gaps"
+    shifted = list(itertools.islice(poisson_arrivals(4.0, 100.0, seed=7), 5))
+    assert shifted == pytest.approx([t + 100.0 for t in times[:5]]), "absolute: offsets from the start"

@@ -230,13 +230,19 @@ def probe_store(uri: str, option: str = "--mlflow-uri") -> None:
     _bound_mlflow_retries()
     from mlflow import MlflowClient
 
-    from autotune.stores import check_mlflow_uri
+    from autotune.stores import check_mlflow_uri, contention, init_lock
 
     check_mlflow_uri(uri, option)
-    try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    except Exception as exc:
-        raise ConfigError(option, "", f"the MLflow store does not answer ({one_line(exc)})", scrub(uri)) from None
+    for attempt in range(6):
+        try:
+            with init_lock(uri):  # the first process creates the schema; the others wait, then find it
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            return
+        except Exception as exc:  # workers starting together race to create the schema: only that is retried
+            if attempt == 5 or not contention(exc):
+                raise ConfigError(option, "", f"the MLflow store does not answer ({one_line(exc)})",
+                                  scrub(uri)) from None
+            time.sleep(0.2 + random.random() * 0.5)
 
 
 def _store_errors(fn):

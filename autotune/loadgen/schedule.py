@@ -1,0 +1,22 @@
+"""Open-loop arrival schedules: absolute, seeded times, so a late load generator shows as lag, never as a lower
+rate or a shorter latency (no coordinated omission). Pure; the locustfile walks it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+
+def poisson_arrivals(rate: float, start: float, seed: int) -> Iterator[float]:
+    """Absolute arrival times of a Poisson process at `rate` per second from `start`, reproducible by seed.
+    Each time is the previous one plus an exponential gap: never relative to when the caller woke up."""
+    rng = random.Random(seed)
+    t = start
+    while True:
+        t += rng.expovariate(rate)
+        yield t
+
+
+def process_seed(seed: int, index: int) -> int:
+    """Load processes draw independent schedules (their superposition is Poisson at the total rate)."""
+    return seed * 1_000_003 + index
