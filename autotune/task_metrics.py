@@ -44,6 +44,11 @@ TASK_METRICS: dict[str, str] = {
     "cache_lookup_ms": "mean semantic cache lookup time, embedding included (ms)",
     "critical_path_dominant_share": "share of p95-tail task time spent in the node that dominates it",
     "usd_per_1k_tasks": "hardware $/h turned into $ per 1000 tasks at the measured task rate",
+    "target_task_rate": "offered task arrival rate, tasks/s (open loop; NaN in closed loop)",
+    "achieved_task_rate": "tasks started per second in the measurement window (compare with target_task_rate)",
+    "schedule_lag_p95_ms": "p95 of how late tasks started after their scheduled arrival (open loop; ms)",
+    "schedule_lag_max_ms": "the latest start after a scheduled arrival (open loop; ms)",
+    "abandoned_tasks": "tasks of the window still in flight when the drain ended (counted as failures)",
 }
 
 
@@ -68,6 +73,11 @@ def summarize_tasks(tasks: Sequence[dict[str, Any]], window_s: float, task_sla_m
         out[f"p{p}_task_ms"] = v
     out["mean_task_ms"] = _mean(lat)
     out["tasks_ok"] = float(len(ok))
+    out["achieved_task_rate"] = len(measured) / window_s
+    out["abandoned_tasks"] = float(sum(1 for t in measured if t.get("abandoned")))
+    lags = [t["lag_s"] * 1000.0 for t in measured if t.get("scheduled_ts") is not None and "lag_s" in t]
+    out["schedule_lag_p95_ms"] = percentiles(lags, (95,))[95]
+    out["schedule_lag_max_ms"] = max(lags) if lags else math.nan
     out["task_error_rate"] = (len(measured) - len(ok)) / len(measured) if measured else math.nan
     out["tasks_per_s"] = len(ok) / window_s
     met = [t for t in ok if task_sla_ms is None or t["latency_s"] * 1000.0 <= task_sla_ms]

@@ -81,7 +81,7 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     m["usd_per_1k_requests"] = usd_per_1k(space.hardware.usd_per_hour, m["requests_per_s"])
     m["usd_per_1k_tasks"] = usd_per_1k(space.hardware.usd_per_hour, m["tasks_per_s"])
     arrival = workload.arrival
-    m["target_rate_rps"] = arrival.rate if arrival.mode == "poisson" and arrival.rate else math.nan
+    m["target_task_rate"] = arrival.rate if arrival.mode == "poisson" and arrival.rate else math.nan
     m["loadgen_cpu_s"] = float(load.summary.get("loadgen_cpu_s", math.nan))
     m["loadgen_cpu_share"] = float(load.summary.get("loadgen_cpu_share", math.nan))
     m.update(server)

@@ -8,6 +8,7 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 14   -> dies at start with an out-of-memory error
   --max-num-seqs 15   -> never becomes healthy (hangs)
   --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
+  --max-num-seqs 12   -> every 4th request waits 30 s before answering (work left in flight at the drain)
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment at start (the tuner's
 log pump must mask them), and with VLLM_API_KEY set it demands `Authorization: Bearer <key>` as vLLM does.
 """
@@ -44,6 +45,7 @@ if args.max_num_seqs == 14:
 if args.max_num_seqs == 15:
     time.sleep(3600)
 
+COUNT = {"post": 0}
 STATE = {"gen": 0, "prompt": 0, "ttft_sum": 0.0, "ttft_count": 0}
 ANSWER = '{"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"}'
 VALUES = {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way", "step1": "6",
@@ -108,6 +110,9 @@ class Handler(BaseHTTPRequestHandler):
         if "regex" in (body.get("structured_outputs") or {}):
             self._send(400, b'{"error": {"message": "regex structured outputs are not supported by the fake"}}')
             return
+        COUNT["post"] += 1
+        if args.max_num_seqs == 12 and COUNT["post"] % 4 == 0:
+            time.sleep(30)
         max_tokens = body.get("max_tokens", 16)
         reply = answer_for(body["messages"][-1]["content"])
         pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)][:max_tokens]

@@ -177,7 +177,7 @@ def test_poisson_arrivals_and_journal_storage(setup, tmp_path):
 
     study = optuna.load_study(study_name="s", storage=open_storage(opts.storage))
     m = study.trials[0].user_attrs["metrics"]
-    assert m["target_rate_rps"] == 8
+    assert m["target_task_rate"] == 8 and m["schedule_lag_p95_ms"] >= 0
     # 2 s window at 8/s: Poisson count has sd ~4; the open loop must not be throttled by the (fast) server
     assert 3 <= m["achieved_rate_rps"] <= 16 and m["requests_ok"] >= 6
 
@@ -369,3 +369,23 @@ def test_a_failed_engine_config_is_not_launched_again(setup):
     assert len(trials) >= 2, "random with seed 0 proposes 13 more than once in 6 trials"
     assert not (opts.run_dir / "s" / f"trial-{trials[-1].number:04d}" / "engine.log").exists()
     assert summary.trials_complete >= 1
+
+
+def test_work_in_flight_at_the_drain_end_is_abandoned_not_dropped(setup):
+    """Open loop on an engine that leaves every 4th request hanging: tasks of the window still in flight when the
+    drain ends are failures with their elapsed time, load keeps being offered (cooldown) until then, and the
+    schedule's lag is recorded next to the target rate in tasks/s."""
+    opts = setup("{value: 12}", n_trials=1, arrival="{mode: poisson, rate: 6}")
+    wl = opts.space_file.parent / "wl.yaml"
+    wl.write_text(wl.read_text().replace("drain_timeout_s: 5", "drain_timeout_s: 1.5"))
+    run_search(opts, NullReporter())
+    trial = _study(opts).trials[0]
+    tasks = [json.loads(line) for line in (opts.run_dir / "s" / "trial-0000" / "load" / "tasks.jsonl").open()]
+    abandoned = [t for t in tasks if t.get("abandoned")]
+    assert abandoned and all(t["phase"] == "measure" and not t["ok"] for t in abandoned)
+    assert all(t["latency_s"] >= 1.5 for t in abandoned), "their latency is the time they waited, at least the drain"
+    assert any(t["phase"] == "cooldown" for t in tasks), "load is offered after the window while its tasks run"
+    assert trial.state.name == "COMPLETE"  # measured (infeasible: the constraint on errors fails), not dropped
+    m = trial.user_attrs["metrics"]
+    assert m["abandoned_tasks"] == len(abandoned) and m["task_error_rate"] > 0
+    assert m["target_task_rate"] == 6 and m["achieved_task_rate"] > 0 and m["schedule_lag_p95_ms"] >= 0

@@ -41,6 +41,7 @@ from locust.exception import StopUser
 from autotune.fmware.app import AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
+from autotune.loadgen.schedule import poisson_arrivals, process_seed
 
 DEFAULT_CONFIG = {
     "tasks": [{"id": "hello", "context": "Greet the reader.", "task": "Say hello in five words.",
@@ -79,9 +80,13 @@ class Run:
     warmup_end = 0.0
     measure_end = 0.0
     in_flight = 0  # tasks started and not finished (a task may be in a CPU node, not waiting on the engine)
+    measured_in_flight = 0  # of those, the ones started in the window: cooldown load runs until they finish
+    open_tasks: dict[int, dict] = {}  # n -> the task's start record, until it finishes
+    open_requests: dict[int, dict] = {}  # id(record) -> the request record, until its response ends
     outstanding = 0  # HTTP requests waiting on the engine
     last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
     server_tokens: float | None = None  # the server's generation counter at the last stall check
+    stopping = False  # the drain is over: no more cooldown load
     host = ""
     counter = itertools.count()
     order: list[int] = []
@@ -140,12 +145,25 @@ def _on_start(environment, **_):
 def _master_controller(environment, out: Path) -> None:
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
     _scrape(environment, out, "metrics-before.txt")
+    gevent.sleep(max(0.0, Run.measure_end - time.time()))
+    _scrape(environment, out, "metrics-after.txt")  # the window itself, not the window plus the drain
     expected = max(1, environment.runner.worker_count)
     deadline = Run.measure_end + CFG["drain_timeout_s"] + 15
     while len(Done.workers) < expected and time.time() < deadline:
         gevent.sleep(0.1)
-    _scrape(environment, out, "metrics-after.txt")
     environment.runner.quit()
+
+
+def _phase(t: float) -> str:
+    return "warmup" if t < Run.warmup_end else "measure" if t < Run.measure_end else "cooldown"
+
+
+def _offering(t: float) -> bool:
+    """Load is offered through the window and then, untracked (`cooldown`), until every task that started in
+    the window has finished: the window's last tasks meet the same concurrency as its first, not a falling one."""
+    if t < Run.measure_end:
+        return True
+    return Run.measured_in_flight > 0 and t < Run.measure_end + CFG["drain_timeout_s"] and not Run.stopping
 
 
 def _stall_s() -> float | None:
@@ -196,6 +214,22 @@ def _scrape(environment, out: Path, name: str) -> None:
         (out / name).write_text(f"# scrape failed: {exc}\n")
 
 
+def _abandon(now: float) -> tuple[int, int]:
+    """Work of the window still in flight when the drain ends is a failure, with the elapsed time as its latency:
+    dropping it would take the slowest tasks out of both the error rate and the percentiles."""
+    tasks = [t for t in Run.open_tasks.values() if t["phase"] == "measure"]
+    for t in tasks:
+        origin = t["scheduled_ts"] or t["send_ts"]
+        Run.tasks.append({**t, "ok": False, "abandoned": True, "latency_s": now - origin, "service_s": None,
+                          "error": "abandoned: still in flight when the drain ended", "fm_calls": 0, "tokens_in": 0,
+                          "tokens_out": 0, "spans": [], "parses": [], "critical_path": []})
+    requests = [r for r in Run.open_requests.values() if r["phase"] == "measure"]
+    for r in requests:
+        Run.records.append({**r, "ok": False, "abandoned": True, "e2e_s": now - r["send_ts"],
+                            "error": "abandoned: no complete response when the drain ended"})
+    return len(tasks), len(requests)
+
+
 def _controller(environment, out: Path) -> None:
     """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit. Every
     wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
@@ -203,20 +237,23 @@ def _controller(environment, out: Path) -> None:
     if ok and Run.role == "local":
         _scrape(environment, out, "metrics-before.txt")
     ok = ok and _wait(Run.measure_end)
-    ok = ok and _wait(time.time() + CFG["drain_timeout_s"], lambda: Run.in_flight > 0, step=0.05)
-    stall_s = _stall_s()
-    drained_s = time.time() - Run.measure_end
-    if Run.role == "local":
-        if stall_s is None:
+    if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
+        if ok:
             _scrape(environment, out, "metrics-after.txt")
         else:
-            (out / "metrics-after.txt").write_text(f"# not scraped: engine hung ({stall_s:.1f} s without progress)\n")
+            (out / "metrics-after.txt").write_text("# not scraped: engine hung\n")
+    ok = ok and _wait(Run.measure_end + CFG["drain_timeout_s"], lambda: Run.measured_in_flight > 0, step=0.05)
+    Run.stopping = True  # the cooldown load stops offering; what the window started and did not finish is abandoned
+    stall_s = _stall_s()
+    drained_s = time.time() - Run.measure_end
+    abandoned_tasks, abandoned_requests = _abandon(time.time())
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru.ru_utime - Run.rusage0.ru_utime) + (ru.ru_stime - Run.rusage0.ru_stime)
     wall = time.time() - Run.t0
     summary = {
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
-        "measure_s": CFG["duration_s"], "drain_s": drained_s, "abandoned_in_flight": Run.in_flight,
+        "measure_s": CFG["duration_s"], "drain_s": drained_s, "abandoned_in_flight": abandoned_tasks,
+        "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
         "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stall_s is not None,
@@ -251,29 +288,46 @@ class ChatUser(HttpUser):
 
     @task
     def next_task(self):
-        if time.time() >= Run.measure_end:
-            raise StopUser()
         arrival = CFG["arrival"]
         if arrival["mode"] == "poisson":
-            users = max(1, CFG.get("load_users") or self.environment.runner.user_count)  # all processes' users
-            gevent.sleep(random.expovariate(arrival["rate"] / users))
-            if time.time() < Run.measure_end:
-                gevent.spawn(self.one_task)
-        else:
-            self.one_task()
+            self.open_loop(arrival["rate"])
+            raise StopUser()
+        if not _offering(time.time()):
+            raise StopUser()
+        self.one_task(None)
 
-    def one_task(self):
+    def open_loop(self, rate: float) -> None:
+        """Walk an absolute, seeded Poisson schedule (this process's share of the rate): each task starts at its
+        scheduled time, and its latency runs from that time, so a late generator shows as lag."""
+        users = max(1, CFG.get("load_users") or self.environment.runner.user_count)  # all processes' users
+        for scheduled in poisson_arrivals(rate / users, Run.t0, process_seed(CFG["seed"], Run.index)):
+            if not _offering(scheduled):
+                return
+            gevent.sleep(max(0.0, scheduled - time.time()))
+            gevent.spawn(self.one_task, scheduled)
+
+    def one_task(self, scheduled: float | None):
         n = next(Run.counter) * max(1, CFG.get("processes", 1)) + Run.index  # unique across load processes
         item = CFG["tasks"][Run.order[n % len(Run.order)]]
         item = {**item, "source": {"n": n, "id": item["id"]}}
         send_ts = time.time()
-        phase = "warmup" if send_ts < Run.warmup_end else "measure"
+        origin = send_ts if scheduled is None else scheduled  # open loop: the arrival, not the wake-up
+        phase = _phase(origin)
+        start = {"n": n, "id": item["id"], "phase": phase, "send_ts": send_ts, "scheduled_ts": scheduled,
+                 "lag_s": send_ts - origin}
         Run.in_flight += 1
+        Run.measured_in_flight += phase == "measure"
+        Run.open_tasks[n] = start
         try:
             rec = run_task(APP, item, lambda req: self.chat(req, n, phase), CACHE)
         finally:
             Run.in_flight -= 1
-        Run.tasks.append({"n": n, "id": item["id"], "phase": phase, "send_ts": send_ts, **rec})
+            Run.measured_in_flight -= phase == "measure"
+            Run.open_tasks.pop(n, None)
+        rec["service_s"] = rec.get("latency_s")
+        if rec.get("latency_s") is not None:
+            rec["latency_s"] += start["lag_s"]
+        Run.tasks.append({**start, **rec})
 
     def chat(self, req: dict, task_n: int, phase: str) -> dict:
         """One streaming FM call; the record goes to requests.jsonl and back to the DAG executor."""
@@ -291,6 +345,7 @@ class ChatUser(HttpUser):
                "completion_tokens": None, "finish_reason": None, "ok": False, "status": None, "error": None,
                "text": ""}
         parts: list[str] = []
+        Run.open_requests[id(rec)] = rec
         if Run.outstanding == 0:  # the stall clock starts with the first request the engine owes us
             Run.last_progress = time.time()
         Run.outstanding += 1
@@ -345,5 +400,6 @@ class ChatUser(HttpUser):
             rec["e2e_s"] = time.perf_counter() - start
         finally:
             Run.outstanding -= 1
+            Run.open_requests.pop(id(rec), None)
         Run.records.append(rec)
         return rec
