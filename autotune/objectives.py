@@ -38,7 +38,15 @@ def objective_value(metrics: dict[str, float], o: Objective) -> float:
 
 
 def evaluate(metrics: dict[str, float], objectives: list[Objective], constraints: list[Constraint]) -> Evaluation:
-    return Evaluation(
-        values=[objective_value(metrics, o) for o in objectives],
-        violations=[violation(metrics, c) for c in constraints],
-    )
+    """Objective values and constraint violations; a capacity trial carries one more, implicit constraint:
+    a config that holds the SLA at no load level (capacity 0) is infeasible, whatever the space says."""
+    violations = [violation(metrics, c) for c in constraints]
+    if "capacity_tps" in metrics:
+        cap = metrics["capacity_tps"]
+        violations.append(-cap if cap == cap and cap > 0 else UNMEASURABLE)
+    return Evaluation(values=[objective_value(metrics, o) for o in objectives], violations=violations)
+
+
+def constraint_names(constraints: list[Constraint], metrics: dict[str, float]) -> list[str]:
+    return [f"{c.metric}{c.op}{c.value:g}" for c in constraints] + (["capacity_tps>0"] if "capacity_tps" in metrics
+                                                                      else [])

@@ -35,7 +35,7 @@ from autotune.errors import ConfigError, EngineLaunchError, TrackingError, Trial
 from autotune.front import could_reach_front, front_rows, update_front
 from autotune.knobs import ServerConfig, split_values
 from autotune.models import registry as models
-from autotune.objectives import evaluate
+from autotune.objectives import constraint_names, evaluate
 from autotune.samplers.optuna_sampler import grid_size, make_sampler, set_constraints, suggest
 from autotune.secrets import scrub
 from autotune.stores import (
@@ -399,7 +399,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
         "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
         "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
-        "autotune.fidelity": fidelity,
+        "autotune.fidelity": fidelity, **result.tags,
     }, tables=result.tables)
     reporter.trial_finished(trial.number, result.metrics, None)
     return True
@@ -415,7 +415,7 @@ def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fi
     result.metrics["trial_wall_s"] = time.monotonic() - started
     result.metrics["measure_share"] = result.metrics["measure_s"] / result.metrics["trial_wall_s"]
     ev = evaluate(result.metrics, space.objectives, space.constraints)
-    set_constraints(trial, [f"{c.metric}{c.op}{c.value:g}" for c in space.constraints], ev.violations)
+    set_constraints(trial, constraint_names(space.constraints, result.metrics), ev.violations)
     trial.set_user_attr("feasible", ev.feasible)
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)

@@ -43,12 +43,17 @@ TASK_METRICS: dict[str, str] = {
     "cache_saved_ms_per_task": "latency saved by the cache per task: hit rate x (miss - hit latency) (ms)",
     "cache_lookup_ms": "mean semantic cache lookup time, embedding included (ms)",
     "critical_path_dominant_share": "share of p95-tail task time spent in the node that dominates it",
-    "usd_per_1k_tasks": "hardware $/h turned into $ per 1000 tasks at the measured task rate",
+    "usd_per_1k_tasks": "hardware $/h per 1000 tasks: at capacity (capacity protocol), else at the measured rate",
     "target_task_rate": "offered task arrival rate, tasks/s (open loop; NaN in closed loop)",
     "achieved_task_rate": "tasks started per second in the measurement window (compare with target_task_rate)",
     "schedule_lag_p95_ms": "p95 of how late tasks started after their scheduled arrival (open loop; ms)",
     "schedule_lag_max_ms": "the latest start after a scheduled arrival (open loop; ms)",
     "abandoned_tasks": "tasks of the window still in flight when the drain ended (counted as failures)",
+    "capacity_tps": "capacity at SLA: the highest task rate (tasks/s, one replica) whose level held the SLA",
+    "p95_task_ms_at_load": "p95 task latency at the workload's stated operating load (capacity.start_rate)",
+    "operating_rate": "the stated operating load (tasks/s) the *_at_load metrics are read at",
+    "capacity_levels": "load levels the capacity search measured",
+    "capacity_search_s": "wall seconds the capacity search spent on its levels",
 }
 
 

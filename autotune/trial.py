@@ -18,6 +18,7 @@ from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
+from autotune.measure.levels import run_levels
 from autotune.metrics import summarize, usd_per_1k
 from autotune.secrets import expand, redact_argv
 from autotune.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
@@ -46,6 +47,7 @@ class TrialResult:
     files: dict[str, Path] = field(default_factory=dict)  # artifact name -> path
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # MLflow tables (artifact name -> rows)
     dominant_node: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags (the capacity search's stop reason)
 
 
 def score_tasks(tasks: list[dict[str, Any]], references: dict[str, dict[str, Any]], scorer: Scorer) -> None:
@@ -55,15 +57,21 @@ def score_tasks(tasks: list[dict[str, Any]], references: dict[str, dict[str, Any
             t["score"] = safe_score(scorer, t.get("answer") or {}, references[t["id"]])
 
 
-def check_requests(load: LoadResult) -> None:
-    """A trial whose window measured nothing is a failed trial with a reason, never a COMPLETE one holding
-    placeholder values: every FM call of the window refused, or no task completed in it. (A window of cache
-    hits sends no FM call at all and is a real measurement.)"""
+def check_calls(load: LoadResult) -> None:
+    """Every FM call of the window refused: the config is unsupported (or the server broken), not slow."""
     measured = [r for r in load.records if r.get("phase") == "measure"]
     if measured and not any(r.get("ok") for r in measured):
         first = next((r["error"] for r in measured if r.get("error")), "unknown error")
         reason = "unsupported" if str(first).startswith(("HTTP 400", "HTTP 422")) else "requests_failed"
         raise TrialRejected(f"every FM call failed; first error: {first}"[:600], reason)
+
+
+def check_requests(load: LoadResult) -> None:
+    """A trial whose window measured nothing is a failed trial with a reason, never a COMPLETE one holding
+    placeholder values: every FM call of the window refused, or no task completed in it. (A window of cache
+    hits sends no FM call at all and is a real measurement.)"""
+    check_calls(load)
+    measured = [r for r in load.records if r.get("phase") == "measure"]
     tasks = [t for t in load.tasks if t.get("phase") == "measure"]
     if not any(t.get("ok") for t in tasks):
         raise WindowEmpty(f"no task completed in the measurement window ({len(tasks)} started in it, "
@@ -76,7 +84,7 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     """Request-level and task-level metrics, quality, cost, server-side deltas and overheads."""
     space, workload = inputs.space, inputs.workload
     window = float(load.summary.get("measure_s") or workload.duration_s)
-    m = summarize(load.records, window, space.sla.model_dump(exclude={"task_ms"}))
+    m = summarize(load.records, window, space.sla.model_dump(exclude={"task_ms", "attainment"}))
     m.update(summarize_tasks(load.tasks, window, space.sla.task_ms))
     m["usd_per_1k_requests"] = usd_per_1k(space.hardware.usd_per_hour, m["requests_per_s"])
     m["usd_per_1k_tasks"] = usd_per_1k(space.hardware.usd_per_hour, m["tasks_per_s"])
@@ -121,6 +129,9 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     phase("warming")
     t0 = time.monotonic()
     try:
+        if inputs.workload.load_protocol == "capacity":
+            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls)
+            return capacity_result(run, inputs, handle, reused, trial_dir, files)
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
                         api_key=api_key(inputs))
     except BaseException as exc:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
@@ -142,6 +153,40 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files,
                        tables={"node_breakdown.json": breakdown}, dominant_node=breakdown[0]["node"] if breakdown
                        else "")
+
+
+def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: Path,
+                    files: dict[str, Path]) -> TrialResult:
+    """A capacity trial's metrics: latency at the operating load (the first level), capacity at SLA and the cost
+    at capacity, quality over every level's tasks; the levels as a table and a latency-load figure."""
+    from autotune.tracking.plots import latency_load_png
+
+    for level in run.levels:
+        score_tasks(level.load.tasks, inputs.references, inputs.scorer)
+    first = run.levels[0].load
+    before = prometheus.parse(first.metrics_before) if first.metrics_before else {}
+    after = prometheus.parse(first.metrics_after) if first.metrics_after else {}
+    server = prometheus.window_deltas(before, after)
+    metrics = trial_metrics(first, inputs, 0.0 if reused else handle.startup_s, reused, server)
+    metrics["p95_task_ms_at_load"] = metrics["p95_task_ms"]
+    metrics["operating_rate"] = run.levels[0].rate
+    metrics["capacity_tps"] = run.capacity
+    metrics["usd_per_1k_tasks"] = usd_per_1k(inputs.space.hardware.usd_per_hour, run.capacity)
+    scores = [t["score"] for lv in run.levels for t in lv.load.tasks if t.get("phase") == "measure" and "score" in t]
+    metrics["quality"] = sum(scores) / len(scores) if scores else math.nan
+    metrics["capacity_levels"] = float(len(run.levels))
+    metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
+    metrics["measure_s"] = sum(lv.row["window_s"] for lv in run.levels if lv.row["window_s"] == lv.row["window_s"])
+    breakdown = node_breakdown(first.tasks)
+    files.update(_write_outputs(trial_dir, first, before, after, server, breakdown))
+    rows = run.rows()
+    (trial_dir / "capacity_levels.json").write_text(json.dumps(rows, indent=2, default=str))
+    figure = trial_dir / "latency_load.png"
+    latency_load_png(rows, inputs.space.sla.task_ms, run.capacity, figure)
+    files.update({"capacity_levels.json": trial_dir / "capacity_levels.json", "latency_load.png": figure})
+    return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files,
+                       tables={"node_breakdown.json": breakdown}, dominant_node=breakdown[0]["node"] if breakdown
+                       else "", tags={"autotune.capacity_stop": run.search.stop_reason})
 
 
 def _write_outputs(trial_dir: Path, load: LoadResult, before, after, server, breakdown) -> dict[str, Path]:

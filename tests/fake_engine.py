@@ -45,7 +45,10 @@ if args.max_num_seqs == 14:
 if args.max_num_seqs == 15:
     time.sleep(3600)
 
-COUNT = {"post": 0}
+COUNT = {"post": 0, "running": 0}
+# FAKE_SERVICE_S: every request holds one of max-num-seqs slots this long, so capacity is seqs / service_s req/s
+SERVICE_S = float(os.environ.get("FAKE_SERVICE_S", "0"))
+SLOTS = __import__("threading").BoundedSemaphore(args.max_num_seqs)
 STATE = {"gen": 0, "prompt": 0, "ttft_sum": 0.0, "ttft_count": 0}
 ANSWER = '{"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"}'
 VALUES = {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way", "step1": "6",
@@ -97,6 +100,7 @@ class Handler(BaseHTTPRequestHandler):
                 f'vllm:time_to_first_token_seconds_count{{model_name="x"}} {STATE["ttft_count"]}\n'
                 'vllm:num_preemptions_total{model_name="x"} 0\n'
                 'vllm:kv_cache_usage_perc{model_name="x"} 0.25\n'
+                f'vllm:num_requests_running{{model_name="x"}} {COUNT["running"]}\n'
             )
             self._send(200, text.encode(), "text/plain")
         else:
@@ -111,6 +115,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, b'{"error": {"message": "regex structured outputs are not supported by the fake"}}')
             return
         COUNT["post"] += 1
+        COUNT["running"] += 1
+        try:
+            self._answer(body)
+        finally:
+            COUNT["running"] -= 1
+
+    def _answer(self, body):
+        if SERVICE_S:
+            with SLOTS:
+                time.sleep(SERVICE_S)
         if args.max_num_seqs == 12 and COUNT["post"] % 4 == 0:
             time.sleep(30)
         max_tokens = body.get("max_tokens", 16)

@@ -134,6 +134,7 @@ class SLA(Strict):
     tpot_ms: float | None = Field(None, gt=0)
     e2e_ms: float | None = Field(None, gt=0)
     task_ms: float | None = Field(None, gt=0)
+    attainment: float = Field(0.95, gt=0, le=1)  # share of tasks that must meet every threshold set
 
 
 def default_objectives() -> list[Objective]:

@@ -54,6 +54,23 @@ class Duplicates(Strict):
     seed: int = 0
 
 
+class Capacity(Strict):
+    """`load_protocol: capacity`: each trial's capacity at SLA, by open-loop levels on the running engine (see
+    autotune/measure). The first level, at `start_rate`, is also the stated operating load at which the
+    latency objectives (`p95_task_ms_at_load`) are read, the same load for every config."""
+
+    start_rate: float = Field(0.5, gt=0, le=1e6)  # tasks/s
+    tolerance: float = Field(0.2, gt=0, le=1)  # stop when (first failing - last passing) / last passing <= this
+    max_levels: int = Field(6, ge=1, le=50)
+    max_rate: float = Field(256.0, gt=0, le=1e6)
+    min_rate: float = Field(0.05, ge=0, le=1e6)  # nothing passes at this rate: capacity 0
+    level_s: float = Field(20.0, gt=0, le=3600)  # longest window of one level (a resolved level stops sooner)
+    warmup_s: float = Field(2.0, ge=0, le=3600)
+    min_tasks: int = Field(20, ge=1, le=100_000)  # judged tasks before a level may stop early
+    confidence: float = Field(0.9, gt=0, lt=1)  # of the Wilson interval on attainment
+    max_lag_ms: float = Field(250.0, gt=0)  # the generator is behind beyond this p95 lag: the level is invalid
+
+
 class WorkloadConfig(Strict):
     name: str
     scorer: str = "extraction"  # built-in (extraction | arithmetic) or `module:function` (see README)
@@ -81,6 +98,10 @@ class WorkloadConfig(Strict):
     # bearer token for a server that demands one (`${NAME}` reads it from the environment); default: the
     # engine's VLLM_API_KEY. It reaches the load generator through its environment, never a file.
     api_key: str | None = None
+    # `fixed`: one window at `arrival` (quick; its numbers are at that fixed load). `capacity`: levels of
+    # open-loop load find each trial's capacity at SLA (the highest task rate that holds it)
+    load_protocol: Literal["fixed", "capacity"] = "fixed"
+    capacity: Capacity = Field(default_factory=Capacity)
 
     def dataset_path(self, workload_file: str | Path) -> Path:
         return (Path(workload_file).parent / self.dataset).resolve()

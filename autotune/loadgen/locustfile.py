@@ -42,6 +42,7 @@ from autotune.fmware.app import AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
 from autotune.loadgen.schedule import poisson_arrivals, process_seed
+from autotune.measure.attainment import early_stop, known_miss, task_meets
 
 DEFAULT_CONFIG = {
     "tasks": [{"id": "hello", "context": "Greet the reader.", "task": "Say hello in five words.",
@@ -69,6 +70,8 @@ def _load_config() -> dict:
 
 CFG = _load_config()
 APP = AppConfig.from_dict(CFG["app"])
+if CFG.get("level"):  # a capacity level judges itself as it runs: import scipy now, not on the event loop
+    import scipy.stats  # noqa: F401
 # one cache per load process, shared by every user; the embedder loads before the first user starts
 CACHE = SemanticCache(minilm_embedder(), APP.cache_threshold) if APP.cache_threshold else None
 
@@ -87,6 +90,7 @@ class Run:
     last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
     server_tokens: float | None = None  # the server's generation counter at the last stall check
     stopping = False  # the drain is over: no more cooldown load
+    early_stop: str | None = None  # a capacity level's verdict reached before its window's end
     host = ""
     counter = itertools.count()
     order: list[int] = []
@@ -214,6 +218,26 @@ def _scrape(environment, out: Path, name: str) -> None:
         (out / name).write_text(f"# scrape failed: {exc}\n")
 
 
+def _level_open() -> bool:
+    """A capacity level stays open until its verdict can no longer change (autotune.measure.attainment)."""
+    level, now = CFG["level"], time.time()
+    if now < Run.warmup_end:
+        return True
+    met = missed = pending = 0
+    for t in Run.tasks:
+        if t["phase"] == "measure":
+            good = task_meets(t, level["sla"])
+            met, missed = met + good, missed + (not good)
+    for t in Run.open_tasks.values():
+        if t["phase"] == "measure":
+            if known_miss(t, now, level["sla"]):
+                missed += 1
+            else:
+                pending += 1
+    Run.early_stop = early_stop(met, missed, pending, level["target"], level["confidence"], level["min_tasks"])
+    return Run.early_stop is None
+
+
 def _abandon(now: float) -> tuple[int, int]:
     """Work of the window still in flight when the drain ends is a failure, with the elapsed time as its latency:
     dropping it would take the slowest tasks out of both the error rate and the percentiles."""
@@ -236,7 +260,9 @@ def _controller(environment, out: Path) -> None:
     ok = _wait(Run.warmup_end)
     if ok and Run.role == "local":
         _scrape(environment, out, "metrics-before.txt")
-    ok = ok and _wait(Run.measure_end)
+    ok = ok and _wait(Run.measure_end, _level_open if CFG.get("level") else None, step=0.5)
+    if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
+        Run.measure_end = time.time()
     if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
         if ok:
             _scrape(environment, out, "metrics-after.txt")
@@ -252,7 +278,8 @@ def _controller(environment, out: Path) -> None:
     wall = time.time() - Run.t0
     summary = {
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
-        "measure_s": CFG["duration_s"], "drain_s": drained_s, "abandoned_in_flight": abandoned_tasks,
+        "measure_s": Run.measure_end - Run.warmup_end, "early_stop": Run.early_stop, "drain_s": drained_s,
+        "abandoned_in_flight": abandoned_tasks,
         "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,

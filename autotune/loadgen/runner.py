@@ -153,6 +153,7 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
         merged[key] = sum(p.get(key) or 0 for p in parts)
     merged["loadgen_wall_s"] = max(p.get("loadgen_wall_s", 0.0) for p in parts)
     merged["drain_s"] = max(p.get("drain_s", 0.0) for p in parts)
+    merged["measure_s"] = max(p.get("measure_s", 0.0) for p in parts)
     merged["loadgen_cpu_share"] = merged["loadgen_cpu_s"] / merged["loadgen_wall_s"] if merged["loadgen_wall_s"] else 0
     merged["processes"] = len(parts)
     merged["engine_hung"] = any(p.get("engine_hung") for p in parts)  # one frozen worker view is enough

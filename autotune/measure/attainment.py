@@ -60,3 +60,29 @@ def early_stop(met: int, missed: int, pending: int, target: float, confidence: f
     if wilson(met + pending, judged, confidence)[1] < target:
         return "fail"
     return None
+
+
+def task_meets(task: dict, sla: dict[str, float | None]) -> bool:
+    """DistServe semantics at application level: a task is good only if it completed, within `task_ms`, and
+    every FM call of it met the per-call SLOs that are set (`ttft_ms`, `tpot_ms`)."""
+    if not task.get("ok"):
+        return False
+    if sla.get("task_ms") is not None and task["latency_s"] * 1000.0 > sla["task_ms"]:
+        return False
+    for span in task.get("spans") or []:
+        if span.get("kind") != "fm":
+            continue
+        ttft = span.get("ttft_s")
+        if sla.get("ttft_ms") is not None and ttft is not None and ttft * 1000.0 > sla["ttft_ms"]:
+            return False
+        tokens = span.get("tokens_out") or 0
+        tpot_ms = (span["ms"] / 1000.0 - ttft) / (tokens - 1) * 1000.0 if ttft is not None and tokens > 1 else None
+        if sla.get("tpot_ms") is not None and tpot_ms is not None and tpot_ms > sla["tpot_ms"]:
+            return False
+    return True
+
+
+def known_miss(task_start: dict, now: float, sla: dict[str, float | None]) -> bool:
+    """A task still in flight that is already older than the task SLA will miss it, whatever happens next."""
+    origin = task_start.get("scheduled_ts") or task_start["send_ts"]
+    return sla.get("task_ms") is not None and (now - origin) * 1000.0 > sla["task_ms"]

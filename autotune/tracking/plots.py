@@ -52,3 +52,32 @@ def pareto_html(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], k
     fig = go.Figure(trace)
     fig.update_layout(title="autotune Pareto front (red) among feasible trials", **layout)
     return fig
+
+
+def latency_load_png(rows: list[dict[str, Any]], sla_ms: float | None, capacity: float, path) -> None:
+    """A trial's latency-load curve: p50/p95 task latency per offered rate, passing and failing levels, the SLA
+    line and the capacity found."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = sorted(rows, key=lambda r: r["rate"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["rate"] for r in pts], [r["p50_task_ms"] for r in pts], "o-", c="#4C72B0", label="p50 task")
+    ax.plot([r["rate"] for r in pts], [r["p95_task_ms"] for r in pts], "s-", c="#DD8452", label="p95 task")
+    for r in pts:
+        ax.annotate(f"{r['attainment']:.0%}" if r["attainment"] == r["attainment"] else "-",
+                    (r["rate"], r["p95_task_ms"]), fontsize=8, xytext=(3, 5), textcoords="offset points",
+                    color="#2ca02c" if r["passed"] else "#d62728")
+    if sla_ms:
+        ax.axhline(sla_ms, ls="--", c="#d62728", label=f"SLA {sla_ms:g} ms")
+    if capacity > 0:
+        ax.axvline(capacity, ls=":", c="#2ca02c", label=f"capacity {capacity:.3g} tasks/s")
+    ax.set_xlabel("offered task rate (tasks/s)")
+    ax.set_ylabel("task latency (ms)")
+    ax.set_title("latency-load (labels: SLA attainment; green passed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

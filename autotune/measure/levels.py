@@ -1,0 +1,124 @@
+"""One trial's capacity search on its running engine: open-loop levels chosen by `CapacitySearch`, each judged
+on SLA attainment with a Wilson interval. Every level is data (a row of `capacity_levels.json`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotune.loadgen.runner import LoadResult, run_load
+from autotune.measure.attainment import Verdict, judge, task_meets
+from autotune.measure.capacity import CapacitySearch, LevelResult
+from autotune.metrics import percentiles, tpot_s
+
+
+@dataclass
+class Level:
+    rate: float
+    load: LoadResult
+    verdict: Verdict
+    valid: bool
+    wall_s: float
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CapacityRun:
+    levels: list[Level]
+    search: CapacitySearch
+
+    @property
+    def capacity(self) -> float:
+        return self.search.capacity
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [lv.row for lv in self.levels]
+
+
+def sla_of(space) -> dict[str, float | None]:
+    return {"task_ms": space.sla.task_ms, "ttft_ms": space.sla.ttft_ms, "tpot_ms": space.sla.tpot_ms}
+
+
+def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase: Callable[[str], None],
+               api_key: str | None, first_level_check: Callable[[LoadResult], None]) -> CapacityRun:
+    """Bracket then bisect on task rate; the engine keeps running across levels (and for the next trial)."""
+    cap, space = inputs.workload.capacity, inputs.space
+    sla = sla_of(space)
+    # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
+    drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
+        else inputs.workload.drain_timeout_s
+    search = CapacitySearch(cap.start_rate, cap.tolerance, cap.max_levels, cap.max_rate, cap.min_rate)
+    levels: list[Level] = []
+    while (rate := search.next_rate()) is not None:
+        if levels:  # an overloaded level leaves a queue behind: the next one starts on an idle engine
+            phase("settling")
+            levels[-1].row["settle_s"] = wait_idle(url, timeout_s=drain + 30.0)
+        phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s")
+        level_dir = out_dir / f"level-{len(levels):02d}"
+        cfg = {**base_cfg, "arrival": {"mode": "poisson", "rate": rate, "users": None}, "warmup_s": cap.warmup_s,
+               "duration_s": cap.level_s, "drain_timeout_s": drain, "out_dir": str(level_dir),
+               "level": {"target": space.sla.attainment, "confidence": cap.confidence, "min_tasks": cap.min_tasks,
+                         "sla": sla}}
+        started = time.monotonic()
+        load = run_load(url, cfg, level_dir, api_key=api_key)
+        if not levels:
+            first_level_check(load)  # every call refused at the operating load: unsupported, not overload
+        measured = [t for t in load.tasks if t.get("phase") == "measure"]
+        verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment,
+                        cap.confidence)
+        level = Level(rate, load, verdict, True, time.monotonic() - started)
+        level.row = level_row(level, measured, cap.max_lag_ms)
+        level.valid = level.row["valid"]
+        search.record(LevelResult(rate, verdict.passed, level.valid))
+        levels.append(level)
+    return CapacityRun(levels, search)
+
+
+def wait_idle(url: str, timeout_s: float) -> float:
+    """Seconds until the engine reports nothing running or waiting (vLLM's gauges, summed over its processes);
+    0 when it exposes neither gauge. Bounded: a level never waits longer than `timeout_s` for the last one."""
+    import httpx
+
+    from autotune.engines import prometheus
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            parsed = prometheus.parse(httpx.get(f"{url}/metrics", timeout=5.0).text)
+        except httpx.HTTPError:
+            break
+        busy = [parsed.get(name) for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")]
+        if all(v is None for v in busy) or sum(v or 0.0 for v in busy) == 0:
+            break
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def level_row(level: Level, measured: list[dict[str, Any]], max_lag_ms: float) -> dict[str, Any]:
+    """Everything one level measured: offered and achieved rate, attainment and its interval, latency, tokens,
+    tokens/s per user (1 / median TPOT), the generator's lag, and whether the level is valid."""
+    load, summary = level.load, level.load.summary
+    window = float(summary.get("measure_s") or 0.0) or math.nan
+    ok = [t for t in measured if t.get("ok")]
+    lat = percentiles([t["latency_s"] * 1000.0 for t in ok], (50, 95, 99))
+    lags = [t["lag_s"] * 1000.0 for t in measured if "lag_s" in t]
+    lag_p95 = percentiles(lags, (95,))[95]
+    calls = [r for r in load.records if r.get("phase") == "measure" and r.get("ok")]
+    tpots = [x for r in calls if (x := tpot_s(r)) is not None]
+    cpu_share = float(summary.get("loadgen_cpu_share", 0.0))
+    valid = not (lag_p95 > max_lag_ms) and cpu_share <= 0.95  # NaN lag (no task) is not the generator's fault
+    return {
+        "rate": level.rate, "achieved_task_rate": len(measured) / window, "window_s": window,
+        "early_stop": summary.get("early_stop"), **level.verdict.row(),
+        "p50_task_ms": lat[50], "p95_task_ms": lat[95], "p99_task_ms": lat[99], "tasks_per_s": len(ok) / window,
+        "output_tokens_per_s": sum(r.get("completion_tokens") or 0 for r in calls) / window,
+        "tokens_per_s_per_user": 1.0 / float(np.median(tpots)) if tpots else math.nan,
+        "abandoned_tasks": sum(1 for t in measured if t.get("abandoned")), "schedule_lag_p95_ms": lag_p95,
+        "loadgen_cpu_share": cpu_share, "valid": valid, "wall_s": level.wall_s,
+    }

@@ -1,0 +1,68 @@
+"""The capacity protocol end to end on a stand-in engine of known capacity (real Locust, real MLflow): levels
+bracket the boundary, every level is data, cost is at capacity, and export sizes replicas from capacity."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from autotune.study import run_search
+from tests.test_study import NullReporter, _mlflow_runs, _study
+from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+
+CAPACITY = """\
+load_protocol: capacity
+capacity: {start_rate: 2, tolerance: 0.3, max_levels: 5, level_s: 6, warmup_s: 0.5, min_tasks: 15}
+"""
+
+
+def _capacity_space(opts, seqs: int, service_s: float, task_ms: float) -> None:
+    wl = opts.space_file.parent / "wl.yaml"
+    wl.write_text(wl.read_text() + CAPACITY)
+    text = opts.space_file.read_text()
+    env = f"  env: {{FAKE_SERVICE_S: '{service_s}'}}\n"
+    text = text.replace("  shutdown_timeout_s: 3\n", "  shutdown_timeout_s: 3\n" + env)
+    text = text.replace("constraints:", f"sla: {{task_ms: {task_ms}, attainment: 0.9}}\nconstraints:")
+    opts.space_file.write_text(text.replace("{value: 99}", f"{{value: {seqs}}}"))
+
+
+def test_capacity_search_brackets_a_known_capacity(setup, tmp_path):
+    """2 slots x 0.25 s per request: the engine serves at most 8 one-call tasks/s; with a 1.5 s task SLA the
+    capacity lies below that, and a level at or above it fails."""
+    opts = setup("{value: 99}", n_trials=1, client="  architecture: {value: one_call}")
+    _capacity_space(opts, seqs=2, service_s=0.25, task_ms=1500)
+    run_search(opts, NullReporter())
+    trial = _study(opts).trials[0]
+    assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_message")
+    m = trial.user_attrs["metrics"]
+    rows = json.loads((opts.run_dir / "s" / "trial-0000" / "capacity_levels.json").read_text())
+    assert any(r["passed"] for r in rows) and any(not r["passed"] for r in rows), rows
+    assert 2.0 <= m["capacity_tps"] <= 8.0, m["capacity_tps"]  # never above what 2 slots can serve
+    assert m["capacity_tps"] == max(r["rate"] for r in rows if r["passed"] and r["rate"] < min(
+        x["rate"] for x in rows if not x["passed"]))
+    assert m["usd_per_1k_tasks"] == 0.10 / 3.6 / m["capacity_tps"] or math.isclose(
+        m["usd_per_1k_tasks"], 0.10 / (3.6 * m["capacity_tps"]))
+    assert m["operating_rate"] == 2 and m["p95_task_ms_at_load"] > 0 and m["capacity_levels"] == len(rows)
+    for r in rows:  # every level is data
+        assert {"rate", "attainment", "attainment_ci_low", "attainment_ci_high", "p95_task_ms", "tasks_per_s",
+                "tokens_per_s_per_user", "valid", "early_stop"} <= set(r)
+        assert r["attainment_ci_low"] <= r["attainment"] <= r["attainment_ci_high"]
+    client, runs = _mlflow_runs(opts)
+    [child] = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
+    arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"capacity_levels.json", "latency_load.png"} <= arts
+    assert child.data.tags["autotune.capacity_stop"] in ("converged", "max_levels")
+
+
+def test_nothing_passes_is_capacity_zero_and_infeasible(setup):
+    """A task SLA no level can meet (50 ms against 250 ms service): capacity 0, the trial infeasible."""
+    opts = setup("{value: 99}", n_trials=1, client="  architecture: {value: one_call}")
+    _capacity_space(opts, seqs=2, service_s=0.25, task_ms=50)
+    wl = opts.space_file.parent / "wl.yaml"
+    wl.write_text(wl.read_text().replace("min_tasks: 15}", "min_tasks: 15, min_rate: 0.4}"))
+    run_search(opts, NullReporter())
+    trial = _study(opts).trials[0]
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["feasible"] is False
+    assert trial.user_attrs["metrics"]["capacity_tps"] == 0
+    rows = json.loads((opts.run_dir / "s" / "trial-0000" / "capacity_levels.json").read_text())
+    assert rows and not any(r["passed"] for r in rows)
