@@ -14,6 +14,7 @@ from autotune.config.space import SpaceConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.engines import prometheus
 from autotune.engines.keeper import EngineKeeper
+from autotune.engines.vllm import reset_prefix_cache
 from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
@@ -132,8 +133,10 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
         if inputs.workload.load_protocol == "capacity":
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls)
             return capacity_result(run, inputs, handle, reused, trial_dir, files)
+        cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
                         api_key=api_key(inputs))
+        load.summary["prefix_cache_reset"] = cold
     except BaseException as exc:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
         # a frozen engine will not shut down cleanly: a short SIGTERM grace, then SIGKILL
         keeper.close(keeper.hung_grace_s if getattr(exc, "reason", None) == "engine_hung" else None)

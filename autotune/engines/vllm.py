@@ -97,7 +97,18 @@ def build_env(s: ServerConfig, engine: EngineConfig) -> dict[str, str]:
         raise EngineLaunchError(f"engine.env refers to ${{{exc.args[0]}}}, which is not set", "bad_config") from None
     if engine.device == "cpu" and s.kv_cache_space_gb is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = f"{s.kv_cache_space_gb:g}"
+    # POST /reset_prefix_cache (dev endpoints; the tuning engine binds to loopback): every window starts cold
+    env.setdefault("VLLM_SERVER_DEV_MODE", "1")
     return env
+
+
+def reset_prefix_cache(url: str) -> bool:
+    """Empty the engine's prefix cache so a reused engine gives no window an unearned warm start; False when
+    the engine has no such endpoint (a non-vLLM server, or dev mode off)."""
+    try:
+        return httpx.post(f"{url}/reset_prefix_cache", timeout=10.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

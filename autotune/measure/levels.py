@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from autotune.engines.vllm import reset_prefix_cache
 from autotune.loadgen.runner import LoadResult, run_load
 from autotune.measure.attainment import Verdict, judge, task_meets
 from autotune.measure.capacity import CapacitySearch, LevelResult
@@ -66,6 +67,7 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
                "level": {"target": space.sla.attainment, "confidence": cap.confidence, "min_tasks": cap.min_tasks,
                          "sla": sla}}
         started = time.monotonic()
+        cold = reset_prefix_cache(url)
         load = run_load(url, cfg, level_dir, api_key=api_key)
         if not levels:
             first_level_check(load)  # every call refused at the operating load: unsupported, not overload
@@ -73,7 +75,7 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment,
                         cap.confidence)
         level = Level(rate, load, verdict, True, time.monotonic() - started)
-        level.row = level_row(level, measured, cap.max_lag_ms)
+        level.row = {**level_row(level, measured, cap.max_lag_ms), "prefix_cache_reset": cold}
         level.valid = level.row["valid"]
         search.record(LevelResult(rate, verdict.passed, level.valid))
         levels.append(level)
