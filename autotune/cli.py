@@ -173,12 +173,14 @@ def export(
                                                            "(default 90% of the best measured).", min=0, max=1)] = None,
     min_sla: Annotated[float, typer.Option(help="Task SLA attainment floor for the *-within-sla policies.", min=0,
                                            max=1)] = 0.95,
+    headroom: Annotated[float, typer.Option(help="Share of its capacity at SLA each replica is sized to carry.",
+                                            min=0.05, max=1)] = 0.8,
 ) -> None:
     """Pick the recommended trial by policy; write a deployable bundle; tag its MLflow run `recommended`."""
     from autotune.export import export_bundle
 
     st = load_study(study, storage or default_storage(run_dir), _storage_option(storage))
-    bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla)
+    bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla, headroom)
     run_id = chosen.user_attrs.get("mlflow_run_id")
     if run_id:
         from autotune.tracking.mlflow_tracker import MlflowTracker

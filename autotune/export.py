@@ -143,12 +143,21 @@ def task_cis(tasks_file: Path) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def replicas_for(target_rate: float | None, goodput_per_replica: float) -> int | None:
+def replicas_for(target_rate: float | None, metrics: dict[str, float], headroom: float) -> tuple[int | None, str]:
+    """(replicas, the basis in words). Capacity trials: ceil(target / (capacity x headroom)), each replica run
+    at `headroom` of the load it carries within SLA. Fixed-load trials can only use the goodput measured at
+    their fixed load, and the basis says so: that is not capacity."""
+    capacity = metrics.get("capacity_tps")
+    if capacity is not None and capacity == capacity:
+        per, basis = capacity * headroom, f"capacity at SLA {capacity:.3g} tasks/s x headroom {headroom:g}"
+    else:
+        per = metrics.get("task_goodput_tps", math.nan)
+        basis = f"goodput {per:.3g} tasks/s measured at the workload's fixed load (not capacity)"
     if not target_rate:
-        return None
-    if not goodput_per_replica or math.isnan(goodput_per_replica) or goodput_per_replica <= 0:
-        raise ValueError("the chosen trial met the task SLA for no task: cannot size replicas for a target rate")
-    return max(1, math.ceil(target_rate / goodput_per_replica))
+        return None, basis
+    if not per or math.isnan(per) or per <= 0:
+        raise ValueError("the chosen trial held the SLA at no load: cannot size replicas for a target rate")
+    return max(1, math.ceil(target_rate / per - 1e-9)), basis
 
 
 def deploy_env(engine, server) -> tuple[dict[str, str], list[str]]:
@@ -196,22 +205,40 @@ def serve_script(argv: list[str], env: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo"  # vLLM's CPU release images
+SET_BY_CHART = {"--model", "--port", "--host", "--dtype", "--max-model-len"}  # modelURL, the service, vllmConfig
+
+
 def helm_values(config: TrialConfig, argv: list[str], replicas: int | None, engine_version: str,
-                env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Values in the shape of the vLLM production-stack Helm chart (servingEngineSpec.modelSpec); secrets come
-    from a Kubernetes Secret named `<name>-secrets` by key, never inline."""
+                env: dict[str, str] | None = None, device: str = "cuda") -> dict[str, Any]:
+    """Values in the shape of the vLLM production-stack Helm chart (servingEngineSpec.modelSpec) that deploy what
+    was measured: the image of the engine's device, the model path or id vLLM loaded (`--model`), the engine
+    environment (secrets from a Kubernetes Secret `<name>-secrets` by key, never inline), and every other flag
+    once, in extraArgs."""
     s = config.server
     name = re.sub(r"[^a-z0-9-]", "-", s.model.lower().rsplit("/", 1)[-1])[:50]
     env_list = [{"name": k, "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": reference(v)}}}
                 if reference(v) else {"name": k, "value": v} for k, v in sorted((env or {}).items())]
-    extra = [a for a in argv[argv.index("--model") + 2:]] if "--model" in argv else []
-    extra = [a for i, a in enumerate(extra) if a not in ("--port", "--host") and
-             (i == 0 or extra[i - 1] not in ("--port", "--host"))]
+    model = argv[argv.index("--model") + 1] if "--model" in argv else s.model
+    start = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))  # after the launcher
+    extra: list[str] = []
+    skip = False
+    for a in argv[start:]:
+        if skip:
+            skip = False
+        elif a in SET_BY_CHART:
+            skip = True
+        else:
+            extra.append(a)
+    tag = f"v{engine_version}" if engine_version[:1].isdigit() else "latest"
+    vllm_config: dict[str, Any] = {"extraArgs": extra}
+    if s.max_model_len is not None:
+        vllm_config["maxModelLen"] = s.max_model_len
+    if s.dtype != "auto":
+        vllm_config["dtype"] = s.dtype
     return {"servingEngineSpec": {"modelSpec": [{
-        "name": name,
-        "repository": "vllm/vllm-openai", "tag": f"v{engine_version}" if engine_version[:1].isdigit() else "latest",
-        "modelURL": s.model, "replicaCount": replicas or 1,
-        "vllmConfig": {"maxModelLen": s.max_model_len, "dtype": s.dtype, "extraArgs": extra},
+        "name": name, "repository": CPU_IMAGE if device == "cpu" else "vllm/vllm-openai", "tag": tag,
+        "modelURL": model, "replicaCount": replicas or 1, "vllmConfig": vllm_config,
         **({"env": env_list} if env_list else {}),
     }]}}
 
@@ -223,7 +250,8 @@ def next_version(root: Path) -> Path:
 
 
 def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate: float | None = None,
-                  min_quality: float | None = None, min_sla: float = 0.95) -> tuple[Path, Candidate, str]:
+                  min_quality: float | None = None, min_sla: float = 0.95,
+                  headroom: float = 0.8) -> tuple[Path, Candidate, str]:
     from autotune.engines.vllm import build_argv
     from autotune.loadgen.runner import app_config
     from autotune.workloads.dataset import few_shot_examples
@@ -250,7 +278,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     app_yaml = {**app, "api_key_env": _api_key_env(workload, space), "prompt": workload.prompt.model_dump(),
                 "questions": {f.name: f.question for f in workload.fields}}
     try:
-        replicas = replicas_for(target_rate, chosen.metrics.get("task_goodput_tps", math.nan))
+        replicas, basis = replicas_for(target_rate, chosen.metrics, headroom)
     except ValueError as exc:
         raise ConfigError(study.study_name, "--target-rate", str(exc), target_rate) from None
     cis = task_cis(trial_dir / "tasks.jsonl")
@@ -265,7 +293,8 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "server": server.model_dump(), "client": config.client.model_dump(), "engine_argv": argv, "engine_env": env,
         "required_env": required_env,
         "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
-        "target_rate_tps": target_rate, "replicas": replicas,
+        "target_rate_tps": target_rate, "replicas": replicas, "replicas_basis": basis, "headroom": headroom,
+        "sla": space.sla.model_dump(),
     }
     # every file passes the redaction policy as data, before it is serialised (a mask must not break JSON,
     # YAML or shell quoting), whatever a future field carries
@@ -274,11 +303,15 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "bundle.json": json.dumps(bundle, indent=2, default=str), "vllm-args.json": json.dumps(argv, indent=2),
         "serve.sh": serve_script(argv, env),
         "app-config.yaml": yaml.safe_dump(app_yaml, sort_keys=False, allow_unicode=True),
-        "helm-values.yaml": yaml.safe_dump(helm_values(config, argv, replicas, engine_version, env), sort_keys=False),
+        "helm-values.yaml": yaml.safe_dump(helm_values(config, argv, replicas, engine_version, env,
+                                                       space.engine.device), sort_keys=False),
         "README.md": _readme(bundle, cis),
     }
     for name, text in files.items():
         (out / name).write_text(text)
+    for name in ("latency_load.png", "capacity_levels.json"):  # the curve the capacity was read from
+        if (trial_dir / name).is_file():
+            (out / name).write_bytes((trial_dir / name).read_bytes())
     (out / "serve.sh").chmod(0o755)
     return out, chosen, rule
 
@@ -304,9 +337,16 @@ def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> st
     secrets = ("\n## Secrets the deployment must provide\n" + "\n".join(f"- `{n}`" for n in b["required_env"])
                + "\n\nThey are referred to by name in `serve.sh`, `bundle.json` and `helm-values.yaml`; autotune "
                "never writes their values.\n") if b["required_env"] else ""
-    sizing = (f"{b['replicas']} replica(s) for {b['target_rate_tps']:g} tasks/s at the measured task goodput of "
-              f"{m.get('task_goodput_tps', math.nan):.3g} tasks/s per replica." if b["replicas"] else
-              "Pass `--target-rate` to size replicas from the measured task goodput.")
+    sizing = (f"{b['replicas']} replica(s) for {b['target_rate_tps']:g} tasks/s, from the {b['replicas_basis']}."
+              if b["replicas"] else f"Pass `--target-rate` to size replicas (basis: the {b['replicas_basis']}).")
+    if "capacity_tps" in m:
+        sla = b["sla"]
+        sizing += (f"\n\nCapacity at SLA: **{m['capacity_tps']:.3g} tasks/s per replica**, the highest offered task "
+                   f"rate at which at least {sla['attainment']:.0%} of tasks ended within {sla['task_ms']} ms (and "
+                   "every call met its TTFT/TPOT limits where set), judged with a Wilson interval over each level. "
+                   f"The p95 task latency was {m.get('p95_task_ms_at_load', math.nan):.4g} ms at the operating load of "
+                   f"{m.get('operating_rate', math.nan):g} tasks/s.\n\n![latency-load curve](latency_load.png)\n\n"
+                   "Every level is in `capacity_levels.json`.")
     return f"""# Recommended config: study `{b['study']}`, trial {b['trial']}
 
 Chosen by `{b['policy']}` ({b['rule']}).

@@ -36,7 +36,8 @@ def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[di
         for o, v in zip(space.objectives, t.values, strict=True):
             row[o.metric] = v
         for extra in ("quality", "p95_task_ms", "validity_rate", "fm_calls_per_task", "output_tokens_per_task",
-                      "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate"):
+                      "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate", "capacity_tps",
+                      "p95_task_ms_at_load", "usd_per_1k_tasks"):
             row.setdefault(extra, metrics.get(extra))
         rows.append(row)
     directions = [o.direction for o in space.objectives]
@@ -48,6 +49,7 @@ def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[di
 
 def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) -> None:
     from autotune.tracking.plots import pareto_html, pareto_png
+    from autotune.tracking.study_figures import level_points, levels_png
 
     rows, front = front_rows(study, space)
     objectives = [(o.metric, o.direction) for o in space.objectives]
@@ -58,6 +60,9 @@ def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) ->
     if rows:
         knobs = [k for k in space.knobs]
         figures = {"pareto.png": pareto_png(rows, objectives), "pareto.html": pareto_html(rows, objectives, knobs)}
+    points = level_points(study.trials)
+    if points:
+        figures["capacity_levels.png"] = levels_png(points, space.sla.task_ms)
     done = [t.user_attrs.get("metrics", {}) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     wall = sum(m.get("trial_wall_s", 0.0) for m in done)
     economy = {  # where the study's time went: measuring vs starting engines, and restarts saved by reuse
@@ -67,8 +72,9 @@ def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) ->
     }
     tracker.log_front(front, figures, {"front_size": float(len(front)), "trials_complete": float(len(done)),
                                        "trials_feasible": float(len(rows)), **economy})
-    if figures:
-        import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
 
-        plt.close(figures["pareto.png"])
+    for name, fig in figures.items():
+        if name.endswith(".png"):
+            plt.close(fig)
     reporter.front(front, objectives)

@@ -30,13 +30,15 @@ def fmt(v: Any) -> str:
 
 
 NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", "tasks_per_s", "task_error_rate",
-             *HEADLINE}
+             "capacity_tps", "p95_task_ms_at_load", *HEADLINE}
 
 
 def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:
     """Trial, its knobs in one wrapped column, then the objectives (arrow: direction) and two context metrics."""
     names = [o for o, _ in objectives]
-    extra = [h for h in ("quality", "validity_rate", "fm_calls_per_task", "p95_ttft_ms") if h not in names]
+    capacity = ["capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load"] if any(
+        r.get("capacity_tps") is not None for r in rows) else []  # what a capacity search measured, always shown
+    extra = [h for h in (*capacity, "quality", "validity_rate", "fm_calls_per_task", "p95_ttft_ms") if h not in names]
     table = Table(title=title, show_lines=True)
     table.add_column("trial", justify="right")
     table.add_column("config", ratio=1)

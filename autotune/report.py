@@ -62,7 +62,13 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     from autotune.config.space import load_space
     from autotune.front import front_rows
     from autotune.tracking.plots import pareto_html, pareto_png
-    from autotune.tracking.study_figures import hypervolume_curve, hypervolume_png, parallel_html
+    from autotune.tracking.study_figures import (
+        hypervolume_curve,
+        hypervolume_png,
+        level_points,
+        levels_png,
+        parallel_html,
+    )
 
     name = study.study_name
     if "space_file" not in study.user_attrs:
@@ -85,11 +91,20 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
         fig.savefig(out_dir / f"{name}-hypervolume.png", dpi=110)
         plt.close(fig)
         cols = [o for o, _ in objectives]
+        cols += [c for c in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load", "quality")
+                 if c not in cols and any(r.get(c) is not None for r in front)]
         md += [f"Pareto front ({len(front)} of {len(rows)} feasible trials):", "",
                "| trial | " + " | ".join(knobs + cols) + " |", "|" + "---|" * (1 + len(knobs) + len(cols))]
         for r in front:
             md.append(f"| {r['trial']} | " + " | ".join(str(r.get(k, "-")) for k in knobs) + " | "
-                      + " | ".join(f"{r[c]:.4g}" for c in cols) + " |")
+                      + " | ".join(_fmt("{:.4g}", r.get(c)) for c in cols) + " |")
+        points = level_points(study.trials)
+        if points:
+            fig = levels_png(points, space.sla.task_ms)
+            fig.savefig(out_dir / f"{name}-levels.png", dpi=110)
+            plt.close(fig)
+            md += ["", f"Capacity at SLA: every load level of every trial ({len(points)} levels), tasks/s per "
+                   "replica against p95 task latency, with the frontier.", "", f"![levels]({name}-levels.png)"]
         md += ["", f"![projections]({name}-pareto.png)", "",
                f"Interactive: [3-D front]({name}-pareto-3d.html), [parallel coordinates]({name}-parallel.html).",
                "", f"![hypervolume]({name}-hypervolume.png)", "",

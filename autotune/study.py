@@ -419,6 +419,10 @@ def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fi
     trial.set_user_attr("feasible", ev.feasible)
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)
+    if "capacity_levels.json" in result.tables:  # for the study-level levels chart (parent run, report)
+        keep = ("rate", "tasks_per_s", "p95_task_ms", "passed", "attainment", "tokens_per_s_per_user", "valid")
+        trial.set_user_attr("capacity_levels", [{k: r.get(k) for k in keep if r.get(k) == r.get(k)}
+                                                for r in result.tables["capacity_levels.json"]])
     study.tell(trial, ev.values)
     return ev
 

@@ -183,13 +183,14 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     breakdown = node_breakdown(first.tasks)
     files.update(_write_outputs(trial_dir, first, before, after, server, breakdown))
     rows = run.rows()
-    (trial_dir / "capacity_levels.json").write_text(json.dumps(rows, indent=2, default=str))
+    (trial_dir / "capacity_levels.json").write_text(json.dumps(rows, indent=2, default=str))  # the export copies it
     figure = trial_dir / "latency_load.png"
     latency_load_png(rows, inputs.space.sla.task_ms, run.capacity, figure)
-    files.update({"capacity_levels.json": trial_dir / "capacity_levels.json", "latency_load.png": figure})
+    files["latency_load.png"] = figure
     return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files,
-                       tables={"node_breakdown.json": breakdown}, dominant_node=breakdown[0]["node"] if breakdown
-                       else "", tags={"autotune.capacity_stop": run.search.stop_reason})
+                       tables={"node_breakdown.json": breakdown, "capacity_levels.json": rows},
+                       dominant_node=breakdown[0]["node"] if breakdown else "",
+                       tags={"autotune.capacity_stop": run.search.stop_reason})
 
 
 def _write_outputs(trial_dir: Path, load: LoadResult, before, after, server, breakdown) -> dict[str, Path]:

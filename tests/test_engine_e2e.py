@@ -210,3 +210,57 @@ def test_real_engine_frozen_mid_window_is_engine_hung(tmp_path: Path, write):
     assert _engine_processes(argv[argv.index("--port") + 1]) == [], "a frozen engine outlived its trial"
     assert not group_alive(reporter.pgid), "a process of the frozen group (the engine core) outlived its trial"
     assert not list((tmp_path / "runs" / "engines").glob("*.json"))
+
+
+def test_real_engine_capacity_search_brackets_and_sizes_the_export(tmp_path: Path, write):
+    """One short capacity search on the real engine: the levels bracket a boundary (a passing and a failing
+    level), and the export sizes replicas from the capacity, not from a fixed-load goodput."""
+    import math
+
+    import optuna
+
+    from autotune.export import export_bundle
+
+    assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
+    write("wl.yaml", f"""\
+        name: cap
+        dataset: {REPO / 'workloads/extraction/items.jsonl'}
+        fields: [{{name: email, question: "What is the main person's e-mail address?"}}]
+        prompt: {{context: "Article: {{article}}", task: "Give the main person's e-mail address."}}
+        load_protocol: capacity
+        capacity: {{start_rate: 0.5, tolerance: 0.5, max_levels: 6, level_s: 8, warmup_s: 1, min_tasks: 10}}
+        max_tokens: 24
+        """)
+    space = write("space.yaml", f"""\
+        name: cap
+        workload: wl.yaml
+        engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
+        knobs:
+          model: {{value: smollm2-135m}}
+          kv_cache_space_gb: {{value: 1}}
+          max_model_len: {{value: 512}}
+          dtype: {{value: float32}}
+          enforce_eager: {{value: true}}
+          block_size: {{value: 32}}
+          max_num_seqs: {{value: 4}}
+          architecture: {{value: one_call}}
+          output_format: {{value: minimal}}
+        objectives:
+          - {{metric: p95_task_ms_at_load, direction: minimize}}
+          - {{metric: usd_per_1k_tasks, direction: minimize}}
+        sla: {{task_ms: 3000, attainment: 0.9}}
+        search: {{n_trials: 1, max_failures: 0}}
+        """)
+    opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 1
+    rows = json.loads((tmp_path / "runs" / "cap" / "trial-0000" / "capacity_levels.json").read_text())
+    print("real engine levels:", [(r["rate"], r["passed"], round(r["attainment"], 2), r["early_stop"]) for r in rows])
+    assert any(r["passed"] for r in rows) and any(not r["passed"] for r in rows), rows
+    study = optuna.load_study(study_name="cap", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
+    capacity = study.trials[0].user_attrs["metrics"]["capacity_tps"]
+    assert capacity > 0 and all(r["prefix_cache_reset"] for r in rows)
+    bundle, _, _ = export_bundle(study, "knee", tmp_path / "exports", target_rate=10.0, headroom=0.8)
+    exported = json.loads((bundle / "bundle.json").read_text())
+    assert exported["replicas"] == math.ceil(10.0 / (capacity * 0.8) - 1e-9)
+    assert (bundle / "latency_load.png").is_file() and "Capacity at SLA" in (bundle / "README.md").read_text()

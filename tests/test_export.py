@@ -52,9 +52,13 @@ def test_expressions():
 
 
 def test_replicas_and_quoting():
-    assert replicas_for(10, 3.0) == 4 and replicas_for(None, 3.0) is None and replicas_for(1, 5) == 1
+    cap = {"capacity_tps": 5.0, "task_goodput_tps": 0.9}
+    assert replicas_for(100, cap, 0.8) == (25, "capacity at SLA 5 tasks/s x headroom 0.8")  # not 100 / 0.9
+    assert replicas_for(None, cap, 0.8)[0] is None and replicas_for(1, cap, 1.0)[0] == 1
+    fixed = replicas_for(10, {"task_goodput_tps": 3.0}, 0.8)
+    assert fixed[0] == 4 and "not capacity" in fixed[1]
     with pytest.raises(ValueError):
-        replicas_for(10, 0.0)
+        replicas_for(10, {"capacity_tps": 0.0}, 0.8)
     script = serve_script(["/x y/python", "-m", "vllm", "--host", "127.0.0.1", "--port", "8000",
                            "--speculative-config", '{"method": "ngram"}'], {"A": "b c"})
     assert "'/x y/python'" in script and '"$PORT"' in script and "export A='b c'" in script
@@ -109,3 +113,32 @@ def test_cli_export_tags_the_mlflow_run(setup, tmp_path):
     assert any(a.path == "bundle" for a in client.list_artifacts(tagged[0].info.run_id))
     bad = cli_invoke(["export", "--study", "s", "--run-dir", str(opts.run_dir), "--pick", "fastest"])
     assert bad.exit_code == 2 and "--pick" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_helm_values_deploy_what_was_measured(device):
+    """The image follows the engine's device, the model is the path or id vLLM loaded, the engine env is carried
+    (secrets by name), and no flag is given twice (dtype and max-model-len live in vllmConfig only)."""
+    from autotune.config.space import EngineConfig
+    from autotune.engines.vllm import build_argv
+    from autotune.export import deploy_env, helm_values
+    from autotune.knobs import ClientConfig, ServerConfig, TrialConfig
+
+    engine = EngineConfig(device=device, python="/usr/bin/python3", env={"HF_TOKEN": "${HF_TOKEN}", "A": "1"})
+    server = ServerConfig(model="/models/m", dtype="float32", max_model_len=1024, max_num_seqs=8,
+                          kv_cache_space_gb=1 if device == "cpu" else None)
+    argv = build_argv(server, engine, 8000)
+    env, required = deploy_env(engine, server)
+    spec = helm_values(TrialConfig(server=server, client=ClientConfig()), argv, 3, "0.32.0", env,
+                       device)["servingEngineSpec"]["modelSpec"][0]
+    assert spec["repository"] == ("vllm/vllm-openai" if device == "cuda" else
+                                  "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo") and spec["tag"] == "v0.32.0"
+    assert spec["modelURL"] == "/models/m" and spec["replicaCount"] == 3
+    assert spec["vllmConfig"]["dtype"] == "float32" and spec["vllmConfig"]["maxModelLen"] == 1024
+    extra = spec["vllmConfig"]["extraArgs"]
+    assert not {"--dtype", "--max-model-len", "--model", "--port", "--host", "-m"} & set(extra)
+    assert extra[extra.index("--max-num-seqs") + 1] == "8" and len(extra) == len(set(a for a in extra
+                                                                                    if a.startswith("--"))) * 2
+    names = {e["name"]: e for e in spec["env"]}
+    assert names["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "HF_TOKEN" and names["A"]["value"] == "1"
+    assert ("VLLM_CPU_KVCACHE_SPACE" in names) == (device == "cpu") and required == ["HF_TOKEN"]

@@ -76,3 +76,41 @@ def parallel_html(rows: list[dict[str, Any]], knobs: list[str], objectives: list
                                  dimensions=dims))
     fig.update_layout(title="knobs vs objectives (red: Pareto front)")
     return fig
+
+
+def level_points(trials) -> list[dict[str, Any]]:
+    """Every measured load level of every capacity trial: (trial, tasks/s per replica, p95, tokens/s per user)."""
+    return [{"trial": t.number, **lv} for t in trials for lv in t.user_attrs.get("capacity_levels", [])
+            if lv.get("tasks_per_s") == lv.get("tasks_per_s") and lv.get("p95_task_ms") == lv.get("p95_task_ms")]
+
+
+def levels_png(points: list[dict[str, Any]], sla_ms: float | None):
+    """The InferenceMAX/AIConfigurator chart at application level: each level of each trial is a point, tasks/s
+    per replica against p95 task latency; the frontier is the best latency any config reached at each rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autotune.pareto import front_indices
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for passed, color, label in ((True, "#2ca02c", "level held the SLA"), (False, "#d62728", "level missed it")):
+        pts = [p for p in points if bool(p.get("passed")) == passed]
+        ax.scatter([p["tasks_per_s"] for p in pts], [p["p95_task_ms"] for p in pts], c=color, s=30, label=label)
+    front = sorted((points[i] for i in front_indices([[p["tasks_per_s"], p["p95_task_ms"]] for p in points],
+                                                     ["maximize", "minimize"])), key=lambda p: p["tasks_per_s"])
+    if front:
+        ax.plot([p["tasks_per_s"] for p in front], [p["p95_task_ms"] for p in front], "k--", lw=1, label="frontier")
+        for p in front:
+            ax.annotate(str(p["trial"]), (p["tasks_per_s"], p["p95_task_ms"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    if sla_ms:
+        ax.axhline(sla_ms, ls=":", c="#d62728")
+    ax.set_xlabel("tasks/s per replica (completed)")
+    ax.set_ylabel("p95 task latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("every load level of every trial")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
