@@ -74,3 +74,29 @@ def test_open_loop_schedule_is_absolute_seeded_and_poisson():
     assert kstest(gaps, "expon", args=(0, 1 / 4.0)).pvalue > 0.01, "spacing: exponential gaps"
     shifted = list(itertools.islice(poisson_arrivals(4.0, 100.0, seed=7), 5))
     assert shifted == pytest.approx([t + 100.0 for t in times[:5]]), "absolute: offsets from the start"
+
+
+def test_a_task_is_good_only_if_it_and_every_call_meet_their_limits():
+    from autotune.measure.attainment import known_miss, task_meets
+
+    fm = {"kind": "fm", "ttft_s": 0.2, "ms": 1200.0, "tokens_out": 11}  # TPOT = (1.2 - 0.2) / 10 = 100 ms
+    task = {"ok": True, "latency_s": 1.5, "spans": [fm, {"kind": "cpu", "ms": 1.0}]}
+    assert task_meets(task, {"task_ms": 2000, "ttft_ms": 500, "tpot_ms": 150})
+    assert not task_meets(task, {"task_ms": 1000})
+    assert not task_meets(task, {"ttft_ms": 100})
+    assert not task_meets(task, {"tpot_ms": 50})
+    assert not task_meets({**task, "ok": False}, {})
+    assert known_miss({"send_ts": 10.0, "scheduled_ts": 9.0}, 12.5, {"task_ms": 3000})
+    assert not known_miss({"send_ts": 10.0, "scheduled_ts": None}, 12.5, {"task_ms": 3000})
+
+
+def test_the_levels_chart_draws_every_level_and_the_frontier(tmp_path):
+    from autotune.tracking.study_figures import levels_png
+
+    points = [{"trial": t, "tasks_per_s": x, "p95_task_ms": y, "passed": y < 3000}
+              for t, x, y in [(0, 1, 500), (0, 2, 900), (0, 4, 5000), (1, 1, 400), (1, 3, 1200)]]
+    fig = levels_png(points, 3000)
+    ax = fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 5
+    frontier = [line for line in ax.get_lines() if line.get_linestyle() == "--"][0]
+    assert list(frontier.get_xdata()) == [1, 2, 3, 4]

@@ -44,3 +44,11 @@ def test_histogram_delta_and_empty_window():
         "0.1": 5.0, "+Inf": 10.0}
     d = window_deltas(parse(BEFORE), parse(BEFORE))
     assert math.isnan(d["server_ttft_mean_ms"]) and math.isnan(d["spec_acceptance_rate"])
+
+
+def test_a_counter_reset_within_the_window_counts_from_zero():
+    from autotune.engines.prometheus import counter_delta, window_deltas
+
+    assert counter_delta(100.0, 130.0) == 30.0 and counter_delta(100.0, 7.0) == 7.0
+    d = window_deltas({"vllm:generation_tokens_total": 500.0}, {"vllm:generation_tokens_total": 40.0})
+    assert d["server_generation_tokens"] == 40.0

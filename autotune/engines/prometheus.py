@@ -34,12 +34,17 @@ def parse(text: str) -> dict[str, float]:
     return dict(out)
 
 
+def counter_delta(before: float, after: float) -> float:
+    """A counter that went down was reset (the engine restarted within the window): it counted from 0 since."""
+    return after if after < before else after - before
+
+
 def window_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Counter deltas and end-of-window gauges, plus derived server-side TTFT mean and spec acceptance."""
     d: dict[str, float] = {}
     for name, key in COUNTERS.items():
         if name in after:
-            d[key] = after[name] - before.get(name, 0.0)
+            d[key] = counter_delta(before.get(name, 0.0), after[name])
     for name, key in GAUGES.items():
         if name in after:
             d[key] = after[name]
@@ -57,4 +62,4 @@ def window_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str
 def histogram_delta(before: dict[str, float], after: dict[str, float], family: str) -> dict[str, float]:
     """Cumulative bucket counts of a histogram over the window: {le: count}."""
     prefix = f"{family}_bucket{{le="
-    return {k[len(prefix):-1]: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix)}
+    return {k[len(prefix):-1]: counter_delta(before.get(k, 0.0), v) for k, v in after.items() if k.startswith(prefix)}
