@@ -91,6 +91,7 @@ class Run:
     server_tokens: float | None = None  # the server's generation counter at the last stall check
     stopping = False  # the drain is over: no more cooldown load
     early_stop: str | None = None  # a capacity level's verdict reached before its window's end
+    scheduled: list[float] = []  # open loop: every arrival the schedule produced (the generator's fidelity)
     host = ""
     counter = itertools.count()
     order: list[int] = []
@@ -280,6 +281,7 @@ def _controller(environment, out: Path) -> None:
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
         "measure_s": Run.measure_end - Run.warmup_end, "early_stop": Run.early_stop, "drain_s": drained_s,
         "abandoned_in_flight": abandoned_tasks,
+        "scheduled_in_window": sum(Run.warmup_end <= t < Run.measure_end for t in Run.scheduled),
         "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
@@ -330,6 +332,7 @@ class ChatUser(HttpUser):
         for scheduled in poisson_arrivals(rate / users, Run.t0, process_seed(CFG["seed"], Run.index)):
             if not _offering(scheduled):
                 return
+            Run.scheduled.append(scheduled)
             gevent.sleep(max(0.0, scheduled - time.time()))
             gevent.spawn(self.one_task, scheduled)
 

@@ -149,7 +149,8 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if len(parts) == 1:
         return parts[0]
     merged = dict(parts[0])
-    for key in ("loadgen_cpu_s", "records", "tasks", "abandoned_in_flight", "abandoned_requests"):
+    for key in ("loadgen_cpu_s", "records", "tasks", "abandoned_in_flight", "abandoned_requests",
+                "scheduled_in_window"):
         merged[key] = sum(p.get(key) or 0 for p in parts)
     merged["loadgen_wall_s"] = max(p.get("loadgen_wall_s", 0.0) for p in parts)
     merged["drain_s"] = max(p.get("drain_s", 0.0) for p in parts)
