@@ -89,6 +89,7 @@ class Run:
     outstanding = 0  # HTTP requests waiting on the engine
     last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
     server_tokens: float | None = None  # the server's generation counter at the last stall check
+    hung_s: float | None = None  # a confirmed stall (seconds without progress when it was confirmed)
     stopping = False  # the drain is over: no more cooldown load
     early_stop: str | None = None  # a capacity level's verdict reached before its window's end
     scheduled: list[float] = []  # open loop: every arrival the schedule produced (the generator's fidelity)
@@ -175,6 +176,8 @@ def _stall_s() -> float | None:
     """Seconds without progress when requests are outstanding and that exceeds stall_timeout_s, else None.
     Before declaring a stall, ask the server: if it generated tokens since the last look (for another load
     process, or for requests queued ahead of ours), it is alive, and the clock restarts."""
+    if Run.hung_s is not None:  # confirmed once: never ask the frozen server again
+        return Run.hung_s
     idle = time.time() - Run.last_progress
     if Run.outstanding == 0 or idle <= CFG["stall_timeout_s"]:
         return None
@@ -183,7 +186,8 @@ def _stall_s() -> float | None:
         Run.server_tokens = tokens
         Run.last_progress = time.time()
         return None
-    return idle
+    Run.hung_s = time.time() - Run.last_progress
+    return Run.hung_s
 
 
 def _server_tokens() -> float | None:
