@@ -35,10 +35,17 @@ TRIAL_METRICS: dict[str, str] = {
     "achieved_rate_rps": "FM calls sent per second in the measurement window (calls, not tasks)",
     "loadgen_cpu_s": "CPU seconds used by the load generator process",
     "loadgen_cpu_share": "load generator CPU seconds per wall second (1.0 = one core)",
+    "loop_lag_p99_ms": "p99 of how late the load generator's event loop woke (CPU work on it delays timestamps; ms)",
+    "loop_lag_max_ms": "the worst event-loop stall of the load generator in the run (ms)",
     "server_ttft_mean_ms": "server-side mean TTFT from /metrics deltas (ms)",
     "server_generation_tokens": "generation tokens counted by the server in the window",
     "server_preemptions": "preemptions in the window",
-    "server_kv_cache_usage_perc": "KV-cache usage at the end of the window (0..1)",
+    "server_kv_cache_usage_perc": "KV-cache usage at the end of the window (0..1, mean over engine processes)",
+    "server_kv_cache_usage_mean": "KV-cache usage polled at ~1 Hz through the window: mean (0..1)",
+    "server_kv_cache_usage_max": "KV-cache usage polled at ~1 Hz through the window: max (0..1)",
+    "server_running_mean": "requests running in the engine, polled at ~1 Hz through the window: mean",
+    "server_waiting_mean": "requests waiting in the engine's queue, polled at ~1 Hz through the window: mean",
+    "server_waiting_max": "requests waiting in the engine's queue, polled at ~1 Hz through the window: max",
     "spec_draft_tokens": "speculative tokens drafted in the window",
     "spec_accepted_tokens": "speculative tokens accepted in the window",
     "spec_acceptance_rate": "accepted / drafted speculative tokens",
@@ -67,9 +74,19 @@ def tpot_s(rec: dict[str, Any]) -> float | None:
 
 
 def itls_s(rec: dict[str, Any]) -> list[float]:
-    """Inter-token latencies: gaps between consecutive streamed chunks."""
+    """Inter-token latencies, per token. With speculative decoding one streamed chunk carries several tokens:
+    when the stream reports the running token count per chunk (`token_counts`, from vLLM's
+    `continuous_usage_stats`), a gap of g seconds that brought k tokens is k inter-token latencies of g/k, so
+    spec and non-spec configs compare. Without counts, one chunk is taken as one token."""
     ts = rec.get("token_ts") or []
-    return [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    counts = rec.get("token_counts") or []
+    if len(counts) != len(ts):
+        return [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    out: list[float] = []
+    for (t0, c0), (t1, c1) in zip(zip(ts, counts, strict=True), zip(ts[1:], counts[1:], strict=True), strict=False):
+        k = max(1, (c1 or 0) - (c0 or 0))
+        out += [(t1 - t0) / k] * k
+    return out
 
 
 def meets_sla(rec: dict[str, Any], sla: dict[str, float | None]) -> bool:

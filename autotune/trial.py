@@ -94,6 +94,9 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     m["loadgen_cpu_s"] = float(load.summary.get("loadgen_cpu_s", math.nan))
     m["loadgen_cpu_share"] = float(load.summary.get("loadgen_cpu_share", math.nan))
     m.update(server)
+    m.update(load.summary.get("gauges") or {})  # engine load polled through the window
+    for key in ("loop_lag_p99_ms", "loop_lag_max_ms"):  # the load generator's event loop, if CPU work stalled it
+        m[key] = float(load.summary.get(key) if load.summary.get(key) is not None else math.nan)
     m["startup_s"] = startup_s
     m["engine_reused"] = 1.0 if reused else 0.0
     m["measure_s"] = window

@@ -64,3 +64,21 @@ def test_cost_per_1k():
     # $3.6/h = $0.001/s; 2 req/s -> $0.0005 per request -> $0.5 per 1k
     assert usd_per_1k(3.6, 2.0) == pytest.approx(0.5)
     assert usd_per_1k(3.6, 0.0) == math.inf
+
+
+def test_itl_is_per_token_when_chunks_carry_several():
+    from autotune.metrics import itls_s
+
+    spec = {"token_ts": [0.10, 0.16, 0.25], "token_counts": [1, 4, 5]}  # 3 tokens in 60 ms, then 1 in 90 ms
+    assert itls_s(spec) == pytest.approx([0.02, 0.02, 0.02, 0.09])
+    assert itls_s({"token_ts": [0.1, 0.2, 0.4]}) == pytest.approx([0.1, 0.2])  # no counts: a chunk is a token
+
+
+def test_gauges_average_shares_and_sum_counts_over_engine_processes():
+    from autotune.engines.prometheus import gauges, parse, window_deltas
+
+    text = ('vllm:kv_cache_usage_perc{engine="0"} 0.2\nvllm:kv_cache_usage_perc{engine="1"} 0.6\n'
+            'vllm:num_requests_waiting{engine="0"} 3\nvllm:num_requests_waiting{engine="1"} 4\n')
+    g = gauges(text)
+    assert g["vllm:kv_cache_usage_perc"] == pytest.approx(0.4) and g["vllm:num_requests_waiting"] == 7
+    assert window_deltas({}, parse(text))["server_kv_cache_usage_perc"] == pytest.approx(0.4)

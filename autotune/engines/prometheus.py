@@ -22,6 +22,20 @@ COUNTERS = {
 GAUGES = {"vllm:kv_cache_usage_perc": "server_kv_cache_usage_perc", "vllm:num_requests_waiting": "server_waiting"}
 
 
+MEAN_GAUGES = {"vllm:kv_cache_usage_perc"}  # a share per engine process: averaged over them, never summed
+
+
+def gauges(text: str) -> dict[str, float]:
+    """Engine load gauges of one scrape: KV-cache usage averaged over engine processes (label sets), requests
+    running and waiting summed over them."""
+    sums: dict[str, list[float]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in ("vllm:kv_cache_usage_perc", "vllm:num_requests_running", "vllm:num_requests_waiting"):
+                sums[s.name].append(s.value)
+    return {k: (sum(v) / len(v) if k in MEAN_GAUGES else sum(v)) for k, v in sums.items() if v}
+
+
 def parse(text: str) -> dict[str, float]:
     """Sum samples over labels (one engine, one model) -> {sample name: value}; histogram buckets kept by le."""
     out: dict[str, float] = defaultdict(float)
@@ -31,6 +45,8 @@ def parse(text: str) -> dict[str, float]:
             if s.name.endswith("_bucket"):
                 key = f"{s.name}{{le={s.labels.get('le')}}}"
             out[key] += s.value
+            if s.name in MEAN_GAUGES:
+                out[f"_samples:{s.name}"] += 1  # how many engine processes reported it (for the mean)
     return dict(out)
 
 
@@ -47,7 +63,7 @@ def window_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str
             d[key] = counter_delta(before.get(name, 0.0), after[name])
     for name, key in GAUGES.items():
         if name in after:
-            d[key] = after[name]
+            d[key] = after[name] / max(1, after.get(f"_samples:{name}", 1)) if name in MEAN_GAUGES else after[name]
     n = d.pop("_ttft_count", 0.0)
     s = d.pop("_ttft_sum", 0.0)
     d["server_ttft_mean_ms"] = s / n * 1000.0 if n else math.nan

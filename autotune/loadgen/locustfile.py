@@ -93,6 +93,8 @@ class Run:
     stopping = False  # the drain is over: no more cooldown load
     early_stop: str | None = None  # a capacity level's verdict reached before its window's end
     scheduled: list[float] = []  # open loop: every arrival the schedule produced (the generator's fidelity)
+    gauge_samples: list[dict[str, float]] = []  # /metrics gauges polled through the window
+    loop_lags: list[float] = []  # how late the event loop woke from 50 ms sleeps (s)
     host = ""
     counter = itertools.count()
     order: list[int] = []
@@ -151,12 +153,17 @@ def _on_start(environment, **_):
 def _master_controller(environment, out: Path) -> None:
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
     _scrape(environment, out, "metrics-before.txt")
-    gevent.sleep(max(0.0, Run.measure_end - time.time()))
+    _poll_gauges(environment)  # the master polls for every worker, until the window's end
     _scrape(environment, out, "metrics-after.txt")  # the window itself, not the window plus the drain
     expected = max(1, environment.runner.worker_count)
     deadline = Run.measure_end + CFG["drain_timeout_s"] + 15
     while len(Done.workers) < expected and time.time() < deadline:
         gevent.sleep(0.1)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru.ru_utime - Run.rusage0.ru_utime) + (ru.ru_stime - Run.rusage0.ru_stime)
+    (out / "summary-master.json").write_text(json.dumps({  # merged with the workers': its CPU and its poll
+        "records": 0, "tasks": 0, "loadgen_cpu_s": cpu, "loadgen_wall_s": time.time() - Run.t0,
+        "engine_hung": False, "gauges": _gauge_summary()}))
     environment.runner.quit()
 
 
@@ -259,12 +266,56 @@ def _abandon(now: float) -> tuple[int, int]:
     return len(tasks), len(requests)
 
 
+def _poll_gauges(environment) -> None:
+    """Engine load through the window at ~1 Hz (KV-cache usage, running, waiting): a scrape after the window
+    would read an idle engine."""
+    import urllib.request
+
+    from autotune.engines.prometheus import gauges
+
+    while time.time() < Run.measure_end and Run.hung_s is None:
+        try:
+            with urllib.request.urlopen(f"{environment.host}/metrics", timeout=2.0) as resp:
+                Run.gauge_samples.append(gauges(resp.read().decode(errors="replace")))
+        except (OSError, ValueError):
+            pass
+        gevent.sleep(1.0)
+
+
+def _watch_loop() -> None:
+    """The event loop's own lag: how late a 50 ms sleep wakes up. CPU work on the loop (the semantic cache's
+    embedding, CPU repair, JSON parsing) delays every stream's timestamps by this much; it is recorded, so a
+    distorted window shows."""
+    while Run.hung_s is None and not Run.stopping:
+        t = time.perf_counter()
+        gevent.sleep(0.05)
+        Run.loop_lags.append(time.perf_counter() - t - 0.05)
+
+
+def _loop_lag_ms(q: float) -> float | None:
+    lags = sorted(Run.loop_lags)
+    return lags[min(len(lags) - 1, int(q / 100 * len(lags)))] * 1000.0 if lags else None
+
+
+def _gauge_summary() -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, key in (("vllm:kv_cache_usage_perc", "server_kv_cache_usage"), ("vllm:num_requests_running",
+                                                                             "server_running"),
+                      ("vllm:num_requests_waiting", "server_waiting")):
+        values = [g[name] for g in Run.gauge_samples if name in g]
+        if values:
+            out[f"{key}_mean"], out[f"{key}_max"] = sum(values) / len(values), max(values)
+    return out
+
+
 def _controller(environment, out: Path) -> None:
     """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit. Every
     wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
     ok = _wait(Run.warmup_end)
     if ok and Run.role == "local":
         _scrape(environment, out, "metrics-before.txt")
+        gevent.spawn(_poll_gauges, environment)
+    gevent.spawn(_watch_loop)
     ok = ok and _wait(Run.measure_end, _level_open if CFG.get("level") else None, step=0.5)
     if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
@@ -283,9 +334,12 @@ def _controller(environment, out: Path) -> None:
     wall = time.time() - Run.t0
     summary = {
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
-        "measure_s": Run.measure_end - Run.warmup_end, "early_stop": Run.early_stop, "drain_s": drained_s,
+        "measure_s": Run.measure_end - Run.warmup_end if Run.early_stop else CFG["duration_s"],
+        "early_stop": Run.early_stop, "drain_s": drained_s,
         "abandoned_in_flight": abandoned_tasks,
         "scheduled_in_window": sum(Run.warmup_end <= t < Run.measure_end for t in Run.scheduled),
+        "gauges": _gauge_summary(),
+        "loop_lag_p99_ms": _loop_lag_ms(99), "loop_lag_max_ms": _loop_lag_ms(100),
         "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
@@ -368,14 +422,17 @@ class ChatUser(HttpUser):
         payload = {
             "model": Run.model, "messages": req["messages"], "max_tokens": req["max_tokens"],
             "temperature": req["temperature"], "seed": CFG["seed"] + 16 * task_n + req.get("sample", 0),
-            "stream": True, "stream_options": {"include_usage": True},
+            # continuous usage: each chunk says how many tokens are out so far, so ITL is per token (spec decoding
+            # streams several tokens per chunk)
+            "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         }
         if req.get("structured_outputs"):
             payload["structured_outputs"] = req["structured_outputs"]
         send_ts = time.time()
         start = time.perf_counter()
         rec = {"n": len(Run.records), "task_n": task_n, "node": req.get("node"), "phase": phase,
-               "send_ts": send_ts, "ttft_s": None, "token_ts": [], "e2e_s": None, "prompt_tokens": None,
+               "send_ts": send_ts, "ttft_s": None, "token_ts": [], "token_counts": [], "e2e_s": None,
+               "prompt_tokens": None,
                "completion_tokens": None, "finish_reason": None, "ok": False, "status": None, "error": None,
                "text": ""}
         parts: list[str] = []
@@ -417,6 +474,7 @@ class ChatUser(HttpUser):
                                 if rec["ttft_s"] is None:
                                     rec["ttft_s"] = t
                                 rec["token_ts"].append(t)
+                                rec["token_counts"].append((chunk.get("usage") or {}).get("completion_tokens"))
                                 parts.append(content)
                     rec["e2e_s"] = time.perf_counter() - start
                     rec["text"] = "".join(parts)

@@ -157,6 +157,9 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["measure_s"] = max(p.get("measure_s", 0.0) for p in parts)
     merged["loadgen_cpu_share"] = merged["loadgen_cpu_s"] / merged["loadgen_wall_s"] if merged["loadgen_wall_s"] else 0
     merged["processes"] = len(parts)
+    merged["gauges"] = next((p["gauges"] for p in parts if p.get("gauges")), {})  # the master's poll
+    for key in ("loop_lag_p99_ms", "loop_lag_max_ms"):
+        merged[key] = max((p[key] for p in parts if p.get(key) is not None), default=None)
     merged["engine_hung"] = any(p.get("engine_hung") for p in parts)  # one frozen worker view is enough
     stalls = [p["stall_s"] for p in parts if p.get("stall_s") is not None]
     if stalls:
