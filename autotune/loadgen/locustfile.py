@@ -73,7 +73,16 @@ APP = AppConfig.from_dict(CFG["app"])
 if CFG.get("level"):  # a capacity level judges itself as it runs: import scipy now, not on the event loop
     import scipy.stats  # noqa: F401
 # one cache per load process, shared by every user; the embedder loads before the first user starts
-CACHE = SemanticCache(minilm_embedder(), APP.cache_threshold) if APP.cache_threshold else None
+
+
+def _off_loop(embed):
+    """The cache's embedding runs in gevent's native thread pool (torch releases the GIL), so the event loop
+    keeps timestamping every other stream meanwhile instead of stalling ~30 ms per lookup."""
+    pool = gevent.get_hub().threadpool
+    return lambda text: pool.apply(embed, (text,))
+
+
+CACHE = SemanticCache(_off_loop(minilm_embedder()), APP.cache_threshold) if APP.cache_threshold else None
 
 
 class Run:
