@@ -82,3 +82,13 @@ def test_gauges_average_shares_and_sum_counts_over_engine_processes():
     g = gauges(text)
     assert g["vllm:kv_cache_usage_perc"] == pytest.approx(0.4) and g["vllm:num_requests_waiting"] == 7
     assert window_deltas({}, parse(text))["server_kv_cache_usage_perc"] == pytest.approx(0.4)
+
+
+def test_probe_summaries():
+    from autotune.loadgen.probes import gauge_summary, lag_ms
+
+    s = gauge_summary([{"vllm:kv_cache_usage_perc": 0.2, "vllm:num_requests_waiting": 0},
+                       {"vllm:kv_cache_usage_perc": 0.4, "vllm:num_requests_waiting": 6}])
+    assert s["server_kv_cache_usage_mean"] == pytest.approx(0.3) and s["server_waiting_max"] == 6
+    assert "server_running_mean" not in s
+    assert lag_ms([0.001] * 99 + [0.030], 100) == pytest.approx(30.0) and lag_ms([], 99) is None

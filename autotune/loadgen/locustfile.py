@@ -41,6 +41,7 @@ from locust.exception import StopUser
 from autotune.fmware.app import AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
+from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, watch_loop
 from autotune.loadgen.schedule import poisson_arrivals, process_seed
 from autotune.measure.attainment import early_stop, known_miss, task_meets
 
@@ -162,7 +163,7 @@ def _on_start(environment, **_):
 def _master_controller(environment, out: Path) -> None:
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
     _scrape(environment, out, "metrics-before.txt")
-    _poll_gauges(environment)  # the master polls for every worker, until the window's end
+    _poll(environment)  # the master polls for every worker, until the window's end
     _scrape(environment, out, "metrics-after.txt")  # the window itself, not the window plus the drain
     expected = max(1, environment.runner.worker_count)
     deadline = Run.measure_end + CFG["drain_timeout_s"] + 15
@@ -172,7 +173,7 @@ def _master_controller(environment, out: Path) -> None:
     cpu = (ru.ru_utime - Run.rusage0.ru_utime) + (ru.ru_stime - Run.rusage0.ru_stime)
     (out / "summary-master.json").write_text(json.dumps({  # merged with the workers': its CPU and its poll
         "records": 0, "tasks": 0, "loadgen_cpu_s": cpu, "loadgen_wall_s": time.time() - Run.t0,
-        "engine_hung": False, "gauges": _gauge_summary()}))
+        "engine_hung": False, "gauges": gauge_summary(Run.gauge_samples)}))
     environment.runner.quit()
 
 
@@ -275,46 +276,8 @@ def _abandon(now: float) -> tuple[int, int]:
     return len(tasks), len(requests)
 
 
-def _poll_gauges(environment) -> None:
-    """Engine load through the window at ~1 Hz (KV-cache usage, running, waiting): a scrape after the window
-    would read an idle engine."""
-    import urllib.request
-
-    from autotune.engines.prometheus import gauges
-
-    while time.time() < Run.measure_end and Run.hung_s is None:
-        try:
-            with urllib.request.urlopen(f"{environment.host}/metrics", timeout=2.0) as resp:
-                Run.gauge_samples.append(gauges(resp.read().decode(errors="replace")))
-        except (OSError, ValueError):
-            pass
-        gevent.sleep(1.0)
-
-
-def _watch_loop() -> None:
-    """The event loop's own lag: how late a 50 ms sleep wakes up. CPU work on the loop (the semantic cache's
-    embedding, CPU repair, JSON parsing) delays every stream's timestamps by this much; it is recorded, so a
-    distorted window shows."""
-    while Run.hung_s is None and not Run.stopping:
-        t = time.perf_counter()
-        gevent.sleep(0.05)
-        Run.loop_lags.append(time.perf_counter() - t - 0.05)
-
-
-def _loop_lag_ms(q: float) -> float | None:
-    lags = sorted(Run.loop_lags)
-    return lags[min(len(lags) - 1, int(q / 100 * len(lags)))] * 1000.0 if lags else None
-
-
-def _gauge_summary() -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, key in (("vllm:kv_cache_usage_perc", "server_kv_cache_usage"), ("vllm:num_requests_running",
-                                                                             "server_running"),
-                      ("vllm:num_requests_waiting", "server_waiting")):
-        values = [g[name] for g in Run.gauge_samples if name in g]
-        if values:
-            out[f"{key}_mean"], out[f"{key}_max"] = sum(values) / len(values), max(values)
-    return out
+def _poll(environment) -> None:
+    poll_gauges(environment.host, Run.gauge_samples, lambda: time.time() < Run.measure_end and Run.hung_s is None)
 
 
 def _controller(environment, out: Path) -> None:
@@ -323,8 +286,8 @@ def _controller(environment, out: Path) -> None:
     ok = _wait(Run.warmup_end)
     if ok and Run.role == "local":
         _scrape(environment, out, "metrics-before.txt")
-        gevent.spawn(_poll_gauges, environment)
-    gevent.spawn(_watch_loop)
+        gevent.spawn(_poll, environment)
+    gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
     ok = ok and _wait(Run.measure_end, _level_open if CFG.get("level") else None, step=0.5)
     if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
@@ -347,8 +310,8 @@ def _controller(environment, out: Path) -> None:
         "early_stop": Run.early_stop, "drain_s": drained_s,
         "abandoned_in_flight": abandoned_tasks,
         "scheduled_in_window": sum(Run.warmup_end <= t < Run.measure_end for t in Run.scheduled),
-        "gauges": _gauge_summary(),
-        "loop_lag_p99_ms": _loop_lag_ms(99), "loop_lag_max_ms": _loop_lag_ms(100),
+        "gauges": gauge_summary(Run.gauge_samples),
+        "loop_lag_p99_ms": lag_ms(Run.loop_lags, 99), "loop_lag_max_ms": lag_ms(Run.loop_lags, 100),
         "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
