@@ -24,7 +24,6 @@ class Level:
     rate: float
     load: LoadResult
     verdict: Verdict
-    valid: bool
     wall_s: float
     row: dict[str, Any] = field(default_factory=dict)
 
@@ -74,10 +73,9 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         measured = [t for t in load.tasks if t.get("phase") == "measure"]
         verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment,
                         cap.confidence)
-        level = Level(rate, load, verdict, True, time.monotonic() - started)
+        level = Level(rate, load, verdict, time.monotonic() - started)
         level.row = {**level_row(level, measured, cap.max_lag_ms), "prefix_cache_reset": cold}
-        level.valid = level.row["valid"]
-        search.record(LevelResult(rate, verdict.passed, level.valid))
+        search.record(LevelResult(rate, verdict.passed, level.row["valid"]))
         levels.append(level)
     return CapacityRun(levels, search)
 
@@ -87,13 +85,13 @@ def wait_idle(url: str, timeout_s: float) -> float:
     0 when it exposes neither gauge. Bounded: a level never waits longer than `timeout_s` for the last one."""
     import httpx
 
-    from autotune.engines import prometheus
+    from autotune.engines.prometheus import gauges
 
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         try:
-            parsed = prometheus.parse(httpx.get(f"{url}/metrics", timeout=5.0).text)
-        except httpx.HTTPError:
+            parsed = gauges(httpx.get(f"{url}/metrics", timeout=5.0).text)
+        except (httpx.HTTPError, ValueError):
             break
         busy = [parsed.get(name) for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")]
         if all(v is None for v in busy) or sum(v or 0.0 for v in busy) == 0:
