@@ -162,26 +162,18 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
         proc.wait(30)
 
 
-def test_real_engine_frozen_mid_window_is_engine_hung(tmp_path: Path, write):
-    """SIGSTOP on the real vLLM process group (API server and engine core) mid-window: a FAILED `engine_hung`
-    trial within the stall timeout plus teardown, and no vLLM process survives."""
-    from tests.test_fault_hang import Freezer
-
-    assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
+def _one_trial_space(write, name: str, workload: str, knobs: str = "", space: str = "") -> Path:
+    """One trial of the bundled model on a small fp32 eager engine, asked one field: the real-engine fault and
+    capacity tests differ only in the load and the extra lines given here (already indented)."""
     write("wl.yaml", f"""\
-        name: hang
+        name: {name}
         dataset: {REPO / 'workloads/extraction/items.jsonl'}
         fields: [{{name: email, question: "What is the main person's e-mail address?"}}]
         prompt: {{context: "Article: {{article}}", task: "Give the main person's e-mail address."}}
-        arrival: {{mode: closed, users: 2}}
-        warmup_s: 1
-        duration_s: 40
-        drain_timeout_s: 40
-        stall_timeout_s: 5
         max_tokens: 24
-        """)
-    space = write("space.yaml", f"""\
-        name: hang
+""" + workload)
+    return write("space.yaml", f"""\
+        name: {name}
         workload: wl.yaml
         engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
         knobs:
@@ -192,7 +184,23 @@ def test_real_engine_frozen_mid_window_is_engine_hung(tmp_path: Path, write):
           enforce_eager: {{value: true}}
           block_size: {{value: 32}}
           max_num_seqs: {{value: 4}}
-        search: {{n_trials: 1, max_failures: 0}}
+""" + knobs.rstrip(" ") + space.rstrip(" ") + """\
+        search: {n_trials: 1, max_failures: 0}
+        """)
+
+
+def test_real_engine_frozen_mid_window_is_engine_hung(tmp_path: Path, write):
+    """SIGSTOP on the real vLLM process group (API server and engine core) mid-window: a FAILED `engine_hung`
+    trial within the stall timeout plus teardown, and no vLLM process survives."""
+    from tests.test_fault_hang import Freezer
+
+    assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
+    space = _one_trial_space(write, "hang", workload="""\
+        arrival: {mode: closed, users: 2}
+        warmup_s: 1
+        duration_s: 40
+        drain_timeout_s: 40
+        stall_timeout_s: 5
         """)
     opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
     reporter = Freezer(opts.run_dir, after_s=2.0)
@@ -222,34 +230,17 @@ def test_real_engine_capacity_search_brackets_and_sizes_the_export(tmp_path: Pat
     from autotune.export import export_bundle
 
     assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
-    write("wl.yaml", f"""\
-        name: cap
-        dataset: {REPO / 'workloads/extraction/items.jsonl'}
-        fields: [{{name: email, question: "What is the main person's e-mail address?"}}]
-        prompt: {{context: "Article: {{article}}", task: "Give the main person's e-mail address."}}
+    space = _one_trial_space(write, "cap", workload="""\
         load_protocol: capacity
-        capacity: {{start_rate: 0.5, tolerance: 0.5, max_levels: 6, level_s: 8, warmup_s: 1, min_tasks: 10}}
-        max_tokens: 24
-        """)
-    space = write("space.yaml", f"""\
-        name: cap
-        workload: wl.yaml
-        engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
-        knobs:
-          model: {{value: smollm2-135m}}
-          kv_cache_space_gb: {{value: 1}}
-          max_model_len: {{value: 512}}
-          dtype: {{value: float32}}
-          enforce_eager: {{value: true}}
-          block_size: {{value: 32}}
-          max_num_seqs: {{value: 4}}
-          architecture: {{value: one_call}}
-          output_format: {{value: minimal}}
+        capacity: {start_rate: 0.5, tolerance: 0.5, max_levels: 6, level_s: 8, warmup_s: 1, min_tasks: 10}
+        """, knobs="""\
+          architecture: {value: one_call}
+          output_format: {value: minimal}
+        """, space="""\
         objectives:
-          - {{metric: p95_task_ms_at_load, direction: minimize}}
-          - {{metric: usd_per_1k_tasks, direction: minimize}}
-        sla: {{task_ms: 3000, attainment: 0.9}}
-        search: {{n_trials: 1, max_failures: 0}}
+          - {metric: p95_task_ms_at_load, direction: minimize}
+          - {metric: usd_per_1k_tasks, direction: minimize}
+        sla: {task_ms: 3000, attainment: 0.9}
         """)
     opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
     summary = run_search(opts, NullReporter())
