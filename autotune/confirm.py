@@ -1,103 +1,81 @@
-"""Noise: re-measure the front (`--confirm K`) and say which front members are distinguishable.
+"""`--confirm K`: re-measure the front in K rounds of independent windows, on freshly launched engines.
 
-Each front member is measured K more times (ordered by server part, so the engine is reused). Its objective
-values over the K+1 windows give a spread (min, max, coefficient of variation); two members are
-indistinguishable within noise when their ranges overlap on every objective.
+The front members (configs) at the end of the search get K more windows each. Every round starts by stopping
+the engine, so each round's windows run on engines launched for that round: launch-to-launch variance is part
+of what the repeats see. The windows merge into their config's point (autotune.points); a confirmed config is
+then estimated from its confirmation windows only, because the search window that put it on the front was
+selected for being good. The front as it stood before confirmation is recorded (`confirm_front`), so the report
+can say how much of it survived. A failed confirmation window is kept as such and counted, never dropped.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 from pathlib import Path
-
-import numpy as np
-import optuna
+from typing import Any
 
 from autotune.config.space import SpaceConfig
 from autotune.knobs import TrialConfig
+from autotune.points import config_points, window_of
 
 
 def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter, k: int) -> None:
-    """Re-measure every full-fidelity front member k times; values go to the study's `confirm` user attr
-    (trial number -> objective -> values) and to the trial's MLflow run as metric history
-    (`confirm.<objective>`, one step per window)."""
+    """K rounds over the front recorded before the first confirmation; resumable (done rounds are skipped)."""
     from autotune.errors import TrialError
     from autotune.front import front_rows
     from autotune.trial import run_trial
 
-    _, front = front_rows(study, space)
-    trials = {t.number: t for t in study.trials}
-    configs = []
-    for r in front:
-        cfg = TrialConfig.model_validate(json.loads((study_dir / f"trial-{r['trial']:04d}" /
-                                                     "resolved-config.json").read_text()))
-        configs.append((r["trial"], cfg))
-    configs.sort(key=lambda tc: json.dumps(tc[1].server.model_dump(), sort_keys=True))  # engine reuse
-    names = [o.metric for o in space.objectives]
-    # finished trials are immutable in Optuna: confirmations live in a study attr, keyed by trial number
-    store = dict(study.user_attrs.get("confirm", {}))
-    for number, cfg in configs:
-        t = trials[number]
-        done = dict(store.get(str(number), {}))
-        have = len(done.get(names[0], []))
-        for i in range(have, k):
-            reporter.phase(f"confirming trial {number} ({i + 1}/{k})")
-            try:
-                res = run_trial(cfg, inputs, keeper, study_dir / f"trial-{number:04d}" / f"confirm-{i}", reporter.phase)
-            except TrialError as err:
-                done.setdefault("failed", []).append(err.reason)
-                continue
-            for name in names:
-                done.setdefault(name, []).append(res.metrics.get(name, math.nan))
-            store[str(number)] = done
-            study.set_user_attr("confirm", store)
-            if t.user_attrs.get("mlflow_run_id"):
-                tracker.log_history(t.user_attrs["mlflow_run_id"], {f"confirm.{n}": done[n][-1] for n in names},
-                                    step=len(done[names[0]]))
-
-
-def spreads(study, space: SpaceConfig) -> dict[int, dict[str, dict[str, float]]]:
-    """trial -> objective -> {mean, min, max, cv} over the original and the confirmation windows."""
-    out = {}
-    store = study.user_attrs.get("confirm", {})
-    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
-        conf = store.get(str(t.number))
-        if not conf:
+    before = study.user_attrs.get("confirm_front")
+    if before is None:
+        before = [r["config_key"] for r in front_rows(study, space)[1]]
+        study.set_user_attr("confirm_front", before)
+    points = {cp.key: cp for cp in config_points(study, space)}
+    targets = [points[key] for key in before if key in points]
+    targets.sort(key=lambda cp: json.dumps(cp.trials[0].user_attrs.get("server"), sort_keys=True))  # reuse in a round
+    store: dict[str, list[dict[str, Any]]] = {key: list(v) for key, v in study.user_attrs.get("confirm", {}).items()
+                                              if isinstance(v, list)}
+    for rnd in range(k):
+        todo = [cp for cp in targets if len(store.get(cp.key, [])) <= rnd]
+        if not todo:
             continue
-        per = {}
-        for o, original in zip(space.objectives, t.values, strict=True):
-            xs = np.array([original, *conf.get(o.metric, [])], dtype=float)
-            xs = xs[~np.isnan(xs)]
-            mean = float(xs.mean())
-            per[o.metric] = {"mean": mean, "min": float(xs.min()), "max": float(xs.max()), "n": float(len(xs)),
-                             "cv": float(xs.std(ddof=1) / abs(mean)) if len(xs) > 1 and mean else math.nan}
-        out[t.number] = per
+        keeper.close()  # a fresh launch per round: repeats on one engine would hide launch-to-launch variance
+        for cp in todo:
+            number = cp.number
+            reporter.phase(f"confirming trial {number} (round {rnd + 1}/{k})")
+            config = TrialConfig.model_validate(json.loads((study_dir / f"trial-{number:04d}" /
+                                                            "resolved-config.json").read_text()))
+            try:
+                res = run_trial(config, inputs, keeper, study_dir / f"trial-{number:04d}" / f"confirm-{rnd}",
+                                reporter.phase)
+                window = window_of(res.metrics, res.item_scores, round=rnd, trial=number,
+                                   fresh_engine=not res.metrics.get("engine_reused"))
+            except TrialError as err:
+                window = {"metrics": {}, "items": {}, "round": rnd, "trial": number, "failed": err.reason}
+            store.setdefault(cp.key, []).append(window)
+            study.set_user_attr("confirm", store)  # finished trials are immutable: windows live in a study attr
+            run_id = cp.trials[0].user_attrs.get("mlflow_run_id")
+            if run_id and not window.get("failed"):
+                tracker.log_history(run_id, {f"confirm.{o.metric}": window["metrics"].get(o.metric, float("nan"))
+                                             for o in space.objectives}, step=len(store[cp.key]))
+
+
+def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
+    """How much of the pre-confirmation front is still on the front of the confirmed estimates; None when the
+    study was not confirmed."""
+    from autotune.measure.compare import survival
+    from autotune.points import resolution, study_noise
+
+    before = study.user_attrs.get("confirm_front")
+    if not before:
+        return None
+    points = [cp for cp in config_points(study, space) if cp.key in before]
+    confirmed = [cp for cp in points if cp.confirmed]
+    res = resolution(space)
+    noise = study_noise(config_points(study, space), space, res)
+    names = [o.metric for o in space.objectives if o.metric != "quality"]
+    out = survival(before, [cp.point(names, res) for cp in confirmed], [(o.metric, o.direction)
+                                                                       for o in space.objectives], noise)
+    out["trials"] = {cp.key: cp.number for cp in points}
+    out["failed_windows"] = sum(1 for w in study.user_attrs.get("confirm", {}).values() if isinstance(w, list)
+                                for x in w if x.get("failed"))
     return out
-
-
-def indistinguishable(spread: dict[int, dict[str, dict[str, float]]]) -> list[tuple[int, int]]:
-    """Pairs of confirmed trials whose [min, max] ranges overlap on every objective."""
-    pairs = []
-    for a, b in itertools.combinations(sorted(spread), 2):
-        if all(spread[a][m]["min"] <= spread[b][m]["max"] and spread[b][m]["min"] <= spread[a][m]["max"]
-               for m in spread[a]):
-            pairs.append((a, b))
-    return pairs
-
-
-def noise_markdown(spread: dict[int, dict[str, dict[str, float]]]) -> list[str]:
-    if not spread:
-        return []
-    metrics = list(next(iter(spread.values())))
-    md = ["Confirmation runs (`--confirm`): mean [min, max] and coefficient of variation over all windows.", "",
-          "| trial | windows | " + " | ".join(metrics) + " |", "|" + "---|" * (2 + len(metrics))]
-    for n, per in sorted(spread.items()):
-        cells = [f"{per[m]['mean']:.4g} [{per[m]['min']:.4g}, {per[m]['max']:.4g}] cv {per[m]['cv']:.1%}"
-                 for m in metrics]
-        md.append(f"| {n} | {int(per[metrics[0]]['n'])} | " + " | ".join(cells) + " |")
-    pairs = indistinguishable(spread)
-    md += ["", "Indistinguishable within noise (ranges overlap on every objective): "
-           + (", ".join(f"{a} vs {b}" for a, b in pairs) if pairs else "none; every pair differs beyond noise."), ""]
-    return md

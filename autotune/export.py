@@ -44,10 +44,28 @@ class Candidate:
     user_attrs: dict[str, Any]
 
 
-def candidates(study: optuna.Study) -> list[Candidate]:
-    """Complete, feasible trials: the only ones a policy may recommend."""
-    return [Candidate(t.number, t.params, t.user_attrs.get("metrics", {}), list(t.values), t.user_attrs)
-            for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
+def candidates(study: optuna.Study, space: SpaceConfig | None = None) -> list[Candidate]:
+    """What a policy may recommend: one candidate per measured, feasible config at full fidelity (a screened-out
+    trial or a re-proposal never). Each carries its config's merged estimate (the confirmation windows once
+    confirmed) under its first trial's number."""
+    from autotune.objectives import evaluate
+    from autotune.points import config_points
+
+    if space is None:
+        if "space_file" not in study.user_attrs:  # a study from before recorded spaces: its trials as they are
+            return [Candidate(t.number, t.params, t.user_attrs.get("metrics", {}), list(t.values), t.user_attrs)
+                    for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                    and t.user_attrs.get("feasible", True) and t.user_attrs.get("fidelity", "full") == "full"]
+        space = load_space(study.user_attrs["space_file"], check_paths=False)
+    out = []
+    for cp in config_points(study, space):
+        metrics = cp.metrics()
+        ev = evaluate(metrics, space.objectives, space.constraints)
+        if ev.feasible:
+            first = cp.trials[0]
+            out.append(Candidate(cp.number, first.params, metrics, ev.values,
+                                 {**first.user_attrs, "config_key": cp.key, "trials": [t.number for t in cp.trials]}))
+    return out
 
 
 def parse_expression(expr: str) -> tuple[str, str, list[tuple[str, str, float]]]:
@@ -115,32 +133,6 @@ def measured_tasks(path: Path) -> list[dict[str, Any]]:
     from autotune.workloads.dataset import read_jsonl
 
     return [t for t in read_jsonl(path, missing_ok=True) if t.get("phase") == "measure" and t.get("ok")]
-
-
-def bootstrap_ci(values: list[float], stat, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of `stat` (scipy), or NaNs for fewer than 3 values."""
-    if len(values) < 3 or len(set(values)) < 2:
-        return (math.nan, math.nan)
-    from scipy.stats import bootstrap
-
-    res = bootstrap((np.asarray(values, dtype=float),), stat, confidence_level=confidence, n_resamples=2000,
-                    method="percentile", random_state=seed, vectorized=False)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def task_cis(tasks_file: Path) -> dict[str, tuple[float, float, float]]:
-    """metric -> (value, ci low, ci high) from a trial's measured tasks."""
-    ok = measured_tasks(tasks_file)
-    lat = [t["latency_s"] * 1000.0 for t in ok]
-    scores = [t.get("score", 0.0) for t in ok]
-    p95 = lambda x: float(np.percentile(x, 95))  # noqa: E731
-    out = {}
-    if lat:
-        out["p95_task_ms"] = (p95(lat), *bootstrap_ci(lat, p95))
-        out["mean_task_ms"] = (float(np.mean(lat)), *bootstrap_ci(lat, np.mean))
-    if scores:
-        out["quality"] = (float(np.mean(scores)), *bootstrap_ci(scores, np.mean))
-    return out
 
 
 def replicas_for(target_rate: float | None, metrics: dict[str, float], headroom: float) -> tuple[int | None, str]:
@@ -262,9 +254,12 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
                           "rerun `autotune search` once to record it", show_value=False)
     space = load_space(attrs["space_file"], check_paths=False)
     try:
-        chosen, rule = pick(candidates(study), space, policy, min_quality, min_sla)
+        chosen, rule = pick(candidates(study, space), space, policy, min_quality, min_sla)
     except ValueError as exc:
         raise ConfigError(study.study_name, "--pick", str(exc), policy) from None
+    if chosen.user_attrs.get("fidelity", "full") != "full":  # candidates() never offers one: a guard, not a path
+        raise ConfigError(study.study_name, f"trial {chosen.number}", "was screened out after a short window and "
+                          "cannot be exported", show_value=False)
     trial_dir = Path(attrs.get("run_dir", "runs")) / study.study_name / f"trial-{chosen.number:04d}"
     config = TrialConfig.model_validate(json.loads((trial_dir / "resolved-config.json").read_text()))
     server = config.server
@@ -281,7 +276,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         replicas, basis = replicas_for(target_rate, chosen.metrics, headroom)
     except ValueError as exc:
         raise ConfigError(study.study_name, "--target-rate", str(exc), target_rate) from None
-    cis = task_cis(trial_dir / "tasks.jsonl")
+    cis = window_cis(study, space, chosen)
     engine_version = chosen.user_attrs.get("engine_version", "unknown")
     out = next_version(out_root / study.study_name)
     out.mkdir(parents=True)
@@ -293,6 +288,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "server": server.model_dump(), "client": config.client.model_dump(), "engine_argv": argv, "engine_env": env,
         "required_env": required_env,
         "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
+        "windows": int(chosen.metrics.get("windows", 1)), "trials": chosen.user_attrs.get("trials", [chosen.number]),
         "target_rate_tps": target_rate, "replicas": replicas, "replicas_basis": basis, "headroom": headroom,
         "sla": space.sla.model_dump(),
     }
@@ -316,6 +312,25 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     return out, chosen, rule
 
 
+def window_cis(study, space: SpaceConfig, chosen: Candidate) -> dict[str, tuple[float, float, float]]:
+    """metric -> (value, low, high): window objectives from the study's pooled window-to-window noise (NaN bounds
+    when no config was measured twice), quality from a bootstrap over the evaluation items."""
+    from autotune.front import _workload
+    from autotune.points import config_points, intervals, resolution, study_noise
+
+    points = config_points(study, space)
+    cp = next((p for p in points if p.key == chosen.user_attrs.get("config_key")), None)
+    if cp is None:
+        return {}
+    res = resolution(space, _workload(study))
+    iv = intervals(cp, space, study_noise(points, space, res), res)
+    out = {m: (iv[m], iv[f"{m}_low"], iv[f"{m}_high"]) for m in iv if f"{m}_low" in iv}
+    m = chosen.metrics
+    if "quality_ci_low" in m:
+        out["quality"] = (m["quality"], m["quality_ci_low"], m["quality_ci_high"])
+    return out
+
+
 def _api_key_env(workload, space: SpaceConfig) -> str | None:
     """The variable the application reads its bearer token from (the value is never written)."""
     if workload.api_key is not None:
@@ -326,11 +341,13 @@ def _api_key_env(workload, space: SpaceConfig) -> str | None:
 def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> str:
     m = b["metrics"]
     rows = []
-    for key in ("p95_task_ms", "mean_task_ms", "quality", "tasks_per_s", "task_goodput_tps", "task_sla_attainment",
-                "fm_calls_per_task", "output_tokens_per_task", "p95_ttft_ms", "usd_per_1k_tasks", "validity_rate"):
+    for key in ("p95_task_ms_at_load", "capacity_tps", "p95_task_ms", "mean_task_ms", "quality", "tasks_per_s",
+                "task_goodput_tps", "task_sla_attainment", "fm_calls_per_task", "output_tokens_per_task",
+                "p95_ttft_ms", "usd_per_1k_tasks", "validity_rate"):
         if key in cis:
             v, lo, hi = cis[key]
-            rows.append(f"| {key} | {v:.4g} | [{lo:.4g}, {hi:.4g}] |")
+            rows.append(f"| {key} | {v:.4g} | " + (f"[{lo:.4g}, {hi:.4g}] |" if lo == lo else
+                                                    "unknown: no config was measured twice (`--confirm`) |"))
         elif key in m:
             rows.append(f"| {key} | {m[key]:.4g} | - |")
     knobs = "\n".join(f"- `{k}`: {v}" for k, v in {**b["server"], **b["client"]}.items() if v is not None)
@@ -355,7 +372,11 @@ Start it: `PORT=8000 ./serve.sh` (the engine argv is also in `vllm-args.json`); 
 (architecture, format, constraint, repair, cache, prompts) are in `app-config.yaml`; Kubernetes values for
 the vLLM production-stack chart in `helm-values.yaml`.
 
-## Measured (one measurement window; 95% bootstrap CIs from the trial's tasks)
+## Measured ({b['windows']} window(s): trials {', '.join(map(str, b['trials']))} plus confirmations; 95% intervals)
+
+Intervals on latency, capacity and cost come from independent windows (window-to-window noise pooled over every
+config of the study measured more than once); the quality interval is a bootstrap over the study's fixed
+evaluation items, on which every config was graded.
 
 | metric | value | 95% CI |
 |---|---|---|

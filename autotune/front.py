@@ -12,46 +12,82 @@ from autotune.pareto import front_indices
 from autotune.tracking.mlflow_tracker import MlflowTracker
 
 
-def could_reach_front(study, space: SpaceConfig, values: list[float], margin: float) -> bool:
-    """Not dominated by any full-fidelity front member even if `margin` better on every objective."""
+def could_reach_front(study, space: SpaceConfig, values: list[float], margins: list[float]) -> bool:
+    """Not dominated by any full-fidelity front member even if better by its margin on every objective."""
     _, front = front_rows(study, space)
     hopeful = []
-    for v, o in zip(values, space.objectives, strict=True):
+    for v, o, margin in zip(values, space.objectives, margins, strict=True):
         better = v * (1 - margin) if o.direction == "minimize" else v * (1 + margin)
         hopeful.append(better if v >= 0 else v)
     points = [[r[o.metric] for o in space.objectives] for r in front] + [hopeful]
     return len(points) - 1 in front_indices(points, [o.direction for o in space.objectives])
 
 
-def front_rows(study, space: SpaceConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(all feasible complete trials as rows, the Pareto rows); infeasible trials never enter the front."""
-    rows = []
-    for t in study.trials:
-        if t.state != optuna.trial.TrialState.COMPLETE or not t.user_attrs.get("feasible", True):
+EXTRAS = ("quality", "quality_ci_low", "quality_ci_high", "p95_task_ms", "validity_rate", "fm_calls_per_task",
+          "output_tokens_per_task", "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate", "capacity_tps",
+          "p95_task_ms_at_load", "usd_per_1k_tasks")
+
+
+def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one row per feasible measured config, the Pareto rows). Trials of an identical config and its
+    confirmation windows are one row (`windows` says how many); a confirmed config is estimated from its
+    confirmation windows only. Screened (short-window) trials and infeasible configs never enter. `judge`: add
+    each window objective's interval (`<metric>_low`/`_high`, from the study's pooled window noise) and the
+    front members' "equivalent within noise" class (`class`, Holm-tested differences)."""
+    from autotune.objectives import evaluate
+    from autotune.points import config_points, intervals, judge_front, resolution, study_noise
+
+    points = config_points(study, space)
+    rows, kept = [], []
+    for cp in points:
+        metrics = cp.metrics()
+        ev = evaluate(metrics, space.objectives, space.constraints)
+        if not ev.feasible:
             continue
-        if t.user_attrs.get("fidelity", "full") != "full":
-            continue  # screened out after a short window: never on the front
-        metrics = t.user_attrs.get("metrics", {})
-        row = {"trial": t.number, **t.params, "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
-        for o, v in zip(space.objectives, t.values, strict=True):
+        first = cp.trials[0]
+        row = {"trial": cp.number, **first.params, "mlflow_run_id": first.user_attrs.get("mlflow_run_id"),
+               "trials": [t.number for t in cp.trials], "windows": int(metrics["windows"]),
+               "confirmed": cp.confirmed, "failed_windows": cp.failed_windows, "config_key": cp.key}
+        for o, v in zip(space.objectives, ev.values, strict=True):
             row[o.metric] = v
-        for extra in ("quality", "p95_task_ms", "validity_rate", "fm_calls_per_task", "output_tokens_per_task",
-                      "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate", "capacity_tps",
-                      "p95_task_ms_at_load", "usd_per_1k_tasks"):
+        for extra in EXTRAS:
             row.setdefault(extra, metrics.get(extra))
         rows.append(row)
+        kept.append(cp)
     directions = [o.direction for o in space.objectives]
     on_front = set(front_indices([[r[o.metric] for o in space.objectives] for r in rows], directions))
     for i, r in enumerate(rows):
         r["pareto"] = i in on_front
+    if judge and rows:
+        res = resolution(space, _workload(study))
+        noise = study_noise(points, space, res)
+        for cp, r in zip(kept, rows, strict=True):
+            r.update({k: v for k, v in intervals(cp, space, noise, res).items() if k.endswith(("_low", "_high"))})
+        verdict = judge_front([cp for cp, r in zip(kept, rows, strict=True) if r["pareto"]], space, noise, res)
+        for r in rows:
+            r["class"] = verdict.labels.get(r["config_key"]) if r["pareto"] else None
+            r["noise_unknown"] = verdict.untested
     return rows, [r for r in rows if r["pareto"]]
+
+
+def _workload(study):
+    """The study's workload (for the capacity grid's resolution), or None when it cannot be read."""
+    path = study.user_attrs.get("workload_file")
+    if not path:
+        return None
+    try:
+        from autotune.config.workload import load_workload
+
+        return load_workload(path, host_checks=False)
+    except Exception:  # a moved workload file only loses the resolution floor, not the front
+        return None
 
 
 def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) -> None:
     from autotune.tracking.plots import pareto_html, pareto_png
     from autotune.tracking.study_figures import level_points, levels_png
 
-    rows, front = front_rows(study, space)
+    rows, front = front_rows(study, space, judge=True)
     objectives = [(o.metric, o.direction) for o in space.objectives]
     all_ids = [t.user_attrs["mlflow_run_id"] for t in study.trials if t.user_attrs.get("mlflow_run_id")
                and t.state == optuna.trial.TrialState.COMPLETE]

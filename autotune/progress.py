@@ -30,25 +30,48 @@ def fmt(v: Any) -> str:
 
 
 NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", "tasks_per_s", "task_error_rate",
-             "capacity_tps", "p95_task_ms_at_load", *HEADLINE}
+             "capacity_tps", "p95_task_ms_at_load", "trials", "windows", "confirmed", "failed_windows", "config_key",
+             "class", "noise_unknown", "quality_ci_low", "quality_ci_high", *HEADLINE}
+
+
+def with_interval(r: dict[str, Any], metric: str) -> str:
+    """`value [low, high]` when the row carries an interval for the metric, else the value."""
+    low, high = (r.get("quality_ci_low"), r.get("quality_ci_high")) if metric == "quality" else \
+        (r.get(f"{metric}_low"), r.get(f"{metric}_high"))
+    v = fmt(r.get(metric))
+    if isinstance(low, float) and isinstance(high, float) and low == low and high == high:
+        return f"{v} [{fmt(low)}, {fmt(high)}]"
+    return v
 
 
 def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:
-    """Trial, its knobs in one wrapped column, then the objectives (arrow: direction) and two context metrics."""
+    """One row per config: its trials, knobs in one wrapped column, the objectives (arrow: direction) with their
+    95% intervals, windows measured, the "equivalent within noise" class, and context metrics."""
     names = [o for o, _ in objectives]
     capacity = ["capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load"] if any(
         r.get("capacity_tps") is not None for r in rows) else []  # what a capacity search measured, always shown
     extra = [h for h in (*capacity, "quality", "validity_rate", "fm_calls_per_task", "p95_ttft_ms") if h not in names]
+    unknown = sorted({m for r in rows for m in (r.get("noise_unknown") or [])})
+    if unknown:
+        title += (f"\n(no interval or class for {', '.join(unknown)}: no config was measured twice; "
+                  "`--confirm K` re-measures the front)")
     table = Table(title=title, show_lines=True)
     table.add_column("trial", justify="right")
     table.add_column("config", ratio=1)
     for name, direction in objectives:
-        table.add_column(name + (" ↓" if direction == "minimize" else " ↑"), justify="right")
+        table.add_column(name + (" ↓" if direction == "minimize" else " ↑") + " [95% CI]", justify="right")
+    table.add_column("windows", justify="right")
+    table.add_column("class", justify="center")
     for c in extra:
         table.add_column(c, justify="right")
-    for r in sorted(rows, key=lambda r: r["trial"]):
-        config = " ".join(f"{k}={v}" for k, v in r.items() if k not in NOT_KNOBS and k not in names)
-        table.add_row(str(r["trial"]), config, *[fmt(r.get(c)) for c in names + extra])
+    for r in sorted(rows, key=lambda r: (r.get("class") or "~", r["trial"])):
+        config = " ".join(f"{k}={v}" for k, v in r.items() if k not in NOT_KNOBS and k not in names
+                          and not k.endswith(("_low", "_high")))
+        trials = ",".join(str(t) for t in r.get("trials") or [r["trial"]])
+        windows = f"{r.get('windows', 1)}" + (" confirmed" if r.get("confirmed") else "") + (
+            f", {r['failed_windows']} failed" if r.get("failed_windows") else "")
+        table.add_row(trials, config, *[with_interval(r, c) for c in names], windows, r.get("class") or "-",
+                      *[with_interval(r, c) for c in extra])
     return table
 
 
@@ -98,6 +121,9 @@ class RichReporter:
         else:
             line = "  ".join(f"{k}={fmt(metrics.get(k, math.nan))}" for k in HEADLINE)
             self.console.print(f"[green]trial {number} done[/] {line}")
+
+    def trial_skipped(self, number: int, why: str) -> None:
+        self.console.print(f"[yellow]trial {number} not measured[/] {why}")
 
     def front(self, rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> None:
         self.front_view = front_table(rows, objectives, "best-so-far Pareto front")

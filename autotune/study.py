@@ -8,7 +8,6 @@ the running trial; that trial is marked `interrupted` (here on Ctrl-C/SIGTERM, o
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import json
 import os
@@ -32,11 +31,15 @@ from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
 from autotune.errors import ConfigError, EngineLaunchError, TrackingError, TrialError, TrialRejected
-from autotune.front import could_reach_front, front_rows, update_front
+from autotune.front import front_rows, update_front
 from autotune.knobs import ServerConfig, split_values
+from autotune.measure.evalset import eval_ids
 from autotune.models import registry as models
 from autotune.objectives import constraint_names, evaluate
+from autotune.points import config_key
+from autotune.repeats import REPEAT_STREAK, enqueue_unmeasured, measured_before, repeat_proposals, tell_repeat
 from autotune.samplers.optuna_sampler import grid_size, make_sampler, set_constraints, suggest
+from autotune.screening import measure
 from autotune.secrets import scrub
 from autotune.stores import (
     contention,
@@ -46,7 +49,7 @@ from autotune.stores import (
     probe_dir,
 )
 from autotune.tracking.mlflow_tracker import MlflowTracker, probe_store
-from autotune.trial import TrialInputs, run_trial
+from autotune.trial import TrialInputs
 from autotune.workloads.dataset import few_shot_examples, read_dataset, render_tasks
 from autotune.workloads.scorers import resolve_scorer
 
@@ -172,6 +175,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     session_start = datetime.datetime.now()  # Optuna stores naive local times
     stopped = "n_trials reached"
     reporter.search_started(study_name, n_trials, _finished(study))
+    repeats = 0  # re-proposals of measured configs in a row
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = "FINISHED"
     try:
@@ -188,12 +192,20 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
             try:
                 while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself
-                    _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter, pending.pop(0))
-                    update_front(study, space, tracker, reporter)
+                    outcome = _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter,
+                                         pending.pop(0))
+                    repeats = repeats + 1 if outcome == "repeat" else 0
+                    if outcome != "repeat":
+                        update_front(study, space, tracker, reporter)
             except BaseException:  # asked but never started: re-enqueued like the interrupted one
                 for trial, _ in [p for p in pending if p is not None]:
                     _interrupt(study, trial.number, trial._trial_id, trial.params, None, tracker)
                 raise
+            if repeats >= REPEAT_STREAK:  # the sampler keeps proposing measured configs: draw an unmeasured one
+                if not enqueue_unmeasured(study, space, seed, repeats):
+                    stopped = f"every config the space allows is measured ({repeats} re-proposals in a row)"
+                    break
+                repeats = 0
         if opts.confirm and not stopped.startswith("failure budget"):
             from autotune.confirm import confirm_front
 
@@ -210,7 +222,8 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         try:
-            tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses})
+            tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses,
+                                        "repeat_proposals": float(repeat_proposals(study))})
             tracker.end(status)
         except TrackingError:
             if status == "FINISHED":
@@ -219,12 +232,13 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             if status != "FINISHED":
                 tracker.fail_open_runs(status)
 
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                and t.user_attrs.get("duplicate_of") is None]
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
               and not t.user_attrs.get("interrupted")]
     return SearchSummary(
         study=study_name, storage=storage, mlflow_uri=mlflow_uri, parent_run_url=tracker.run_url(),
-        trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space)[1],
+        trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space, judge=True)[1],
         objectives=objectives, stopped_because=stopped, reaped_engines=reaped,
     )
 
@@ -234,7 +248,8 @@ def trial_inputs(space: SpaceConfig, workload: WorkloadConfig, wl_file: Path) ->
     tasks, references = render_tasks(workload, items)
     return TrialInputs(space=space, workload=workload, tasks=tasks, references=references,
                        examples=few_shot_examples(workload, wl_file),
-                       scorer=resolve_scorer(workload.scorer, wl_file.parent, str(wl_file)))
+                       scorer=resolve_scorer(workload.scorer, wl_file.parent, str(wl_file)),
+                       eval_ids=eval_ids([t["id"] for t in tasks], workload.eval_items, workload.seed))
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP take the same cleanup path as Ctrl-C
@@ -276,9 +291,12 @@ def _checked(fn, file: str, sampler: str):
 
 
 def _finished(study) -> int:
+    """Trials that measured something (complete, screened out, or failed); re-proposals of a measured config and
+    interrupted trials do not count."""
     states = optuna.trial.TrialState
-    return sum(1 for t in study.trials if t.state == states.COMPLETE
-               or (t.state == states.FAIL and not t.user_attrs.get("interrupted")))
+    return sum(1 for t in study.trials if t.user_attrs.get("duplicate_of") is None and (
+        t.state in (states.COMPLETE, states.PRUNED)
+        or (t.state == states.FAIL and not t.user_attrs.get("interrupted"))))
 
 
 def _running_elsewhere(study) -> int:
@@ -358,7 +376,8 @@ def _suggested(study, trial, space: SpaceConfig) -> dict[str, Any]:
 
 
 def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_dir: Path,
-               reporter: Reporter, asked: tuple[Any, dict] | None = None) -> bool:
+               reporter: Reporter, asked: tuple[Any, dict] | None = None) -> str:
+    """One asked trial made final: "full" or "screen" (measured), "failed", or "repeat" (a measured config)."""
     space = inputs.space
     if asked is None:
         trial = study.ask()
@@ -368,6 +387,12 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     config = split_values(values)
     trial.set_user_attr("owner", _owner())
     trial.set_user_attr("server", config.server.model_dump(mode="json"))  # to recognise repeats of failed launches
+    key = config_key(config)
+    trial.set_user_attr("config_key", key)
+    prior = measured_before(study, key, trial.number)
+    if prior is not None:
+        tell_repeat(study, trial, prior, key, space, reporter)
+        return "repeat"
     try:
         run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default
     except BaseException:  # the store broke before the trial began: it is not left RUNNING in Optuna
@@ -382,12 +407,12 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         if known is not None:  # the same engine config already failed to start: do not pay for it again
             raise TrialRejected(f"server part equals failed trial {known.number} ({known.user_attrs['fail_reason']})"
                                 "; not launched again", "known_failure")
-        result, fidelity, screen = _measure(study, config, inputs, keeper, trial_dir, reporter)
+        result, fidelity, screen = measure(study, config, inputs, keeper, trial_dir, reporter)
         ev = _record(study, trial, result, values, space, fidelity, screen, started)
     except TrialError as err:
         _fail(study, trial, run_id, err.reason, scrub(str(err)), isinstance(err, EngineLaunchError), keeper,
               tracker, trial_dir, reporter)
-        return False
+        return "failed"
     except KeyboardInterrupt:
         _interrupt(study, trial.number, trial._trial_id, trial.params, run_id, tracker)
         raise
@@ -396,13 +421,14 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
               tracker, trial_dir, reporter)
         raise
     tracker.finish_trial(run_id, result.metrics, result.files, {
-        "autotune.state": "complete", "autotune.feasible": str(ev.feasible).lower(),
+        "autotune.state": "complete" if fidelity == "full" else "screened",
+        "autotune.feasible": str(ev.feasible).lower(),
         "autotune.engine_version": result.engine_version, "autotune.engine_argv": json.dumps(result.argv),
         "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
         "autotune.fidelity": fidelity, **result.tags,
     }, tables=result.tables)
     reporter.trial_finished(trial.number, result.metrics, None)
-    return True
+    return fidelity
 
 
 def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fidelity: str, screen, started: float):
@@ -419,11 +445,15 @@ def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fi
     trial.set_user_attr("feasible", ev.feasible)
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)
+    trial.set_user_attr("item_scores", result.item_scores)  # paired quality comparisons between trials
     if "capacity_levels.json" in result.tables:  # for the study-level levels chart (parent run, report)
         keep = ("rate", "tasks_per_s", "p95_task_ms", "passed", "attainment", "tokens_per_s_per_user", "valid")
         trial.set_user_attr("capacity_levels", [{k: r.get(k) for k in keep if r.get(k) == r.get(k)}
                                                 for r in result.tables["capacity_levels.json"]])
-    study.tell(trial, ev.values)
+    if fidelity == "screen":  # a short window is not a full value: the sampler sees a pruned trial, never its numbers
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, ev.values)
     return ev
 
 
@@ -439,22 +469,6 @@ def _fail(study, trial, run_id: str, reason: str, message: str, launch_failure: 
     tracker.finish_trial(run_id, {}, files, {"autotune.state": "failed", "autotune.fail_reason": reason,
                                              "autotune.fail_message": message[:4000]}, failed=True)
     reporter.trial_finished(trial.number, None, f"{reason}: {message}")
-
-
-def _measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, reporter: Reporter):
-    """(result, fidelity, screening metrics or None). With `search.screening_s`, a short window first; the full
-    window (on the same, still running engine) only when the screened point could still reach the front."""
-    search = inputs.space.search
-    if not search.screening_s:
-        return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", None
-    short = dataclasses.replace(inputs, workload=inputs.workload.model_copy(
-        update={"duration_s": search.screening_s, "warmup_s": min(inputs.workload.warmup_s, search.screening_s)}))
-    screen = run_trial(config, short, keeper, trial_dir / "screen", reporter.phase)
-    ev = evaluate(screen.metrics, inputs.space.objectives, inputs.space.constraints)
-    if not could_reach_front(study, inputs.space, ev.values, search.screening_margin):
-        return screen, "screen", None
-    reporter.phase("full window")
-    return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", screen.metrics
 
 
 # launch failures that are properties of the server config; a taken port, a health timeout on a busy host or a

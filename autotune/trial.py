@@ -19,6 +19,7 @@ from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
+from autotune.measure.evalset import ItemScores, completion_config
 from autotune.measure.levels import run_levels
 from autotune.metrics import summarize, usd_per_1k
 from autotune.secrets import expand, redact_argv
@@ -38,6 +39,7 @@ class TrialInputs:
     references: dict[str, dict[str, Any]]
     examples: list[dict[str, Any]]
     scorer: Scorer
+    eval_ids: list[str] = field(default_factory=list)  # the study's fixed evaluation set (task ids)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TrialResult:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # MLflow tables (artifact name -> rows)
     dominant_node: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags (the capacity search's stop reason)
+    item_scores: dict[str, float] = field(default_factory=dict)  # evaluation item id -> score (failures 0)
 
 
 def score_tasks(tasks: list[dict[str, Any]], references: dict[str, dict[str, Any]], scorer: Scorer) -> None:
@@ -135,22 +138,35 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     try:
         if inputs.workload.load_protocol == "capacity":
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls)
-            return capacity_result(run, inputs, handle, reused, trial_dir, files)
+            graded = ItemScores(inputs.eval_ids)
+            for i, level in enumerate(run.levels):  # the operating load first; only loads the config holds
+                score_tasks(level.load.tasks, inputs.references, inputs.scorer)
+                if level.verdict.passed:
+                    graded.take(level.load.tasks, f"level-{i:02d}")
+            eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase)
+            return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
         cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
                         api_key=api_key(inputs))
         load.summary["prefix_cache_reset"] = cold
+        check_requests(load)
+        score_tasks(load.tasks, inputs.references, inputs.scorer)
+        graded = ItemScores(inputs.eval_ids)
+        graded.take(load.tasks, "window")
+        eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase)
+    except (TrialRejected, WindowEmpty):  # the config's fault (every call refused, an empty window): the engine is fine
+        raise
     except BaseException as exc:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
         # a frozen engine will not shut down cleanly: a short SIGTERM grace, then SIGKILL
         keeper.close(keeper.hung_grace_s if getattr(exc, "reason", None) == "engine_hung" else None)
         raise
-    check_requests(load)
     phase("scoring")
-    score_tasks(load.tasks, inputs.references, inputs.scorer)
     before = prometheus.parse(load.metrics_before) if load.metrics_before else {}
     after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
     server = prometheus.window_deltas(before, after)
     metrics = trial_metrics(load, inputs, 0.0 if reused else handle.startup_s, reused, server)
+    metrics.update(quality_metrics(graded, eval_s))
+    files["item_scores.jsonl"] = graded.write(trial_dir / "item_scores.jsonl")
     breakdown = node_breakdown(load.tasks)
     for row in breakdown:
         metrics[f"node.{row['node']}.mean_ms"] = row["mean_ms"]
@@ -158,17 +174,15 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     files.update(_write_outputs(trial_dir, load, before, after, server, breakdown))
     return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files,
                        tables={"node_breakdown.json": breakdown}, dominant_node=breakdown[0]["node"] if breakdown
-                       else "")
+                       else "", item_scores=dict(graded.scores))
 
 
 def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: Path,
-                    files: dict[str, Path]) -> TrialResult:
+                    files: dict[str, Path], graded: ItemScores, eval_s: float) -> TrialResult:
     """A capacity trial's metrics: latency at the operating load (the first level), capacity at SLA and the cost
     at capacity, quality over every level's tasks; the levels as a table and a latency-load figure."""
     from autotune.tracking.plots import latency_load_png
 
-    for level in run.levels:
-        score_tasks(level.load.tasks, inputs.references, inputs.scorer)
     first = run.levels[0].load
     before = prometheus.parse(first.metrics_before) if first.metrics_before else {}
     after = prometheus.parse(first.metrics_after) if first.metrics_after else {}
@@ -178,8 +192,8 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     metrics["operating_rate"] = run.levels[0].rate
     metrics["capacity_tps"] = run.capacity
     metrics["usd_per_1k_tasks"] = usd_per_1k(inputs.space.hardware.usd_per_hour, run.capacity)
-    scores = [t["score"] for lv in run.levels for t in lv.load.tasks if t.get("phase") == "measure" and "score" in t]
-    metrics["quality"] = sum(scores) / len(scores) if scores else math.nan
+    metrics.update(quality_metrics(graded, eval_s))
+    files["item_scores.jsonl"] = graded.write(trial_dir / "item_scores.jsonl")
     metrics["capacity_levels"] = float(len(run.levels))
     metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
     metrics["measure_s"] = sum(lv.row["window_s"] for lv in run.levels if lv.row["window_s"] == lv.row["window_s"])
@@ -193,7 +207,35 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     return TrialResult(metrics=metrics, engine_version=handle.version, argv=redact_argv(handle.argv), files=files,
                        tables={"node_breakdown.json": breakdown, "capacity_levels.json": rows},
                        dominant_node=breakdown[0]["node"] if breakdown else "",
-                       tags={"autotune.capacity_stop": run.search.stop_reason})
+                       tags={"autotune.capacity_stop": run.search.stop_reason}, item_scores=dict(graded.scores))
+
+
+def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: ItemScores, out_dir: Path,
+                  phase: Phase) -> float:
+    """Run the evaluation items the measured loads did not cover, each once, at a moderate closed-loop load
+    (`eval_concurrency` users); their failures score 0. Seconds spent (0 when nothing was missing)."""
+    missing = graded.missing
+    if not missing:
+        return 0.0
+    phase(f"evaluating {len(missing)} items")
+    started = time.monotonic()
+    wl = inputs.workload
+    ecfg = completion_config(cfg, inputs.tasks, missing, wl.eval_concurrency, wl.request_timeout_s, out_dir)
+    load = run_load(url, ecfg, out_dir, api_key=api_key(inputs))
+    score_tasks(load.tasks, inputs.references, inputs.scorer)
+    graded.take(load.tasks, "completion", phases=("measure",))
+    return time.monotonic() - started
+
+
+def quality_metrics(graded: ItemScores, eval_s: float) -> dict[str, float]:
+    """`quality` is the mean score over the whole evaluation set, with a bootstrap interval over items."""
+    from autotune.measure.compare import quality_interval
+
+    mean, low, high = quality_interval(graded.scores)
+    return {"quality": mean, "quality_ci_low": low, "quality_ci_high": high, "eval_items": float(len(graded.ids)),
+            "eval_missing_items": float(len(graded.missing)), "eval_failed_items": float(len(graded.failed)),
+            "eval_completion_items": float(sum(1 for s in graded.sources.values() if s == "completion")),
+            "eval_completion_s": eval_s}
 
 
 def _write_outputs(trial_dir: Path, load: LoadResult, before, after, server, breakdown) -> dict[str, Path]:

@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,7 +156,9 @@ class SearchDefaults(Strict):
     # multi-fidelity: measure every trial for `screening_s` first; only one that could still reach the front
     # (not dominated by it even when `screening_margin` better on every objective) gets the full window
     screening_s: float | None = Field(None, gt=0)
-    screening_margin: float = Field(0.1, ge=0, le=1)
+    # `auto`: from measured noise (how far screen and full windows of the same trials disagreed); a number:
+    # a fixed relative margin
+    screening_margin: Annotated[float, Field(ge=0, le=10)] | Literal["auto"] = "auto"
     # trial economy: ask this many trials at once and run equal server parts back to back (engine reuse);
     # model-based samplers see the batch's results only after it, so keep it small for TPE/GP
     batch: int = Field(1, ge=1, le=64)

@@ -102,6 +102,11 @@ class WorkloadConfig(Strict):
     # open-loop load find each trial's capacity at SLA (the highest task rate that holds it)
     load_protocol: Literal["fixed", "capacity"] = "fixed"
     capacity: Capacity = Field(default_factory=Capacity)
+    # quality is graded on one fixed evaluation set for every trial of a study (paired comparisons): all tasks,
+    # or this many chosen by `seed`. Items the measured loads did not cover are run once at `eval_concurrency`
+    # closed-loop users after the load (the completion pass)
+    eval_items: int | None = Field(None, ge=1, le=1_000_000)
+    eval_concurrency: int = Field(4, ge=1, le=10_000)
 
     def dataset_path(self, workload_file: str | Path) -> Path:
         return (Path(workload_file).parent / self.dataset).resolve()

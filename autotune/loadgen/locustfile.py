@@ -102,6 +102,7 @@ class Run:
     hung_s: float | None = None  # a confirmed stall (seconds without progress when it was confirmed)
     stopping = False  # the drain is over: no more cooldown load
     early_stop: str | None = None  # a capacity level's verdict reached before its window's end
+    queue: list[int] = []  # `once` (the evaluation completion pass): task indexes not started yet
     scheduled: list[float] = []  # open loop: every arrival the schedule produced (the generator's fidelity)
     gauge_samples: list[dict[str, float]] = []  # /metrics gauges polled through the window
     loop_lags: list[float] = []  # how late the event loop woke from 50 ms sleeps (s)
@@ -149,6 +150,7 @@ def _on_start(environment, **_):
     Run.index = getattr(environment.runner, "worker_index", 0) if Run.role == "worker" else 0
     Run.order = list(range(len(CFG["tasks"])))
     random.Random(CFG["seed"] + Run.index).shuffle(Run.order)  # workers walk the dataset in different orders
+    Run.queue = list(range(len(CFG["tasks"]))) if CFG.get("once") else []
     out = Path(CFG["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     if Run.role == "master":  # runs no users: snapshots /metrics, waits for the workers, quits
@@ -260,6 +262,14 @@ def _level_open() -> bool:
     return Run.early_stop is None
 
 
+def _once_busy() -> bool:
+    """`once`: every task runs exactly once; the window ends when the last one has finished."""
+    if Run.queue or Run.in_flight > 0:
+        return True
+    Run.early_stop = "every task ran once"
+    return False
+
+
 def _abandon(now: float) -> tuple[int, int]:
     """Work of the window still in flight when the drain ends is a failure, with the elapsed time as its latency:
     dropping it would take the slowest tasks out of both the error rate and the percentiles."""
@@ -288,7 +298,8 @@ def _controller(environment, out: Path) -> None:
         _scrape(environment, out, "metrics-before.txt")
         gevent.spawn(_poll, environment)
     gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
-    ok = ok and _wait(Run.measure_end, _level_open if CFG.get("level") else None, step=0.5)
+    busy = _level_open if CFG.get("level") else _once_busy if CFG.get("once") else None
+    ok = ok and _wait(Run.measure_end, busy, step=0.5 if CFG.get("level") else 0.1)
     if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
     if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
@@ -351,9 +362,9 @@ class ChatUser(HttpUser):
         if arrival["mode"] == "poisson":
             self.open_loop(arrival["rate"])
             raise StopUser()
-        if not _offering(time.time()):
+        if not _offering(time.time()) or (CFG.get("once") and not Run.queue):
             raise StopUser()
-        self.one_task(None)
+        self.one_task(None, Run.queue.pop(0) if CFG.get("once") else None)
 
     def open_loop(self, rate: float) -> None:
         """Walk an absolute, seeded Poisson schedule (this process's share of the rate): each task starts at its
@@ -366,9 +377,9 @@ class ChatUser(HttpUser):
             gevent.sleep(max(0.0, scheduled - time.time()))
             gevent.spawn(self.one_task, scheduled)
 
-    def one_task(self, scheduled: float | None):
+    def one_task(self, scheduled: float | None, index: int | None = None):
         n = next(Run.counter) * max(1, CFG.get("processes", 1)) + Run.index  # unique across load processes
-        item = CFG["tasks"][Run.order[n % len(Run.order)]]
+        item = CFG["tasks"][Run.order[n % len(Run.order)] if index is None else index]
         item = {**item, "source": {"n": n, "id": item["id"]}}
         send_ts = time.time()
         origin = send_ts if scheduled is None else scheduled  # open loop: the arrival, not the wake-up

@@ -1,0 +1,179 @@
+"""One config is one point: every measured window of an identical config merges into that config's estimate.
+
+A config's windows are its full-fidelity trials (the sampler proposed it; a re-proposal is not measured again,
+see study._one_trial) and its `--confirm` windows. Once confirmed, the estimate uses the confirmation windows
+only: the search window that put the config on the front was selected for being good, so it is biased. The
+window-to-window noise is pooled over every config with two or more windows (autotune.measure.compare).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+from autotune.config.space import SpaceConfig
+from autotune.knobs import TrialConfig
+from autotune.measure.compare import (
+    QUALITY,
+    Noise,
+    Point,
+    class_labels,
+    compare_points,
+    equivalence_classes,
+    estimate,
+    noise_model,
+    quality_interval,
+)
+
+ALPHA = 0.05  # family-wise error rate of the "distinguishable" statements on the front (Holm)
+
+
+def config_key(config: TrialConfig) -> str:
+    """The identity of a config: every knob, sampled or default, server and client."""
+    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def trial_key(t) -> str:
+    """A trial's config key (recorded when it started; older trials: from their parameters)."""
+    return t.user_attrs.get("config_key") or "params:" + json.dumps(t.params, sort_keys=True, default=str)
+
+
+def window_of(metrics: dict[str, float], items: dict[str, float] | None, **extra: Any) -> dict[str, Any]:
+    return {"metrics": {k: v for k, v in metrics.items() if v == v}, "items": dict(items or {}), **extra}
+
+
+@dataclass
+class ConfigPoint:
+    key: str
+    trials: list[Any]  # its measured, complete, full-fidelity trials (search windows), oldest first
+    confirm: list[dict[str, Any]] = field(default_factory=list)  # confirmation windows
+
+    @property
+    def number(self) -> int:
+        return self.trials[0].number
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.confirm_ok())
+
+    def confirm_ok(self) -> list[dict[str, Any]]:
+        return [w for w in self.confirm if not w.get("failed")]
+
+    @property
+    def failed_windows(self) -> int:
+        return sum(1 for w in self.confirm if w.get("failed"))
+
+    def search_windows(self) -> list[dict[str, Any]]:
+        return [window_of(t.user_attrs.get("metrics", {}), t.user_attrs.get("item_scores")) for t in self.trials]
+
+    def windows(self) -> list[dict[str, Any]]:
+        """The windows the estimate uses: the confirmation windows when there are any, else the search ones."""
+        return self.confirm_ok() or self.search_windows()
+
+    def metrics(self) -> dict[str, float]:
+        """Every metric averaged over the estimate's windows (NaN-skipping); quality from the merged items."""
+        wins = self.windows()
+        names = {k for w in wins for k in w["metrics"]}
+        out = {}
+        for k in names:
+            xs = [w["metrics"][k] for w in wins if k in w["metrics"] and isinstance(w["metrics"][k], int | float)]
+            out[k] = float(np.mean(xs)) if xs else math.nan
+        items = self.items()
+        if items:
+            out[QUALITY], out["quality_ci_low"], out["quality_ci_high"] = quality_interval(items)
+        out["windows"] = float(len(wins))
+        return out
+
+    def items(self) -> dict[str, float]:
+        per: dict[str, list[float]] = {}
+        for w in self.windows():
+            for item, score in w["items"].items():
+                if score is not None:
+                    per.setdefault(item, []).append(float(score))
+        return {k: float(np.mean(v)) for k, v in per.items()}
+
+    def point(self, metrics: list[str], resolution: dict[str, float], all_windows: bool = False) -> Point:
+        wins = [*self.search_windows(), *self.confirm_ok()] if all_windows else self.windows()
+        return Point(key=self.key, label=f"trial {self.number}", resolution=resolution, items=self.items(),
+                     windows={m: [w["metrics"][m] for w in wins if m in w["metrics"]] for m in metrics})
+
+
+def config_points(study, space: SpaceConfig) -> list[ConfigPoint]:
+    """Complete, full-fidelity, measured trials grouped by config, in order of first measurement."""
+    groups: dict[str, ConfigPoint] = {}
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        if t.user_attrs.get("fidelity", "full") != "full" or t.user_attrs.get("duplicate_of") is not None:
+            continue
+        key = trial_key(t)
+        groups.setdefault(key, ConfigPoint(key, [])).trials.append(t)
+    confirm = study.user_attrs.get("confirm", {})
+    for key, cp in groups.items():
+        cp.confirm = list(confirm.get(key, [])) if isinstance(confirm.get(key), list) else []
+    return list(groups.values())
+
+
+def resolution(space: SpaceConfig, workload=None) -> dict[str, float]:
+    """Relative grid width of metrics read off a bisection (capacity and the cost derived from it)."""
+    tol = getattr(getattr(workload, "capacity", None), "tolerance", None) if workload is not None else None
+    tol = tol if tol is not None else 0.2
+    return {"capacity_tps": tol, "usd_per_1k_tasks": tol}
+
+
+def window_metrics(space: SpaceConfig) -> list[str]:
+    return [o.metric for o in space.objectives if o.metric != QUALITY]
+
+
+def study_noise(points: list[ConfigPoint], space: SpaceConfig, res: dict[str, float]) -> dict[str, Noise]:
+    """Window-to-window noise per objective, pooled over every config measured more than once (all its windows:
+    a selected search window only widens the spread, so this errs on the safe side)."""
+    names = window_metrics(space)
+    return noise_model([cp.point(names, res, all_windows=True) for cp in points], names)
+
+
+@dataclass
+class Judgement:
+    """Intervals, Holm-tested differences and equivalence classes of a set of front members."""
+
+    noise: dict[str, Noise]
+    labels: dict[str, str]  # key -> class letter ("?" when a difference could not be tested)
+    untested: list[str]  # objectives whose noise is unknown (no config measured twice)
+    differences: list[Any]
+
+
+def judge_front(front: list[ConfigPoint], space: SpaceConfig, noise: dict[str, Noise],
+                res: dict[str, float]) -> Judgement:
+    names = window_metrics(space)
+    objectives = [(o.metric, o.direction) for o in space.objectives]
+    untested = [m for m in names if math.isnan(noise[m].sd)]
+    pts = [cp.point(names, res) for cp in front]
+    diffs = compare_points(pts, objectives, noise, ALPHA) if len(pts) > 1 else []
+    if untested:  # no statement of equivalence without a noise estimate
+        return Judgement(noise, dict.fromkeys((cp.key for cp in front), "?"), untested, diffs)
+    first, direction = objectives[0]
+    order = sorted(pts, key=lambda p: _value(p, first, noise) * (1 if direction == "minimize" else -1))
+    classes = equivalence_classes(pts, diffs, [p.key for p in order])
+    return Judgement(noise, class_labels(classes), [], diffs)
+
+
+def _value(p: Point, metric: str, noise: dict[str, Noise]) -> float:
+    if metric == QUALITY:
+        return float(np.mean(list(p.items.values()))) if p.items else math.nan
+    return estimate(p, metric, noise[metric]).mean
+
+
+def intervals(cp: ConfigPoint, space: SpaceConfig, noise: dict[str, Noise], res: dict[str, float]) -> dict[str, Any]:
+    """`<metric>_low`/`_high` per window objective (NaN when the noise is unknown) and the window count."""
+    names = window_metrics(space)
+    p = cp.point(names, res)
+    out: dict[str, Any] = {}
+    for m in names:
+        e = estimate(p, m, noise[m])
+        out[m], out[f"{m}_low"], out[f"{m}_high"] = e.mean, e.low, e.high
+    return out

@@ -1,0 +1,67 @@
+"""Re-proposals: one config is one point, so a config the study already measured is not measured again.
+
+Samplers (TPE above all, on small categorical spaces) propose a measured config again. Such a trial is told the
+config's current estimate without a measurement, marked `duplicate_of`, and does not count toward n_trials;
+after REPEAT_STREAK in a row the search draws an unmeasured config at random instead. Deliberate repeats are
+`--confirm` windows, which merge into the same point (autotune.points).
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from autotune.config.space import SpaceConfig
+from autotune.knobs import split_values
+from autotune.objectives import constraint_names, evaluate
+from autotune.points import config_key, config_points, trial_key
+from autotune.samplers.optuna_sampler import set_constraints, suggest
+
+
+def repeat_proposals(study) -> int:
+    return sum(1 for t in study.trials if t.user_attrs.get("duplicate_of") is not None)
+
+
+REPEAT_STREAK = 3  # re-proposals in a row before an unmeasured config is drawn at random instead
+
+
+def measured_before(study, key: str, number: int):
+    """The earliest other trial that measured this config (complete, or screened out), or None."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.number != number and t.user_attrs.get("duplicate_of") is None and trial_key(t) == key:
+            return t
+    return None
+
+
+def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> None:
+    """A re-proposed config is not measured again: the sampler is told the config's current estimate (every
+    window of it merged), so it learns the point is known instead of paying for it again. Not a window."""
+    trial.set_user_attr("duplicate_of", prior.number)
+    trial.set_user_attr("fidelity", "repeat")
+    if prior.state == optuna.trial.TrialState.PRUNED:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        point = next(cp for cp in config_points(study, space) if cp.key == key)
+        metrics = point.metrics()
+        ev = evaluate(metrics, space.objectives, space.constraints)
+        set_constraints(trial, constraint_names(space.constraints, metrics), ev.violations)
+        trial.set_user_attr("feasible", ev.feasible)
+        study.tell(trial, ev.values)
+    note = getattr(reporter, "trial_skipped", None)
+    if note:
+        note(trial.number, f"config already measured by trial {prior.number}: not measured again")
+
+
+def enqueue_unmeasured(study, space: SpaceConfig, seed: int | None, salt: int) -> bool:
+    """Enqueue a config no trial has measured, drawn at random from the space; False when 200 draws found none."""
+    measured = {trial_key(t) for t in study.trials if t.user_attrs.get("duplicate_of") is None
+                and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
+    draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=(seed or 0) + len(study.trials) + salt))
+    for _ in range(200):
+        t = draws.ask()
+        values = suggest(t, space)
+        if config_key(split_values(values)) not in measured:
+            study.enqueue_trial(t.params, user_attrs={"drawn": "unmeasured"})
+            return True
+        draws.tell(t, state=optuna.trial.TrialState.FAIL)
+    return False
