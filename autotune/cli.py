@@ -197,27 +197,41 @@ def nightly(
     exports: Annotated[Path, typer.Option(help="Where `autotune export` writes bundles.")] = Path("exports"),
     reports: Annotated[Path, typer.Option(help="Nightly reports go to REPORTS/<study>/.")] = Path("reports/nightly"),
     policy: Annotated[str, typer.Option(help="Export policy (see `autotune export --help`).")] = "knee",
-    confirm: Annotated[int, typer.Option(help="Re-measurements of the recommended config.", min=1, max=50)] = 2,
+    confirm: Annotated[int, typer.Option(
+        help="Windows per arm: the baseline and the current config are each measured this many times, "
+             "interleaved, each on a fresh engine. An exact test over K+K windows cannot give p below "
+             "1/C(2K,K) (K=3: 0.05, 4: 0.014, 5: 0.004), and Holm over m metrics needs alpha/m: the default 5 "
+             "lets a capacity study (4 metrics) detect a regression at alpha 0.05; fewer warns.",
+        min=2, max=50)] = 5,
     new_trials: Annotated[int, typer.Option(help="New search trials after the check.", min=0, max=10000)] = 2,
-    force: Annotated[list[str] | None, typer.Option(help="KNOB=VALUE applied to the re-measurement (rehearse a "
+    force: Annotated[list[str] | None, typer.Option(help="KNOB=VALUE applied to the current arm (rehearse a "
                                                          "bad rollout, e.g. max_num_seqs=1).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided tests.", min=1e-6,
-                                         max=0.5)] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Chance that an unchanged config fails the night (one-sided tests, "
+                                              "Holm over the night's metrics).", min=1e-6, max=0.5)] = 0.05,
     latency_tolerance: Annotated[float, typer.Option(help="Relative p95 task latency increase tolerated.",
                                                      min=0)] = 0.25,
+    capacity_tolerance: Annotated[float, typer.Option(help="Relative capacity-at-SLA drop tolerated (capacity "
+                                                           "studies).", min=0, max=1)] = 0.25,
+    error_tolerance: Annotated[float, typer.Option(help="Absolute task error rate increase tolerated.", min=0,
+                                                   max=1)] = 0.02,
     quality_tolerance: Annotated[float, typer.Option(help="Absolute quality drop tolerated.", min=0, max=1)] = 0.05,
 ) -> None:
-    """Resume, re-measure the recommended config against its baseline, search on, re-export; exit 5 on a
-    significant regression."""
+    """Resume, test the recommended config against its baseline in fresh interleaved windows, search on, re-export;
+    exit 5 on a significant regression."""
     from autotune.nightly import parse_forced, run_nightly
     from autotune.progress import RichReporter
     forced = parse_forced(force or [])
     with RichReporter(out) as reporter:
         result = run_nightly(study, storage or default_storage(run_dir), exports, reports, policy, confirm,
                              new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter,
-                             storage_option=_storage_option(storage))
+                             storage_option=_storage_option(storage), capacity_tolerance=capacity_tolerance,
+                             error_tolerance=error_tolerance,
+                             warn=lambda s: err.print(f"warning: {s}", soft_wrap=True, markup=False, highlight=False),
+                             say=lambda s: out.print(s, soft_wrap=True, markup=False, highlight=False))
     for c in result.comparisons:
-        out.print(("REGRESSION " if c.regressed else "ok ") + c.line(), soft_wrap=True)
+        out.print(("REGRESSION " if c.regressed else "ok ") + c.line(), soft_wrap=True, markup=False)
+    for metric, why in result.untested.items():
+        out.print(f"not tested {metric}: {why}", soft_wrap=True, markup=False)
     out.print(f"report: {result.report_md}" + (f"; re-exported {result.reexported}" if result.reexported else ""))
     if result.regressions:
         err.print("regression: " + "; ".join(c.line() for c in result.regressions), soft_wrap=True, markup=False)

@@ -1,45 +1,45 @@
-"""`autotune nightly`: re-measure the recommended config, test it against its baseline, search on, re-export.
+"""`autotune nightly`: test the recommended config against its baseline on fresh windows, search on, re-export.
 
-1. The incumbent is the latest exported bundle's trial (or the policy's pick when nothing was exported).
-2. It is re-measured K times on one engine (optionally with `--force KNOB=VALUE`, e.g. to rehearse a bad
-   rollout), and its per-task latencies and scores are compared with the baseline trial's by a one-sided
-   Mann-Whitney U test. A regression needs both: p < alpha and a change beyond the tolerance.
-3. N new trials resume the study (the sampler already knows every earlier trial: a warm start).
-4. If the policy now picks a different trial, a new bundle version is exported.
-Writes reports/nightly/<study>/<timestamp>.md and .json; the CLI exits non-zero on a significant regression.
+1. The incumbent is the latest exported bundle's trial (or the policy's pick when nothing was exported). The
+   baseline config is its recorded `resolved-config.json`; the current config is the baseline with `--force
+   KNOB=VALUE` applied (e.g. to rehearse a bad rollout), identical to it when nothing is forced.
+2. Both are measured in K windows each (`--confirm`), interleaved baseline/current/baseline/current..., every
+   window on a freshly launched engine, so launch-to-launch variance is in every window and drift during the night
+   hits both arms alike. The incumbent's own recorded window is not a baseline: it won a selection, so it is
+   optimistic (the report shows it for reference only).
+3. autotune.measure.regression tests the per-window gate metrics (p95 latency, capacity at SLA in a capacity
+   study, task error rate) by exact permutation tests, quality item by item (paired), and, on a night where some
+   window failed, the failed windows; Holm over that family. A regression needs a Holm-adjusted p <= alpha and a
+   change beyond its tolerance, so an unchanged config raises a false alarm on at most alpha of nights.
+4. Failed windows (a run that raised a TrialError) are counted and reported with their reasons, never dropped:
+   the other metrics use the measured windows; more failures in the current arm than the baseline's is itself a
+   regression when Fisher's exact test says so after Holm, and a current arm that measured nothing at all is a
+   regression outright (the gate cannot pass on nothing), naming the failure reasons.
+5. N new trials resume the study (the sampler already knows every earlier trial: a warm start). If the policy
+   now picks a different trial, a new bundle version is exported.
+Writes reports/nightly/<study>/<timestamp>.md and .json; the CLI exits 5 on a regression.
+Without `--force` the two arms run the same config: the night checks that the recommendation still runs and
+measures its noise, but a change shared by both arms (a new engine version) is not a difference it can see.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from autotune.config.space import load_space
 from autotune.config.workload import load_workload
-from autotune.errors import ConfigError
-from autotune.export import measured_tasks
+from autotune.errors import ConfigError, TrialError
 from autotune.knobs import KNOBS, TrialConfig, check_value
+from autotune.measure.regression import Comparison, Gate, Window, compare_arms, gates, power_warning
 from autotune.secrets import scrub, scrub_obj
 
-
-@dataclass
-class Comparison:
-    metric: str
-    baseline: float
-    current: float
-    change: float  # relative (latency) or absolute (quality)
-    p_value: float
-    regressed: bool
-
-    def line(self) -> str:
-        change = f"{self.change:+.3f}" if self.metric == "quality" else f"{self.change:+.1%}"  # absolute / relative
-        return (f"{self.metric}: {self.baseline:.4g} -> {self.current:.4g} ({change}), one-sided "
-                f"Mann-Whitney p={self.p_value:.2g} (confidence {1 - self.p_value:.2%})")
+ARMS = ("baseline", "current")
 
 
 @dataclass
@@ -52,32 +52,16 @@ class NightlyResult:
     report_md: Path
     report_json: Path
     forced: dict[str, Any] = field(default_factory=dict)
+    windows: dict[str, list[Window]] = field(default_factory=dict)  # arm -> its windows in run order
+    untested: dict[str, str] = field(default_factory=dict)  # metric -> why it was not tested
+    gates: list[Gate] = field(default_factory=list)
+    alpha: float = 0.05
+    warning: str | None = None
+    recorded: dict[str, float] = field(default_factory=dict)  # the incumbent's selected window (not tested)
 
     @property
     def regressions(self) -> list[Comparison]:
         return [c for c in self.comparisons if c.regressed]
-
-
-def compare(baseline: list[dict], current: list[dict], alpha: float, latency_tolerance: float,
-            quality_tolerance: float) -> list[Comparison]:
-    """Task latency (worse = higher) and task score (worse = lower) of two sets of measured tasks."""
-    from scipy.stats import mannwhitneyu
-
-    out = []
-    b_lat = [t["latency_s"] * 1000.0 for t in baseline]
-    c_lat = [t["latency_s"] * 1000.0 for t in current]
-    if len(b_lat) >= 3 and len(c_lat) >= 3:
-        p = float(mannwhitneyu(c_lat, b_lat, alternative="greater").pvalue)
-        b95, c95 = float(np.percentile(b_lat, 95)), float(np.percentile(c_lat, 95))
-        change = c95 / b95 - 1.0
-        out.append(Comparison("p95_task_ms", b95, c95, change, p, p < alpha and change > latency_tolerance))
-    b_q = [t.get("score", 0.0) for t in baseline]
-    c_q = [t.get("score", 0.0) for t in current]
-    if len(b_q) >= 3 and len(c_q) >= 3:
-        p = float(mannwhitneyu(c_q, b_q, alternative="less").pvalue) if len(set(b_q + c_q)) > 1 else 1.0
-        bq, cq = float(np.mean(b_q)), float(np.mean(c_q))
-        out.append(Comparison("quality", bq, cq, cq - bq, p, p < alpha and bq - cq > quality_tolerance))
-    return out
 
 
 def parse_forced(items: list[str]) -> dict[str, Any]:
@@ -116,14 +100,18 @@ def latest_bundle(exports: Path, study: str) -> dict[str, Any] | None:
 
 def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, policy: str, confirm: int,
                 new_trials: int, forced: dict[str, Any], alpha: float = 0.05, latency_tolerance: float = 0.25,
-                quality_tolerance: float = 0.05, reporter=None, storage_option: str = "--storage") -> NightlyResult:
+                quality_tolerance: float = 0.05, reporter=None, storage_option: str = "--storage",
+                capacity_tolerance: float = 0.25, error_tolerance: float = 0.02,
+                warn: Callable[[str], None] | None = None, say: Callable[[str], None] | None = None,
+                ) -> NightlyResult:
+    """confirm: windows per arm. warn: called once with a line when `confirm` cannot reach alpha; say: a line
+    per finished window."""
     from autotune.engines.keeper import EngineKeeper
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
     from autotune.export import candidates, export_bundle, pick
     from autotune.stores import load_study, probe_dir
     from autotune.study import SearchOptions, run_search, trial_inputs
-    from autotune.trial import run_trial
 
     study = load_study(study_name, storage, storage_option)
     for folder, option in ((reports / study_name, "--reports"), (exports, "--exports")):
@@ -146,27 +134,31 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
         except ValueError as exc:
             raise ConfigError(study_name, "--policy", str(exc), policy) from None
     base_dir = run_dir / study_name / f"trial-{incumbent:04d}"
-    baseline = measured_tasks(base_dir / "tasks.jsonl")
-    config = TrialConfig.model_validate(json.loads((base_dir / "resolved-config.json").read_text()))
-    if forced:
-        server = {k: v for k, v in forced.items() if KNOBS[k].part == "server"}
-        client = {k: v for k, v in forced.items() if KNOBS[k].part == "client"}
-        config = TrialConfig(server=config.server.model_copy(update=server),
-                             client=config.client.model_copy(update=client))
+    base_config = TrialConfig.model_validate(json.loads((base_dir / "resolved-config.json").read_text()))
+    configs = {"baseline": base_config, "current": apply_forced(base_config, forced)}
+    window_gates = gates(workload.load_protocol, latency_tolerance, capacity_tolerance, error_tolerance)
+    warning = power_warning(confirm, alpha, len(window_gates) + 1)  # + quality
+    if warning and warn:
+        warn(warning)
+    recorded = _recorded(study, incumbent, window_gates)
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     night_dir = run_dir / study_name / f"nightly-{stamp}"
     inputs = trial_inputs(space, workload, wl_file)
     keeper = EngineKeeper(VLLMEngine(space.engine, EngineRegistry(run_dir / "engines")))
-    current: list[dict] = []
-    phase = (reporter.phase if reporter else (lambda s: None))
+    windows: dict[str, list[Window]] = {arm: [] for arm in ARMS}
     try:
-        for k in range(confirm):
-            result = run_trial(config, inputs, keeper, night_dir / f"confirm-{k}", phase)
-            current += measured_tasks(result.files["tasks.jsonl"])
+        for i in range(confirm):
+            for arm in ARMS:
+                label = f"{arm}-{i}"
+                keeper.close()  # every window on a fresh engine launch
+                window = measure_window(configs[arm], inputs, keeper, night_dir / label, label, reporter)
+                windows[arm].append(window)
+                if say:
+                    say(window_line(window, window_gates))
     finally:
         keeper.close()
-    comparisons = compare(baseline, current, alpha, latency_tolerance, quality_tolerance)
+    verdict = compare_arms(windows["baseline"], windows["current"], window_gates, alpha, quality_tolerance)
 
     done = sum(1 for t in study.trials if t.state.is_finished())
     if new_trials > 0:
@@ -184,25 +176,93 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     if best != incumbent or bundle is None:
         path, _, _ = export_bundle(study, policy, exports)
         reexported = str(path)
-    return _write_report(NightlyResult(study_name, incumbent, comparisons, new_trials, reexported,
-                                       Path(), Path(), forced), reports, stamp, confirm, len(baseline), len(current))
+    result = NightlyResult(study_name, incumbent, verdict.comparisons, new_trials, reexported, Path(), Path(),
+                           forced, windows, verdict.untested, window_gates, alpha, warning, recorded)
+    return _write_report(result, reports, stamp, confirm)
 
 
-def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int, n_base: int,
-                  n_cur: int) -> NightlyResult:
+def apply_forced(config: TrialConfig, forced: dict[str, Any]) -> TrialConfig:
+    """The config with forced knob values (server and client parts); the same config when nothing is forced."""
+    if not forced:
+        return config
+    server = {k: v for k, v in forced.items() if KNOBS[k].part == "server"}
+    client = {k: v for k, v in forced.items() if KNOBS[k].part == "client"}
+    return TrialConfig(server=config.server.model_copy(update=server), client=config.client.model_copy(update=client))
+
+
+def measure_window(config: TrialConfig, inputs, keeper, trial_dir: Path, label: str, reporter=None) -> Window:
+    """One run of one arm; a TrialError is a failed window (with its reason), not an exception."""
+    from autotune.trial import run_trial
+
+    def phase(name: str) -> None:
+        if reporter is not None:
+            reporter.phase(f"{label}: {name}")
+
+    try:
+        result = run_trial(config, inputs, keeper, trial_dir, phase)
+    except TrialError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Window(label, failure=f"{getattr(exc, 'reason', 'trial_error')}: {message}"[:300])
+    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+    return Window(label, metrics, dict(getattr(result, "item_scores", {}) or {}))
+
+
+def window_line(w: Window, window_gates: list[Gate]) -> str:
+    if not w.ok:
+        return f"{w.label}: FAILED {w.failure}"
+    names = [g.metric for g in window_gates] + ["quality"]
+    return f"{w.label}: " + "  ".join(f"{m}={w.metrics[m]:.4g}" for m in names if m in w.metrics)
+
+
+def _recorded(study, incumbent: int, window_gates: list[Gate]) -> dict[str, float]:
+    trial = next((t for t in study.trials if t.number == incumbent), None)
+    metrics = (trial.user_attrs.get("metrics") or {}) if trial is not None else {}
+    return {m: float(metrics[m]) for m in [g.metric for g in window_gates] + ["quality"]
+            if isinstance(metrics.get(m), int | float)}
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int) -> NightlyResult:
     out = reports / r.study
     out.mkdir(parents=True, exist_ok=True)
     r.report_md, r.report_json = out / f"{stamp}.md", out / f"{stamp}.json"
     verdict = "REGRESSION" if r.regressions else "ok"
+    names = [g.metric for g in r.gates] + ["quality"]
+    windows = {arm: [{"run": w.label, "ok": w.ok, "failure": w.failure or None,
+                      "values": {m: w.metrics[m] for m in names if m in w.metrics},
+                      "items_scored": len(w.item_scores)} for w in ws] for arm, ws in r.windows.items()}
+    failed = {arm: [w.label for w in ws if not w.ok] for arm, ws in r.windows.items()}
     data = {"study": r.study, "timestamp": stamp, "verdict": verdict, "incumbent_trial": r.incumbent_trial,
-            "confirm_runs": confirm, "baseline_tasks": n_base, "current_tasks": n_cur, "forced": r.forced,
-            "comparisons": [c.__dict__ for c in r.comparisons], "new_trials": r.new_trials,
+            "windows_per_arm": confirm, "design": "interleaved baseline/current windows, each on a fresh engine",
+            "alpha": r.alpha, "family_size": len(r.comparisons), "warning": r.warning, "forced": r.forced,
+            "comparisons": [c.row() for c in r.comparisons], "untested": r.untested, "windows": windows,
+            "failed_windows": failed, "recorded_selected_window": r.recorded, "new_trials": r.new_trials,
             "reexported": r.reexported}
     r.report_json.write_text(json.dumps(scrub_obj(data), indent=2, default=str))
     lines = [f"# Nightly {r.study} {stamp}: {verdict}", "",
-             f"Incumbent trial {r.incumbent_trial} re-measured {confirm}x ({n_cur} tasks vs {n_base} baseline tasks)"
-             + (f" with forced {r.forced}" if r.forced else "") + ".", ""]
+             f"Incumbent trial {r.incumbent_trial}: baseline = its recorded config, current = "
+             + (f"the baseline with forced {r.forced}" if r.forced else "the same config (nothing forced)")
+             + f"; {confirm} windows per arm, interleaved, each on a fresh engine. One-sided tests, Holm over "
+             f"{len(r.comparisons)} metrics at alpha {r.alpha:g}.", ""]
+    if r.warning:
+        lines += [f"**Warning:** {r.warning}.", ""]
+    lines += ["## Verdict", ""]
     lines += [f"- {'**REGRESSED** ' if c.regressed else ''}{c.line()}" for c in r.comparisons]
+    lines += [f"- {m}: not tested ({why})" for m, why in r.untested.items()]
+    lines += ["", "## Windows", "", "| run | " + " | ".join(names) + " | status |",
+              "|---" * (len(names) + 2) + "|"]
+    for i in range(confirm):
+        for arm in ARMS:
+            if i < len(r.windows.get(arm, [])):
+                w = r.windows[arm][i]
+                lines.append(f"| {w.label} | " + " | ".join(_fmt(w.metrics.get(m)) for m in names)
+                             + f" | {'ok' if w.ok else 'FAILED ' + w.failure.replace('|', '/')} |")
+    if r.recorded:
+        lines += ["", "The incumbent's recorded window (selected as the best, so optimistic; not tested): "
+                  + ", ".join(f"{m} {_fmt(v)}" for m, v in r.recorded.items()) + "."]
     lines += ["", f"{r.new_trials} new trials; " + (f"re-exported: `{r.reexported}`" if r.reexported
                                                    else "the recommendation stands.")]
     r.report_md.write_text(scrub("\n".join(lines) + "\n"))

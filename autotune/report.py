@@ -75,7 +75,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
         return [f"(study `{name}` predates recorded space files: search figures skipped)", ""]
     space = load_space(study.user_attrs["space_file"], check_paths=False)
     objectives = [(o.metric, o.direction) for o in space.objectives]
-    rows, front = front_rows(study, space)
+    rows, front = front_rows(study, space, judge=True)
     knobs = [k for k, spec in space.knobs.items() if spec.value is None]
     md = ["### Search", ""]
     if rows:
@@ -90,14 +90,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
         fig = hypervolume_png(curve)
         fig.savefig(out_dir / f"{name}-hypervolume.png", dpi=110)
         plt.close(fig)
-        cols = [o for o, _ in objectives]
-        cols += [c for c in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load", "quality")
-                 if c not in cols and any(r.get(c) is not None for r in front)]
-        md += [f"Pareto front ({len(front)} of {len(rows)} feasible trials):", "",
-               "| trial | " + " | ".join(knobs + cols) + " |", "|" + "---|" * (1 + len(knobs) + len(cols))]
-        for r in front:
-            md.append(f"| {r['trial']} | " + " | ".join(str(r.get(k, "-")) for k in knobs) + " | "
-                      + " | ".join(_fmt("{:.4g}", r.get(c)) for c in cols) + " |")
+        md += front_markdown(study, space, rows, front, knobs)
         points = level_points(study.trials)
         if points:
             fig = levels_png(points, space.sla.task_ms)
@@ -110,13 +103,69 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
                "", f"![hypervolume]({name}-hypervolume.png)", "",
                "Hypervolume (scaled objectives) after each trial: " + ", ".join(f"{t}: {h:.3f}" for t, h in curve),
                ""]
-    from autotune.confirm import noise_markdown, spreads
-
-    md += noise_markdown(spreads(study, space))
     fails = Counter(t.user_attrs.get("fail_reason", "?") for t in study.trials
                     if t.state == optuna.trial.TrialState.FAIL)
     if fails:
         md += ["Failures by reason: " + ", ".join(f"{k} {v}" for k, v in fails.most_common()), ""]
+    return md
+
+
+def _cell(r: dict[str, Any], metric: str) -> str:
+    low, high = (r.get("quality_ci_low"), r.get("quality_ci_high")) if metric == "quality" else \
+        (r.get(f"{metric}_low"), r.get(f"{metric}_high"))
+    value = _fmt("{:.4g}", r.get(metric))
+    return value + (f" [{low:.4g}, {high:.4g}]" if isinstance(low, float) and low == low and high == high else "")
+
+
+def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[str, Any]],
+                   knobs: list[str]) -> list[str]:
+    """The front, one row per config with 95% intervals and its "equivalent within noise" class, the tested
+    differences between its members, and how much of it survived confirmation."""
+    from autotune.confirm import survival_summary
+    from autotune.front import _workload
+    from autotune.points import ALPHA, config_points, judge_front, resolution, study_noise
+
+    objectives = [o.metric for o in space.objectives]
+    cols = objectives + [c for c in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load", "quality")
+                         if c not in objectives and any(r.get(c) is not None for r in front)]
+    md = [f"Pareto front ({len(front)} of {len(rows)} feasible configs; one row per config, its windows merged; "
+          "values with 95% intervals):", "",
+          "| trials | " + " | ".join(knobs + cols) + " | windows | class |",
+          "|" + "---|" * (3 + len(knobs) + len(cols))]
+    for r in sorted(front, key=lambda r: (r.get("class") or "~", r["trial"])):
+        windows = f"{r['windows']}" + (" confirmed" if r.get("confirmed") else "") + (
+            f", {r['failed_windows']} failed" if r.get("failed_windows") else "")
+        md.append(f"| {', '.join(map(str, r['trials']))} | " + " | ".join(str(r.get(k, "-")) for k in knobs) + " | "
+                  + " | ".join(_cell(r, c) for c in cols) + f" | {windows} | {r.get('class') or '-'} |")
+    points = config_points(study, space)
+    res = resolution(space, _workload(study))
+    keys = {r["config_key"] for r in front}
+    verdict = judge_front([cp for cp in points if cp.key in keys], space, study_noise(points, space, res), res)
+    trial_of = {cp.key: cp.number for cp in points}
+    md.append("")
+    if verdict.untested:
+        md += [f"No interval or class for {', '.join(verdict.untested)}: no config was measured twice, so the "
+               "window-to-window noise is unknown. `autotune search --confirm K` re-measures the front.", ""]
+    else:
+        md += ["Members sharing a class letter are **equivalent within noise**: no objective tells them apart at a "
+               f"family-wise error rate of {ALPHA:g} (Holm over {len(verdict.differences)} tests: every pair of "
+               "members x every objective). Latency, capacity and cost are compared on window means with the "
+               "window-to-window noise pooled over repeated configs; quality is paired by evaluation item.", ""]
+    tested = [d for d in verdict.differences if d.test != "untested"]
+    if tested:
+        md += ["| a | b | objective | b vs a [95% CI] | test | Holm p | tells apart |", "|---|---|---|---|---|---|---|"]
+        for d in tested:
+            change = f"x{d.ratio:.3g} [{d.low:.3g}, {d.high:.3g}]" if d.ratio == d.ratio else \
+                f"{d.delta:+.3g} [{d.low:+.3g}, {d.high:+.3g}]"
+            md.append(f"| {trial_of.get(d.a)} | {trial_of.get(d.b)} | {d.metric} | {change} | {d.test} | "
+                      f"{d.p_holm:.3g} | {'yes' if d.distinct else 'no'} |")
+        md.append("")
+    surv = survival_summary(study, space)
+    if surv is not None:
+        name = lambda keys: ", ".join(str(surv["trials"].get(k, k)) for k in keys) or "none"  # noqa: E731
+        md += [f"Confirmation: **{len(surv['kept'])} of {len(surv['kept']) + len(surv['dropped'])}** front members "
+               f"survived (the front recomputed on their confirmation windows alone): kept {name(surv['kept'])}; "
+               f"dropped {name(surv['dropped'])}; {surv['failed_windows']} confirmation window(s) failed.", ""]
     return md
 
 

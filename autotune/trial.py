@@ -133,6 +133,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     files["engine-argv.json"] = trial_dir / "engine-argv.json"
     cfg = load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
                       trial_dir / "load")
+    cfg["eval_first"] = len(inputs.eval_ids)  # the tasks list starts with the evaluation items: walk them first
     phase("warming")
     t0 = time.monotonic()
     try:

@@ -148,8 +148,12 @@ def _on_start(environment, **_):
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
     Run.role = _role(environment)
     Run.index = getattr(environment.runner, "worker_index", 0) if Run.role == "worker" else 0
-    Run.order = list(range(len(CFG["tasks"])))
-    random.Random(CFG["seed"] + Run.index).shuffle(Run.order)  # workers walk the dataset in different orders
+    rng = random.Random(CFG["seed"] + Run.index)  # workers walk the dataset in different orders
+    k = min(CFG.get("eval_first") or 0, len(CFG["tasks"]))
+    head, tail = list(range(k)), list(range(k, len(CFG["tasks"])))
+    rng.shuffle(head)
+    rng.shuffle(tail)
+    Run.order = head + tail  # the evaluation items first, so the measured load grades most of them
     Run.queue = list(range(len(CFG["tasks"]))) if CFG.get("once") else []
     out = Path(CFG["out_dir"])
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,93 @@
+"""Quality on one fixed evaluation set: same items for every trial, each once, failures 0, completed when the
+measured load did not reach an item; paired comparisons between windows of one config."""
+
+from __future__ import annotations
+
+import json
+
+from autotune.measure.compare import paired_quality
+from autotune.measure.evalset import ItemScores, completion_config, eval_ids
+from autotune.study import run_search
+from tests.test_study import NullReporter, _study
+from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+
+
+def test_eval_ids_are_a_seeded_subset_in_dataset_order():
+    ids = [f"i{i}" for i in range(50)]
+    a, b = eval_ids(ids, 10, seed=3), eval_ids(ids, 10, seed=3)
+    assert a == b and len(a) == 10 and a == sorted(a, key=ids.index)
+    assert eval_ids(ids, 10, seed=4) != a
+    assert eval_ids(ids, None, seed=3) == ids and eval_ids(ids, 500, seed=3) == ids
+
+
+def test_first_attempt_counts_failures_score_zero_cooldown_ignored(tmp_path):
+    graded = ItemScores(["a", "b", "c", "d"])
+    graded.take([
+        {"id": "a", "phase": "measure", "ok": True, "score": 0.5, "send_ts": 2.0},
+        {"id": "a", "phase": "warmup", "ok": True, "score": 1.0, "send_ts": 1.0},  # earlier: this one counts
+        {"id": "b", "phase": "measure", "ok": False, "abandoned": True, "send_ts": 3.0},  # failure: 0
+        {"id": "c", "phase": "cooldown", "ok": True, "score": 1.0, "send_ts": 4.0},  # not at the measured load
+        {"id": "zz", "phase": "measure", "ok": True, "score": 1.0, "send_ts": 0.5},  # not in the set
+    ], "window")
+    assert graded.scores == {"a": 1.0, "b": 0.0} and graded.failed == {"b"} and graded.missing == ["c", "d"]
+    graded.take([{"id": "c", "phase": "measure", "ok": True, "score": 1.0, "send_ts": 9.0},
+                 {"id": "d", "phase": "measure", "ok": True, "score": 0.25, "send_ts": 9.5}], "completion",
+                phases=("measure",))
+    assert graded.missing == [] and graded.mean() == (1.0 + 0.0 + 1.0 + 0.25) / 4
+    lines = [json.loads(x) for x in graded.write(tmp_path / "item_scores.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["a", "b", "c", "d"]
+    assert [x["source"] for x in lines] == ["window", "window", "completion", "completion"]
+    assert lines[1] == {"id": "b", "score": 0.0, "ok": False, "source": "window"}
+
+
+def test_completion_config_runs_each_missing_item_once(tmp_path):
+    tasks = [{"id": f"i{i}"} for i in range(10)]
+    cfg = completion_config({"seed": 0, "processes": 3}, tasks, ["i7", "i2"], users=4, request_timeout_s=60,
+                            out_dir=tmp_path)
+    assert cfg["once"] and cfg["processes"] == 1 and [t["id"] for t in cfg["tasks"]] == ["i7", "i2"]
+    assert cfg["arrival"] == {"mode": "closed", "users": 2} and cfg["warmup_s"] == 0
+
+
+def test_every_window_of_a_config_is_graded_on_the_same_items(setup, tmp_path):
+    """A real (fake-engine) study with `eval_items: 6` of 30 tasks: the trial and its two confirmation windows
+    grade exactly the same 6 items, each once, and their paired difference interval holds 0."""
+    items = tmp_path / "items.jsonl"
+    row = json.loads(items.read_text().splitlines()[0])
+    items.write_text("".join(json.dumps({**row, "id": f"i{i}"}) + "\n" for i in range(30)))
+    opts = setup("{value: 4}", n_trials=1)
+    wl = tmp_path / "wl.yaml"
+    wl.write_text(wl.read_text() + "eval_items: 6\nseed: 5\n")
+    opts.confirm = 2
+    run_search(opts, NullReporter())
+    study = _study(opts)
+    trial = study.trials[0]
+    expected = eval_ids([f"i{i}" for i in range(30)], 6, seed=5)
+    lines = [json.loads(x) for x in (opts.run_dir / "s" / "trial-0000" / "item_scores.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == expected and all(x["score"] is not None for x in lines)
+    m = trial.user_attrs["metrics"]
+    assert m["eval_items"] == 6 and m["eval_missing_items"] == 0
+    assert m["quality_ci_low"] <= m["quality"] <= m["quality_ci_high"]
+    windows = [trial.user_attrs["item_scores"], *[w["items"] for w in study.user_attrs["confirm"][
+        trial.user_attrs["config_key"]]]]
+    assert all(sorted(w) == sorted(expected) for w in windows)
+    diff = paired_quality(windows[0], windows[1])
+    assert diff.n == 6 and diff.low <= 0 <= diff.high
+
+
+def test_items_the_window_did_not_reach_are_completed_once(setup, tmp_path):
+    """A 0.3 s window with one user reaches a few of 30 items; the completion pass runs the rest, each once."""
+    items = tmp_path / "items.jsonl"
+    row = json.loads(items.read_text().splitlines()[0])
+    items.write_text("".join(json.dumps({**row, "id": f"i{i}"}) + "\n" for i in range(30)))
+    opts = setup("{value: 4}", n_trials=1, arrival="{mode: closed, users: 1}")
+    wl = tmp_path / "wl.yaml"
+    wl.write_text(wl.read_text().replace("duration_s: 2", "duration_s: 0.3").replace("warmup_s: 0.5", "warmup_s: 0"))
+    run_search(opts, NullReporter())
+    m = _study(opts).trials[0].user_attrs["metrics"]
+    lines = [json.loads(x) for x in (opts.run_dir / "s" / "trial-0000" / "item_scores.jsonl").read_text().splitlines()]
+    sources = [x["source"] for x in lines]
+    assert len(lines) == 30 and set(sources) == {"window", "completion"}, sources
+    assert m["eval_completion_items"] == sources.count("completion") and m["eval_completion_s"] > 0
+    done = [json.loads(x) for x in (opts.run_dir / "s" / "trial-0000" / "eval" / "tasks.jsonl").read_text()
+            .splitlines()]
+    assert sorted(t["id"] for t in done) == sorted(x["id"] for x in lines if x["source"] == "completion")
