@@ -11,8 +11,12 @@ can say how much of it survived. A failed confirmation window is kept as such an
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import optuna
 
 from autotune.config.space import SpaceConfig
 from autotune.knobs import TrialConfig
@@ -57,6 +61,60 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
             if run_id and not window.get("failed"):
                 tracker.log_history(run_id, {f"confirm.{o.metric}": window["metrics"].get(o.metric, float("nan"))
                                              for o in space.objectives}, step=len(store[cp.key]))
+
+
+def audit_screening(study, space: SpaceConfig, inputs, keeper, study_dir: Path, reporter) -> None:
+    """With screening and `--confirm`: measure every screened-out config once at full fidelity, so the report can
+    say what screening lost (how many would have reached the front) next to what it saved. Resumable."""
+    from autotune.errors import TrialError
+    from autotune.trial import run_trial
+
+    screened = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
+                if t.user_attrs.get("fidelity") == "screen" and t.user_attrs.get("duplicate_of") is None]
+    audit = dict(study.user_attrs.get("screen_audit", {}))
+    for t in screened:
+        if str(t.number) in audit:
+            continue
+        reporter.phase(f"auditing screened-out trial {t.number}")
+        config = TrialConfig.model_validate(json.loads((study_dir / f"trial-{t.number:04d}" / "screen" /
+                                                        "resolved-config.json").read_text()))
+        try:
+            res = run_trial(config, inputs, keeper, study_dir / f"trial-{t.number:04d}" / "audit", reporter.phase)
+            audit[str(t.number)] = window_of(res.metrics, res.item_scores)
+        except TrialError as err:
+            audit[str(t.number)] = {"metrics": {}, "items": {}, "failed": err.reason}
+        study.set_user_attr("screen_audit", audit)
+
+
+def screening_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
+    """What screening saved (full windows skipped, in estimated seconds) and lost (screened-out configs whose
+    audited full window would have been on the front); None when nothing was screened out."""
+    from autotune.front import front_rows
+    from autotune.objectives import evaluate
+    from autotune.pareto import front_indices
+
+    screened = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
+                if t.user_attrs.get("fidelity") == "screen" and t.user_attrs.get("duplicate_of") is None]
+    if not screened:
+        return None
+    full = [t.user_attrs.get("metrics", {}) for t in study.get_trials(
+        deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]) if t.user_attrs.get("screen_metrics")]
+    per_full = float(np.mean([m.get("trial_wall_s", 0.0) for m in full])) if full else math.nan
+    _, front = front_rows(study, space)
+    directions = [o.direction for o in space.objectives]
+    base = [[r[o.metric] for o in space.objectives] for r in front]
+    audit = study.user_attrs.get("screen_audit", {})
+    lost, audited = [], 0
+    for t in screened:
+        window = audit.get(str(t.number))
+        if not window or window.get("failed"):
+            continue
+        audited += 1
+        ev = evaluate(window["metrics"], space.objectives, space.constraints)
+        if ev.feasible and len(base) in front_indices([*base, ev.values], directions):
+            lost.append(t.number)
+    return {"screened_out": len(screened), "saved_s": len(screened) * per_full, "audited": audited,
+            "would_reach_front": lost}
 
 
 def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:

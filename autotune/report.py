@@ -121,7 +121,7 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
                    knobs: list[str]) -> list[str]:
     """The front, one row per config with 95% intervals and its "equivalent within noise" class, the tested
     differences between its members, and how much of it survived confirmation."""
-    from autotune.confirm import survival_summary
+    from autotune.confirm import screening_summary, survival_summary
     from autotune.front import _workload
     from autotune.points import ALPHA, config_points, judge_front, resolution, study_noise
 
@@ -160,6 +160,15 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
             md.append(f"| {trial_of.get(d.a)} | {trial_of.get(d.b)} | {d.metric} | {change} | {d.test} | "
                       f"{d.p_holm:.3g} | {'yes' if d.distinct else 'no'} |")
         md.append("")
+    screen = screening_summary(study, space)
+    if screen is not None:
+        lost = screen["would_reach_front"]
+        md += [f"Screening: {screen['screened_out']} config(s) screened out after a short window, skipping about "
+               f"{screen['saved_s']:.0f} s of full trials. " + (
+                   f"Audited at full fidelity (`--confirm`): {screen['audited']}; {len(lost)} would have reached the "
+                   f"front ({', '.join(map(str, lost)) or 'none'})." if screen["audited"] else
+                   "Not audited: `--confirm` measures screened-out configs once at full fidelity to show what "
+                   "screening lost."), ""]
     surv = survival_summary(study, space)
     if surv is not None:
         name = lambda keys: ", ".join(str(surv["trials"].get(k, k)) for k in keys) or "none"  # noqa: E731

@@ -207,9 +207,10 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                     break
                 repeats = 0
         if opts.confirm and not stopped.startswith("failure budget"):
-            from autotune.confirm import confirm_front
+            from autotune.confirm import audit_screening, confirm_front
 
             confirm_front(study, space, inputs, keeper, tracker, run_dir / study_name, reporter, opts.confirm)
+            audit_screening(study, space, inputs, keeper, run_dir / study_name, reporter)
         update_front(study, space, tracker, reporter)  # the last worker to finish writes the complete front
     except KeyboardInterrupt:
         status = "KILLED"

@@ -287,6 +287,7 @@ def test_multi_fidelity_screens_out_hopeless_configs(setup):
         "constraints:", "objectives: [{metric: p95_task_ms, direction: minimize}, "
                         "{metric: usd_per_1k_tasks, direction: minimize}]\nconstraints:")
     opts.space_file.write_text(text)
+    opts.confirm = 1  # also audits the screened-out config once at full fidelity
     summary = run_search(opts, NullReporter())
     assert summary.trials_complete == 2
     t0, t1 = _study(opts).trials
@@ -302,6 +303,12 @@ def test_multi_fidelity_screens_out_hopeless_configs(setup):
     # `max p95_task_ms` would pick the slow, screened trial if it were a candidate (its files are under screen/)
     bundle, chosen, _ = export_bundle(_study(opts), "max p95_task_ms", opts.run_dir / "exports")
     assert chosen.number == 0 and json.loads((bundle / "bundle.json").read_text())["trial"] == 0
+    from autotune.confirm import screening_summary
+    from autotune.config.space import load_space
+
+    screen = screening_summary(_study(opts), load_space(opts.space_file, check_paths=False))
+    assert screen["screened_out"] == 1 and screen["audited"] == 1 and screen["would_reach_front"] == []
+    assert (opts.run_dir / "s" / "trial-0001" / "audit" / "tasks.jsonl").is_file()
 
 
 def test_screening_margin_is_calibrated_from_screen_and_full_pairs():
