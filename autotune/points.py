@@ -84,7 +84,9 @@ class ConfigPoint:
         out = {}
         for k in names:
             xs = [w["metrics"][k] for w in wins if k in w["metrics"] and isinstance(w["metrics"][k], int | float)]
-            out[k] = float(np.mean(xs)) if xs else math.nan
+            # geometric mean of positive values: the centre of the log-scale interval (autotune.measure.compare)
+            out[k] = float(np.exp(np.mean(np.log(xs)))) if xs and min(xs) > 0 and max(xs) < math.inf else \
+                float(np.mean(xs)) if xs else math.nan
         items = self.items()
         if items:
             out[QUALITY], out["quality_ci_low"], out["quality_ci_high"] = quality_interval(items)

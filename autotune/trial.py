@@ -142,9 +142,11 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
             graded = ItemScores(inputs.eval_ids)
             for i, level in enumerate(run.levels):  # the operating load first; only loads the config holds
                 score_tasks(level.load.tasks, inputs.references, inputs.scorer)
-                if level.verdict.passed:
+                if level.verdict.passed or run.capacity <= 0:
                     graded.take(level.load.tasks, f"level-{i:02d}")
-            eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase)
+            # capacity 0 is infeasible: it never reaches the front, so its set is not completed (missing counted)
+            eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase) \
+                if run.capacity > 0 else 0.0
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
         cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),

@@ -51,6 +51,7 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
         duration_s: 6
         drain_timeout_s: 40
         max_tokens: 32
+        eval_items: 12
         """)
     enqueue = [
         {"architecture": "one_call", "output_format": "json", "constrained": "none"},
@@ -111,7 +112,13 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
         assert m["input_tokens_per_task"] > 0 and m["output_tokens_per_task"] > 0
         assert r.data.tags["autotune.dominant_node"]
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"engine.log", "tasks.jsonl", "requests.jsonl", "node_breakdown.json", "node_breakdown.md"} <= arts
+        assert {"engine.log", "tasks.jsonl", "requests.jsonl", "node_breakdown.json", "node_breakdown.md",
+                "item_scores.jsonl"} <= arts
+        assert m["eval_items"] == 12 and m["eval_missing_items"] == 0
+        assert m["quality_ci_low"] <= m["quality"] <= m["quality_ci_high"]
+    graded = [[json.loads(x)["id"] for x in (tmp_path / "runs" / "e2e" / f"trial-{n:04d}" / "item_scores.jsonl")
+               .read_text().splitlines()] for n in range(5)]
+    assert all(ids == graded[0] for ids in graded) and len(graded[0]) == 12, "every config graded on the same items"
     assert runs[0].data.metrics["startup_s"] > 0 and runs[0].data.metrics["engine_reused"] == 0
     assert all(r.data.metrics["engine_reused"] == 1 for r in runs[1:]), "client-only changes must not relaunch"
     assert runs[0].data.metrics["spec_draft_tokens"] > 0  # ngram speculative decoding really ran
@@ -171,6 +178,7 @@ def _one_trial_space(write, name: str, workload: str, knobs: str = "", space: st
         fields: [{{name: email, question: "What is the main person's e-mail address?"}}]
         prompt: {{context: "Article: {{article}}", task: "Give the main person's e-mail address."}}
         max_tokens: 24
+        eval_items: 12
 """ + workload)
     return write("space.yaml", f"""\
         name: {name}
