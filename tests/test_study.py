@@ -303,8 +303,8 @@ def test_multi_fidelity_screens_out_hopeless_configs(setup):
     # `max p95_task_ms` would pick the slow, screened trial if it were a candidate (its files are under screen/)
     bundle, chosen, _ = export_bundle(_study(opts), "max p95_task_ms", opts.run_dir / "exports")
     assert chosen.number == 0 and json.loads((bundle / "bundle.json").read_text())["trial"] == 0
-    from autotune.confirm import screening_summary
     from autotune.config.space import load_space
+    from autotune.confirm import screening_summary
 
     screen = screening_summary(_study(opts), load_space(opts.space_file, check_paths=False))
     assert screen["screened_out"] == 1 and screen["audited"] == 1 and screen["would_reach_front"] == []
