@@ -119,7 +119,7 @@ class RichReporter:
         if error:
             self.console.print(f"[red]trial {number} FAILED[/] {error.splitlines()[0][:200]}")
         else:
-            line = "  ".join(f"{k}={fmt(metrics.get(k, math.nan))}" for k in HEADLINE)
+            line = "  ".join(f"{k}={with_interval(metrics, k)}" for k in HEADLINE)
             self.console.print(f"[green]trial {number} done[/] {line}")
 
     def trial_skipped(self, number: int, why: str) -> None:

@@ -46,7 +46,7 @@ def _table(keys: tuple[str, ...], cols, rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["params"].get(k, "-")) for k in keys]
-        cells += [_fmt(pat, r["metrics"].get(m)) for m, _, pat in cols]
+        cells += [_cell(r["metrics"], m) if m == "quality" else _fmt(pat, r["metrics"].get(m)) for m, _, pat in cols]
         lines.append("| " + " | ".join(cells + [str(r["trial"])]) + " |")
     return "\n".join(lines)
 

@@ -69,7 +69,7 @@ def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
     for args in (["export", "--study", "s", "--run-dir", str(run_dir), "--out", str(tmp_path / "exports")],
                  ["report", "--study", "s", "--run-dir", str(run_dir), "--out", str(tmp_path / "report")],
                  ["nightly", "--study", "s", "--run-dir", str(run_dir), "--exports", str(tmp_path / "exports"),
-                  "--reports", str(tmp_path / "nightly"), "--confirm", "1", "--new-trials", "1"]):
+                  "--reports", str(tmp_path / "nightly"), "--confirm", "2", "--new-trials", "1"]):
         res = cli_invoke(args)
         assert res.exit_code in (0, 5), res.output
         console.append(res.output)
@@ -409,7 +409,7 @@ def test_a_damaged_bundle_is_one_line_for_nightly(setup, tmp_path):
     bad.mkdir(parents=True)
     (bad / "bundle.json").write_text("{not json")
     res = cli_invoke(["nightly", "--study", "s", "--run-dir", str(opts.run_dir), "--exports", str(tmp_path / "exports"),
-                      "--reports", str(tmp_path / "nightly"), "--new-trials", "0", "--confirm", "1"])
+                      "--reports", str(tmp_path / "nightly"), "--new-trials", "0", "--confirm", "2"])
     assert res.exit_code == 2 and "bundle.json" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
