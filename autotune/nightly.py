@@ -160,9 +160,9 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
         keeper.close()
     verdict = compare_arms(windows["baseline"], windows["current"], window_gates, alpha, quality_tolerance)
 
-    from autotune.study import _finished
+    from autotune.study import finished_trials
 
-    done = _finished(study)  # measured trials: re-proposals of a measured config do not count toward n_trials
+    done = finished_trials(study)  # measured trials: re-proposals of a measured config do not count toward n_trials
     if new_trials > 0:
         from autotune.progress import NullReporter
 

@@ -174,13 +174,13 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     started = time.monotonic()
     session_start = datetime.datetime.now()  # Optuna stores naive local times
     stopped = "n_trials reached"
-    reporter.search_started(study_name, n_trials, _finished(study))
+    reporter.search_started(study_name, n_trials, finished_trials(study))
     repeats = 0  # re-proposals of measured configs in a row
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = "FINISHED"
     try:
         # other workers' running trials count too: N workers sharing a study stop at n_trials, not n_trials + N
-        while _finished(study) + _running_elsewhere(study) < n_trials:
+        while finished_trials(study) + _running_elsewhere(study) < n_trials:
             if opts.timeout_s is not None and time.monotonic() - started > opts.timeout_s:
                 stopped = "timeout"
                 break
@@ -188,7 +188,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             if failures > max_failures:
                 stopped = f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
                 break
-            size = min(space.search.batch, n_trials - _finished(study) - _running_elsewhere(study))
+            size = min(space.search.batch, n_trials - finished_trials(study) - _running_elsewhere(study))
             pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
             try:
                 while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself
@@ -293,7 +293,7 @@ def _checked(fn, file: str, sampler: str):
         raise ConfigError(file, "search.sampler", str(exc), sampler) from None
 
 
-def _finished(study) -> int:
+def finished_trials(study) -> int:
     """Trials that measured something (complete, screened out, or failed); re-proposals of a measured config and
     interrupted trials do not count."""
     states = optuna.trial.TrialState
