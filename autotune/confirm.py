@@ -29,12 +29,13 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
     from autotune.front import front_rows
     from autotune.trial import run_trial
 
+    current = [r["config_key"] for r in front_rows(study, space)[1]]
     before = study.user_attrs.get("confirm_front")
-    if before is None:
-        before = [r["config_key"] for r in front_rows(study, space)[1]]
+    if before is None:  # the front as the search left it: what the report's survival figure is about
+        before = current
         study.set_user_attr("confirm_front", before)
     points = {cp.key: cp for cp in config_points(study, space)}
-    targets = [points[key] for key in before if key in points]
+    targets = [points[key] for key in dict.fromkeys([*before, *current]) if key in points]  # a resumed study's too
     targets.sort(key=lambda cp: json.dumps(cp.trials[0].user_attrs.get("server"), sort_keys=True))  # reuse in a round
     store: dict[str, list[dict[str, Any]]] = {key: list(v) for key, v in study.user_attrs.get("confirm", {}).items()
                                               if isinstance(v, list)}
@@ -126,8 +127,12 @@ def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
     before = study.user_attrs.get("confirm_front")
     if not before:
         return None
+    from autotune.objectives import evaluate
+
     points = [cp for cp in config_points(study, space) if cp.key in before]
-    confirmed = [cp for cp in points if cp.confirmed]
+    # a member whose confirmation windows break a constraint (or all failed) did not survive
+    confirmed = [cp for cp in points if cp.confirmed
+                 and evaluate(cp.metrics(), space.objectives, space.constraints).feasible]
     res = resolution(space)
     noise = study_noise(config_points(study, space), space, res)
     names = [o.metric for o in space.objectives if o.metric != "quality"]

@@ -61,7 +61,7 @@ def candidates(study: optuna.Study, space: SpaceConfig | None = None) -> list[Ca
     for cp in config_points(study, space):
         metrics = cp.metrics()
         ev = evaluate(metrics, space.objectives, space.constraints)
-        if ev.feasible:
+        if ev.feasible and not cp.confirm_failed:  # a config that could not be re-measured is not recommended
             first = cp.trials[0]
             out.append(Candidate(cp.number, first.params, metrics, ev.values,
                                  {**first.user_attrs, "config_key": cp.key, "trials": [t.number for t in cp.trials]}))

@@ -47,7 +47,8 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
         first = cp.trials[0]
         row = {"trial": cp.number, **first.params, "mlflow_run_id": first.user_attrs.get("mlflow_run_id"),
                "trials": [t.number for t in cp.trials], "windows": int(metrics["windows"]),
-               "confirmed": cp.confirmed, "failed_windows": cp.failed_windows, "config_key": cp.key}
+               "confirmed": cp.confirmed, "failed_windows": cp.failed_windows, "config_key": cp.key,
+               "confirm_failed": cp.confirm_failed}
         for o, v in zip(space.objectives, ev.values, strict=True):
             row[o.metric] = v
         for extra in EXTRAS:
@@ -99,7 +100,8 @@ def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) ->
     points = level_points(study.trials)
     if points:
         figures["capacity_levels.png"] = levels_png(points, space.sla.task_ms)
-    done = [t.user_attrs.get("metrics", {}) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t.user_attrs.get("metrics", {}) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+            and t.user_attrs.get("duplicate_of") is None]  # a re-proposal told without a measurement is no trial
     wall = sum(m.get("trial_wall_s", 0.0) for m in done)
     economy = {  # where the study's time went: measuring vs starting engines, and restarts saved by reuse
         "study_measure_share": sum(m.get("measure_s", 0.0) for m in done) / wall if wall else math.nan,

@@ -58,6 +58,7 @@ class NightlyResult:
     alpha: float = 0.05
     warning: str | None = None
     recorded: dict[str, float] = field(default_factory=dict)  # the incumbent's selected window (not tested)
+    pick_note: str = ""  # why a changed pick was or was not re-exported
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -149,7 +150,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     windows: dict[str, list[Window]] = {arm: [] for arm in ARMS}
     try:
         for i in range(confirm):
-            for arm in ARMS:
+            for arm in (ARMS if i % 2 == 0 else ARMS[::-1]):  # ABBA: an order effect falls on both arms alike
                 label = f"{arm}-{i}"
                 keeper.close()  # every window on a fresh engine launch
                 window = measure_window(configs[arm], inputs, keeper, night_dir / label, label, reporter)
@@ -175,12 +176,32 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
         best = pick(candidates(study), space, policy)[0].number
     except ValueError:
         best = incumbent
-    if best != incumbent or bundle is None:
+    note = ""
+    if best != incumbent and bundle is not None:
+        distinct = distinguishable(study, space, incumbent, best)
+        note = (f"the policy now picks trial {best}; it " + ("differs from" if distinct else "is not distinguishable "
+                "within noise from") + f" incumbent trial {incumbent} (Holm-tested on every objective)")
+    if bundle is None or (best != incumbent and distinguishable(study, space, incumbent, best)):
         path, _, _ = export_bundle(study, policy, exports)
         reexported = str(path)
     result = NightlyResult(study_name, incumbent, verdict.comparisons, new_trials, reexported, Path(), Path(),
-                           forced, windows, verdict.untested, window_gates, alpha, warning, recorded)
+                           forced, windows, verdict.untested, window_gates, alpha, warning, recorded, note)
     return _write_report(result, reports, stamp, confirm)
+
+
+def distinguishable(study, space, a: int, b: int) -> bool:
+    """Whether the configs of trials a and b differ on some objective by the front's Holm-tested differences;
+    False when the noise is unknown: a new pick by point estimate alone does not replace a recommendation."""
+    from autotune.front import _workload
+    from autotune.points import config_points, judge_front, resolution, study_noise
+
+    points = config_points(study, space)
+    pair = [next((cp for cp in points if n in [t.number for t in cp.trials]), None) for n in (a, b)]
+    if None in pair or pair[0] is pair[1]:
+        return False
+    res = resolution(space, _workload(study))
+    labels = judge_front(pair, space, study_noise(points, space, res), res).labels
+    return "?" not in labels.values() and labels[pair[0].key] != labels[pair[1].key]
 
 
 def apply_forced(config: TrialConfig, forced: dict[str, Any]) -> TrialConfig:
@@ -242,7 +263,7 @@ def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int) -> 
             "alpha": r.alpha, "family_size": len(r.comparisons), "warning": r.warning, "forced": r.forced,
             "comparisons": [c.row() for c in r.comparisons], "untested": r.untested, "windows": windows,
             "failed_windows": failed, "recorded_selected_window": r.recorded, "new_trials": r.new_trials,
-            "reexported": r.reexported}
+            "reexported": r.reexported, "pick_note": r.pick_note}
     r.report_json.write_text(json.dumps(scrub_obj(data), indent=2, default=str))
     lines = [f"# Nightly {r.study} {stamp}: {verdict}", "",
              f"Incumbent trial {r.incumbent_trial}: baseline = its recorded config, current = "
@@ -266,6 +287,7 @@ def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int) -> 
         lines += ["", "The incumbent's recorded window (selected as the best, so optimistic; not tested): "
                   + ", ".join(f"{m} {_fmt(v)}" for m, v in r.recorded.items()) + "."]
     lines += ["", f"{r.new_trials} new trials; " + (f"re-exported: `{r.reexported}`" if r.reexported
-                                                   else "the recommendation stands.")]
+                                                   else "the recommendation stands.")
+              + (f" ({r.pick_note}.)" if r.pick_note else "")]
     r.report_md.write_text(scrub("\n".join(lines) + "\n"))
     return r

@@ -54,6 +54,7 @@ class ConfigPoint:
     key: str
     trials: list[Any]  # its measured, complete, full-fidelity trials (search windows), oldest first
     confirm: list[dict[str, Any]] = field(default_factory=list)  # confirmation windows
+    log_metrics: set[str] = field(default_factory=set)  # merged by geometric mean (the log-scale objectives)
 
     @property
     def number(self) -> int:
@@ -70,6 +71,11 @@ class ConfigPoint:
     def failed_windows(self) -> int:
         return sum(1 for w in self.confirm if w.get("failed"))
 
+    @property
+    def confirm_failed(self) -> bool:
+        """Every confirmation window failed: the config could not be re-measured, so it is not recommendable."""
+        return bool(self.confirm) and not self.confirm_ok()
+
     def search_windows(self) -> list[dict[str, Any]]:
         return [window_of(t.user_attrs.get("metrics", {}), t.user_attrs.get("item_scores")) for t in self.trials]
 
@@ -84,9 +90,15 @@ class ConfigPoint:
         out = {}
         for k in names:
             xs = [w["metrics"][k] for w in wins if k in w["metrics"] and isinstance(w["metrics"][k], int | float)]
-            # geometric mean of positive values: the centre of the log-scale interval (autotune.measure.compare)
-            out[k] = float(np.exp(np.mean(np.log(xs)))) if xs and min(xs) > 0 and max(xs) < math.inf else \
-                float(np.mean(xs)) if xs else math.nan
+            # the log-scale objectives: the geometric mean, the centre of their interval (autotune.measure.compare)
+            out[k] = float(np.exp(np.mean(np.log(xs)))) if k in self.log_metrics and xs and min(xs) > 0 and \
+                max(xs) < math.inf else float(np.mean(xs)) if xs else math.nan
+        if "capacity_tps" in out and "usd_per_1k_tasks" in out:  # cost at the merged capacity, not a mean of costs
+            per_hour = [w["metrics"]["usd_per_1k_tasks"] * w["metrics"]["capacity_tps"] for w in wins
+                        if 0 < w["metrics"].get("capacity_tps", 0) < math.inf
+                        and 0 < w["metrics"].get("usd_per_1k_tasks", 0) < math.inf]
+            cap = out["capacity_tps"]
+            out["usd_per_1k_tasks"] = per_hour[0] / cap if per_hour and cap > 0 else math.inf
         items = self.items()
         if items:
             out[QUALITY], out["quality_ci_low"], out["quality_ci_high"] = quality_interval(items)
@@ -102,7 +114,11 @@ class ConfigPoint:
         return {k: float(np.mean(v)) for k, v in per.items()}
 
     def point(self, metrics: list[str], resolution: dict[str, float], all_windows: bool = False) -> Point:
+        """`all_windows` (the noise pool): every window, but not a capacity-0 one, which is a censored value
+        (nothing passed), not a measurement of the spread."""
         wins = [*self.search_windows(), *self.confirm_ok()] if all_windows else self.windows()
+        if all_windows:
+            wins = [w for w in wins if w["metrics"].get("capacity_tps", 1.0) > 0]
         return Point(key=self.key, label=f"trial {self.number}", resolution=resolution, items=self.items(),
                      windows={m: [w["metrics"][m] for w in wins if m in w["metrics"]] for m in metrics})
 
@@ -116,8 +132,10 @@ def config_points(study, space: SpaceConfig) -> list[ConfigPoint]:
         key = trial_key(t)
         groups.setdefault(key, ConfigPoint(key, [])).trials.append(t)
     confirm = study.user_attrs.get("confirm", {})
+    logs = {*window_metrics(space), "capacity_tps"}  # capacity too: cost = k / capacity stays their geometric mean
     for key, cp in groups.items():
         cp.confirm = list(confirm.get(key, [])) if isinstance(confirm.get(key), list) else []
+        cp.log_metrics = logs
     return list(groups.values())
 
 
@@ -155,6 +173,8 @@ def judge_front(front: list[ConfigPoint], space: SpaceConfig, noise: dict[str, N
     objectives = [(o.metric, o.direction) for o in space.objectives]
     untested = [m for m in names if math.isnan(noise[m].sd)]
     pts = [cp.point(names, res) for cp in front]
+    if QUALITY in [o for o, _ in objectives] and len(pts) > 1 and not all(p.items for p in pts):
+        untested.append(QUALITY)  # a trial from before per-item scores: quality cannot be paired
     diffs = compare_points(pts, objectives, noise, ALPHA) if len(pts) > 1 else []
     if untested:  # no statement of equivalence without a noise estimate
         return Judgement(noise, dict.fromkeys((cp.key for cp in front), "?"), untested, diffs)

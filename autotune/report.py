@@ -148,7 +148,8 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
                "window-to-window noise is unknown. `autotune search --confirm K` re-measures the front.", ""]
     else:
         md += ["Members sharing a class letter are **equivalent within noise**: no objective tells them apart at a "
-               f"family-wise error rate of {ALPHA:g} (Holm over {len(verdict.differences)} tests: every pair of "
+               f"family-wise error rate of {ALPHA:g} (Holm over "
+               f"{sum(d.test != 'untested' for d in verdict.differences)} tests: every pair of "
                "members x every objective). Latency, capacity and cost are compared on window means with the "
                "window-to-window noise pooled over repeated configs; quality is paired by evaluation item.", ""]
     tested = [d for d in verdict.differences if d.test != "untested"]
@@ -191,10 +192,14 @@ def write_report(studies: list[str], storage: str, out_dir: Path, storage_option
     for name, study in loaded.items():
         trials = study.trials
         done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}
-                for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+                for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("duplicate_of")
+                is None]  # measured trials only: a re-proposal of a measured config was told, not measured
+        screened = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+        repeats = sum(1 for t in trials if t.user_attrs.get("duplicate_of") is not None)
         failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
         engine = next((t.user_attrs.get("engine_version") for t in trials if t.user_attrs.get("engine_version")), "?")
-        md += [f"## Study `{name}`", "", f"{len(done)} complete and {len(failed)} failed trials; engine "
+        md += [f"## Study `{name}`", "", f"{len(done)} complete, {len(screened)} screened out and {len(failed)} "
+               f"failed trials ({repeats} re-proposals of measured configs were not measured again); engine "
                f"vLLM {engine}.", ""]
         md += study_section(study, out_dir)
         for keys, cols, label in GROUPINGS:

@@ -55,7 +55,7 @@ def measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir:
     if not search.screening_s:
         return run_trial(config, inputs, keeper, trial_dir, reporter.phase), "full", None
     wl = inputs.workload
-    short = dataclasses.replace(inputs, workload=wl.model_copy(update={
+    short = dataclasses.replace(inputs, complete_eval=False, workload=wl.model_copy(update={
         "duration_s": search.screening_s, "warmup_s": min(wl.warmup_s, search.screening_s),
         "capacity": wl.capacity.model_copy(update={"level_s": min(wl.capacity.level_s, search.screening_s)})}))
     screen = run_trial(config, short, keeper, trial_dir / "screen", reporter.phase)

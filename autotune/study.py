@@ -449,7 +449,7 @@ def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fi
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)
     trial.set_user_attr("item_scores", result.item_scores)  # paired quality comparisons between trials
-    if "capacity_levels.json" in result.tables:  # for the study-level levels chart (parent run, report)
+    if "capacity_levels.json" in result.tables and fidelity == "full":  # the study's levels chart: full windows
         keep = ("rate", "tasks_per_s", "p95_task_ms", "passed", "attainment", "tokens_per_s_per_user", "valid")
         trial.set_user_attr("capacity_levels", [{k: r.get(k) for k in keep if r.get(k) == r.get(k)}
                                                 for r in result.tables["capacity_levels.json"]])

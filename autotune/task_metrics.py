@@ -34,7 +34,7 @@ TASK_METRICS: dict[str, str] = {
     "eval_items": "items in the study's fixed evaluation set (workload `eval_items`, default all)",
     "eval_failed_items": "evaluation items whose graded attempt failed, timed out or was abandoned (scored 0)",
     "eval_completion_items": "evaluation items the measured loads did not reach, run by the completion pass",
-    "eval_missing_items": "evaluation items left without a score (0 unless the completion pass broke)",
+    "eval_missing_items": "evaluation items no attempt reached (scored 0; nonzero when the completion pass broke)",
     "eval_completion_s": "wall seconds of the evaluation completion pass",
     "validity_rate": "share of FM replies that parsed strictly in the output format on the first try",
     "answer_complete_rate": "share of tasks whose final answer has every field (after repair)",

@@ -40,6 +40,7 @@ class TrialInputs:
     examples: list[dict[str, Any]]
     scorer: Scorer
     eval_ids: list[str] = field(default_factory=list)  # the study's fixed evaluation set (task ids)
+    complete_eval: bool = True  # False for a screening window: its quality is read off what the window reached
 
 
 @dataclass
@@ -144,7 +145,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
                 score_tasks(level.load.tasks, inputs.references, inputs.scorer)
                 if level.verdict.passed or run.capacity <= 0:
                     graded.take(level.load.tasks, f"level-{i:02d}")
-            # capacity 0 is infeasible: it never reaches the front, so its set is not completed (missing counted)
+            # capacity 0 is infeasible: it never reaches the front, so its set is not completed (missing score 0)
             eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase) \
                 if run.capacity > 0 else 0.0
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
@@ -168,8 +169,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
     server = prometheus.window_deltas(before, after)
     metrics = trial_metrics(load, inputs, 0.0 if reused else handle.startup_s, reused, server)
-    metrics.update(quality_metrics(graded, eval_s))
-    files["item_scores.jsonl"] = graded.write(trial_dir / "item_scores.jsonl")
+    metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     breakdown = node_breakdown(load.tasks)
     for row in breakdown:
         metrics[f"node.{row['node']}.mean_ms"] = row["mean_ms"]
@@ -195,8 +195,7 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     metrics["operating_rate"] = run.levels[0].rate
     metrics["capacity_tps"] = run.capacity
     metrics["usd_per_1k_tasks"] = usd_per_1k(inputs.space.hardware.usd_per_hour, run.capacity)
-    metrics.update(quality_metrics(graded, eval_s))
-    files["item_scores.jsonl"] = graded.write(trial_dir / "item_scores.jsonl")
+    metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     metrics["capacity_levels"] = float(len(run.levels))
     metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
     metrics["measure_s"] = sum(lv.row["window_s"] for lv in run.levels if lv.row["window_s"] == lv.row["window_s"])
@@ -218,7 +217,7 @@ def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: It
     """Run the evaluation items the measured loads did not cover, each once, at a moderate closed-loop load
     (`eval_concurrency` users); their failures score 0. Seconds spent (0 when nothing was missing)."""
     missing = graded.missing
-    if not missing:
+    if not missing or not inputs.complete_eval:
         return 0.0
     phase(f"evaluating {len(missing)} items")
     started = time.monotonic()
@@ -230,13 +229,24 @@ def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: It
     return time.monotonic() - started
 
 
+def finish_grading(graded: ItemScores, inputs: TrialInputs, eval_s: float, trial_dir: Path,
+                   files: dict[str, Path]) -> dict[str, float]:
+    """Quality metrics and `item_scores.jsonl`. A full window's set is complete: an item nothing reached scores 0
+    (`eval_missing_items` says how many). A screening window is graded on what it reached."""
+    missing = len(graded.missing)
+    if inputs.complete_eval:
+        graded.fill_missing()
+    files["item_scores.jsonl"] = graded.write(trial_dir / "item_scores.jsonl")
+    return {**quality_metrics(graded, eval_s), "eval_missing_items": float(missing)}
+
+
 def quality_metrics(graded: ItemScores, eval_s: float) -> dict[str, float]:
     """`quality` is the mean score over the whole evaluation set, with a bootstrap interval over items."""
     from autotune.measure.compare import quality_interval
 
     mean, low, high = quality_interval(graded.scores)
     return {"quality": mean, "quality_ci_low": low, "quality_ci_high": high, "eval_items": float(len(graded.ids)),
-            "eval_missing_items": float(len(graded.missing)), "eval_failed_items": float(len(graded.failed)),
+            "eval_failed_items": float(len(graded.failed)),
             "eval_completion_items": float(sum(1 for s in graded.sources.values() if s == "completion")),
             "eval_completion_s": eval_s}
 

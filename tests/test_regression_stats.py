@@ -94,9 +94,13 @@ def test_a_regression_needs_significance_and_tolerance():
     assert line.startswith("p95_task_ms: 1012 -> 1518 ms (+50%), permutation test over 5+5 windows")
     assert "Holm-adjusted p=0.0079 (confidence 99.2%)" in line
 
-    small = _windows("current", [1100, 1150, 1080, 1120, 1110])  # significant, +10% < 25%
+    small = _windows("current", [1100, 1150, 1080, 1120, 1110])  # +10%: a real change, but within 25%
     v = compare_arms(base, small, [P95, ERR], 0.05, 0.05)
-    assert v.comparisons[0].p_adjusted < 0.05 and not v.regressions
+    assert v.comparisons[0].p_adjusted > 0.05 and not v.regressions, "H0 is 'worse by at most the tolerance'"
+    strict = Gate("p95_task_ms", "higher", True, 0.0, "ms")  # without a tolerance the same change is significant
+    assert compare_arms(base, small, [strict, ERR], 0.05, 0.05).comparisons[0].p_adjusted < 0.05
+    edge = _windows("current", [1260, 1320, 1230, 1280, 1270])  # +26%: beyond 25% by a hair, not shown beyond it
+    assert not compare_arms(base, edge, [P95, ERR], 0.05, 0.05).regressions
     few = compare_arms(base[:2], slow[:2], [P95, ERR], 0.05, 0.05)  # +50% but 2+2 windows: p >= 1/6
     assert few.comparisons[0].p_value == pytest.approx(1 / 6) and not few.regressions
     assert compare_arms(slow, base, [P95, ERR], 0.05, 0.05).regressions == [], "faster is not a regression"

@@ -56,6 +56,13 @@ class ItemScores:
             if not ok:
                 self.failed.add(item)
 
+    def fill_missing(self) -> None:
+        """Items no attempt reached score 0 and are marked `missing`: counted against the config, never dropped."""
+        for item in self.missing:
+            self.scores[item] = 0.0
+            self.sources[item] = "missing"
+            self.failed.add(item)
+
     def mean(self) -> float:
         return sum(self.scores.values()) / len(self.scores) if self.scores else math.nan
 

@@ -158,16 +158,22 @@ def power_warning(k: int, alpha: float, metrics: int) -> str | None:
 
 
 def permutation_p(baseline: Sequence[float], current: Sequence[float], worse: Worse, log: bool,
-                  seed: int = 0) -> float:
-    """One-sided p that `current` is worse than `baseline`: a permutation test (scipy) on the difference of means,
-    of log values when `log`. Exact when the arrangements are few, else 9,999 seeded resamples."""
+                  seed: int = 0, tolerance: float = 0.0, relative: bool = True) -> float:
+    """One-sided p that `current` is worse than `baseline` by more than `tolerance` (relative: a factor 1 + tol,
+    or 1 - tol when lower is worse; else absolute): a permutation test (scipy) on the difference of means, of log
+    values when `log`, after moving the current windows back by the tolerance. So H0 is "worse by at most the
+    tolerance", and a tolerated change is flagged at most alpha of the time, not only an unchanged config.
+    Exact when the arrangements are few, else 9,999 seeded resamples."""
     from scipy.stats import permutation_test
 
     b, c = np.asarray(baseline, float), np.asarray(current, float)
-    if log:
-        b, c = np.log(b), np.log(c)
     if np.ptp(np.concatenate([b, c])) == 0:  # every window equal: no evidence either way
         return 1.0
+    if tolerance:
+        sign = 1.0 if worse == "higher" else -1.0
+        c = c / (1.0 + sign * tolerance) if relative else c - sign * tolerance
+    if log:
+        b, c = np.log(b), np.log(c)
     exact = math.comb(len(b) + len(c), len(c)) <= EXACT_LIMIT
 
     def diff(x, y, axis):
@@ -179,8 +185,23 @@ def permutation_p(baseline: Sequence[float], current: Sequence[float], worse: Wo
     return float(min(1.0, res.pvalue))
 
 
-def paired_quality_p(baseline: Mapping[str, float], current: Mapping[str, float]) -> tuple[float, str, list[str]]:
-    """(one-sided p that current scores lower, test description, common items) on the items both arms scored."""
+def paired_quality_p(baseline: Mapping[str, float], current: Mapping[str, float],
+                     tolerance: float = 0.0) -> tuple[float, str, list[str]]:
+    """(one-sided p that current scores lower by more than `tolerance`, test description, common items) on the
+    items both arms scored. The change itself: McNemar exact for 0/1 scores, else Wilcoxon signed-rank. With a
+    tolerance the p is the larger of that and a paired bootstrap test of H0 "the mean loss is at most the
+    tolerance" (an intersection-union test: flagging needs both, so a tolerated loss is flagged at most alpha of
+    the time)."""
+    p, test, items = _quality_change_p(baseline, current)
+    if not tolerance or not items:
+        return p, test, items
+    d = np.array([current[i] - baseline[i] for i in items], float)
+    means = d[np.random.default_rng(0).integers(0, len(d), (9999, len(d)))].mean(axis=1)
+    p_tol = (1 + int(np.sum(means >= -tolerance))) / (len(means) + 1)
+    return max(p, p_tol), f"{test}; loss beyond {tolerance:g}: paired bootstrap p={p_tol:.2g}", items
+
+
+def _quality_change_p(baseline: Mapping[str, float], current: Mapping[str, float]) -> tuple[float, str, list[str]]:
     from scipy.stats import binomtest, wilcoxon
 
     items = sorted(set(baseline) & set(current))
@@ -247,7 +268,7 @@ def compare_arms(baseline: Sequence[Window], current: Sequence[Window], window_g
             untested[g.metric] = f"no measured {'baseline' if not b else 'current'} window holds it"
             continue
         log = g.log and min(b + c) > 0
-        p = permutation_p(b, c, g.worse, log)
+        p = permutation_p(b, c, g.worse, log, tolerance=g.tolerance, relative=g.log)
         bv, cv = _center(b, log), _center(c, log)
         change = _relative(bv, cv) if g.log else cv - bv
         worse = change > g.tolerance if g.worse == "higher" else -change > g.tolerance
@@ -258,7 +279,7 @@ def compare_arms(baseline: Sequence[Window], current: Sequence[Window], window_g
     if not b_items or not c_items:
         untested[QUALITY] = "no per-item scores"
     else:
-        p, test, items = paired_quality_p(b_items, c_items)
+        p, test, items = paired_quality_p(b_items, c_items, quality_tolerance)
         if not items:
             untested[QUALITY] = "no evaluation item scored in both arms"
         else:

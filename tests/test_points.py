@@ -1,0 +1,74 @@
+"""One config = one point: trials of an identical config and confirmation windows merge; a confirmed config uses
+its confirmation windows only; cost follows the merged capacity; a config whose confirmations all failed is not
+recommended; intervals and classes come from the pooled window noise."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from autotune.config.space import Constraint, Objective
+from autotune.export import candidates
+from autotune.front import front_rows
+from autotune.points import config_points
+
+
+class Space:
+    objectives = [Objective(metric="p95_task_ms_at_load", direction="minimize"),
+                  Objective(metric="usd_per_1k_tasks", direction="minimize"),
+                  Objective(metric="quality", direction="maximize")]
+    constraints = [Constraint(metric="task_error_rate", op="<=", value=0.02)]
+
+
+def _trial(study, key: str, p95: float, cap: float, items: dict[str, float], number_param: int) -> None:
+    t = study.ask()
+    t.set_user_attr("config_key", key)
+    t.set_user_attr("fidelity", "full")
+    usd = 100.0 / cap
+    metrics = {"p95_task_ms_at_load": p95, "capacity_tps": cap, "usd_per_1k_tasks": usd, "task_error_rate": 0.0,
+               "quality": sum(items.values()) / len(items)}
+    t.set_user_attr("metrics", metrics)
+    t.set_user_attr("item_scores", items)
+    study.tell(t, [p95, usd, metrics["quality"]])
+
+
+def _study():
+    return optuna.create_study(directions=["minimize", "minimize", "maximize"])
+
+
+def test_confirmed_config_is_one_row_from_its_confirmation_windows_only():
+    study = _study()
+    items = {f"i{i}": float(i % 2) for i in range(10)}
+    _trial(study, "A", 800.0, 4.0, items, 0)  # the lucky selecting window
+    _trial(study, "B", 1500.0, 2.0, items, 1)
+    study.set_user_attr("confirm", {"A": [
+        {"metrics": {"p95_task_ms_at_load": 1000.0, "capacity_tps": 4.0, "usd_per_1k_tasks": 25.0,
+                     "task_error_rate": 0.0}, "items": items, "round": 0},
+        {"metrics": {"p95_task_ms_at_load": 1210.0, "capacity_tps": 2.0, "usd_per_1k_tasks": 50.0,
+                     "task_error_rate": 0.0}, "items": items, "round": 1}]})
+    rows, front = front_rows(study, Space, judge=True)
+    a = next(r for r in rows if r["config_key"] == "A")
+    assert a["windows"] == 2 and a["confirmed"] and a["trials"] == [0]
+    assert a["p95_task_ms_at_load"] == pytest.approx(math.sqrt(1000.0 * 1210.0))  # geometric mean, 800 excluded
+    cap = math.sqrt(4.0 * 2.0)
+    assert a["usd_per_1k_tasks"] == pytest.approx(100.0 / cap), "cost at the merged capacity"
+    # the noise is pooled from A's three windows (800, 1000, 1210): B, measured once, gets an interval too
+    b = next(r for r in rows if r["config_key"] == "B")
+    assert b["p95_task_ms_at_load_low"] < 1500.0 < b["p95_task_ms_at_load_high"]
+    assert all(r["class"] for r in front)
+
+
+def test_identical_trials_merge_and_failed_confirmations_are_not_recommended():
+    study = _study()
+    items = {f"i{i}": 1.0 for i in range(5)}
+    _trial(study, "A", 1000.0, 4.0, items, 0)
+    _trial(study, "A", 1100.0, 4.0, items, 1)  # the same config measured again (e.g. another worker)
+    _trial(study, "C", 900.0, 4.0, items, 2)
+    points = config_points(study, Space)
+    assert [(cp.key, [t.number for t in cp.trials]) for cp in points] == [("A", [0, 1]), ("C", [2])]
+    study.set_user_attr("confirm", {"C": [{"metrics": {}, "items": {}, "round": 0, "failed": "engine_hung"}]})
+    cands = candidates(study, Space)
+    assert [c.number for c in cands] == [0], "C could not be re-measured: not recommendable"
+    assert cands[0].metrics["windows"] == 2
