@@ -37,10 +37,9 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
     points = {cp.key: cp for cp in config_points(study, space)}
     targets = [points[key] for key in dict.fromkeys([*before, *current]) if key in points]  # a resumed study's too
     targets.sort(key=lambda cp: json.dumps(cp.trials[0].user_attrs.get("server"), sort_keys=True))  # reuse in a round
-    store: dict[str, list[dict[str, Any]]] = {key: list(v) for key, v in study.user_attrs.get("confirm", {}).items()
-                                              if isinstance(v, list)}
+    store: dict[str, Any] = dict(study.user_attrs.get("confirm", {}))  # an older format's entries are kept as is
     for rnd in range(k):
-        todo = [cp for cp in targets if len(store.get(cp.key, [])) <= rnd]
+        todo = [cp for cp in targets if len(store.get(cp.key) or []) <= rnd]
         if not todo:
             continue
         keeper.close()  # a fresh launch per round: repeats on one engine would hide launch-to-launch variance

@@ -40,9 +40,21 @@ def config_key(config: TrialConfig) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def trial_key(t) -> str:
-    """A trial's config key (recorded when it started; older trials: from their parameters)."""
-    return t.user_attrs.get("config_key") or "params:" + json.dumps(t.params, sort_keys=True, default=str)
+def trial_key(t, space: SpaceConfig | None = None) -> str:
+    """A trial's config key, recorded when it started. A trial from before config keys: rebuilt from its
+    parameters and the space's fixed knobs (as the sampler built it), so it merges with new trials of the same
+    config; without a space, a key of its parameters."""
+    if t.user_attrs.get("config_key"):
+        return t.user_attrs["config_key"]
+    if space is not None:
+        from autotune.knobs import split_values
+        from autotune.samplers.optuna_sampler import suggest
+
+        try:
+            return config_key(split_values(suggest(optuna.trial.FixedTrial(t.params), space)))
+        except (ValueError, KeyError, TypeError):
+            pass  # the space changed since: the parameters are all there is
+    return "params:" + json.dumps(t.params, sort_keys=True, default=str)
 
 
 def window_of(metrics: dict[str, float], items: dict[str, float] | None, **extra: Any) -> dict[str, Any]:
@@ -129,7 +141,7 @@ def config_points(study, space: SpaceConfig) -> list[ConfigPoint]:
     for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
         if t.user_attrs.get("fidelity", "full") != "full" or t.user_attrs.get("duplicate_of") is not None:
             continue
-        key = trial_key(t)
+        key = trial_key(t, space)
         groups.setdefault(key, ConfigPoint(key, [])).trials.append(t)
     confirm = study.user_attrs.get("confirm", {})
     logs = {*window_metrics(space), "capacity_tps"}  # capacity too: cost = k / capacity stays their geometric mean

@@ -24,11 +24,11 @@ def repeat_proposals(study) -> int:
 REPEAT_STREAK = 3  # re-proposals in a row before an unmeasured config is drawn at random instead
 
 
-def measured_before(study, key: str, number: int):
+def measured_before(study, key: str, number: int, space: SpaceConfig):
     """The earliest other trial that measured this config (complete, or screened out), or None."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for t in study.get_trials(deepcopy=False, states=states):
-        if t.number != number and t.user_attrs.get("duplicate_of") is None and trial_key(t) == key:
+        if t.number != number and t.user_attrs.get("duplicate_of") is None and trial_key(t, space) == key:
             return t
     return None
 
@@ -54,7 +54,7 @@ def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> 
 
 def enqueue_unmeasured(study, space: SpaceConfig, seed: int | None, salt: int) -> bool:
     """Enqueue a config no trial has measured, drawn at random from the space; False when 200 draws found none."""
-    measured = {trial_key(t) for t in study.trials if t.user_attrs.get("duplicate_of") is None
+    measured = {trial_key(t, space) for t in study.trials if t.user_attrs.get("duplicate_of") is None
                 and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
     draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=(seed or 0) + len(study.trials) + salt))
     for _ in range(200):

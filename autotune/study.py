@@ -392,7 +392,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     trial.set_user_attr("server", config.server.model_dump(mode="json"))  # to recognise repeats of failed launches
     key = config_key(config)
     trial.set_user_attr("config_key", key)
-    prior = measured_before(study, key, trial.number)
+    prior = measured_before(study, key, trial.number, space)
     if prior is not None:
         tell_repeat(study, trial, prior, key, space, reporter)
         return "repeat"

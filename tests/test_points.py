@@ -72,3 +72,19 @@ def test_identical_trials_merge_and_failed_confirmations_are_not_recommended():
     cands = candidates(study, Space)
     assert [c.number for c in cands] == [0], "C could not be re-measured: not recommendable"
     assert cands[0].metrics["windows"] == 2
+
+
+def test_a_trial_from_before_config_keys_merges_with_a_new_trial_of_its_config():
+    from autotune.config.space import load_space
+    from autotune.knobs import split_values
+    from autotune.points import config_key, trial_key
+    from autotune.samplers.optuna_sampler import suggest
+
+    space = load_space("search_spaces/quickstart.yaml", check_paths=False)
+    old = optuna.create_study(directions=["minimize"] * 3)
+    t = old.ask()
+    values = suggest(t, space)
+    old.tell(t, [1.0, 1.0, 1.0])
+    legacy = old.trials[0]  # no `config_key` attribute, as trials recorded before this change
+    assert "config_key" not in legacy.user_attrs
+    assert trial_key(legacy, space) == config_key(split_values(values))
