@@ -449,3 +449,18 @@ def test_work_in_flight_at_the_drain_end_is_abandoned_not_dropped(setup):
     m = trial.user_attrs["metrics"]
     assert m["abandoned_tasks"] == len(abandoned) and m["task_error_rate"] > 0
     assert m["target_task_rate"] == 6 and m["achieved_task_rate"] > 0 and m["schedule_lag_p95_ms"] >= 0
+
+
+def test_the_load_ignores_locust_settings_of_the_working_directory(setup, tmp_path, monkeypatch):
+    """Locust reads locust.conf and pyproject.toml from its working directory: a user's (here a half-edited,
+    unparsable pyproject and a locust.conf asking for 50 users) must neither break nor change the load."""
+    opts = setup("{value: 4}", n_trials=1)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\ndependencies = [\n  "a"\n  "b",\n]\n')
+    (project / "locust.conf").write_text("users = 50\nspawn-rate = 50\n")
+    monkeypatch.chdir(project)
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 1
+    cfg = json.loads((opts.run_dir / "s" / "trial-0000" / "load" / "load-config.json").read_text())
+    assert cfg["load_users"] == 2  # (without its own working directory Locust exits: "Couldn't parse TOML file")

@@ -94,7 +94,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     cfg = {**cfg, "load_users": load_users(cfg)}
     cfg_path = out_dir / "load-config.json"
     cfg_path.write_text(json.dumps(cfg, indent=2))
-    env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path)}
+    env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path.resolve())}
     if api_key:  # through the environment, never the config file on disk
         env["AUTOTUNE_API_KEY"] = api_key
     log_path = out_dir / "locust.log"
@@ -102,7 +102,10 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     log_path.unlink(missing_ok=True)
     for stale in [*out_dir.glob("summary*.json"), *out_dir.glob("tasks*.jsonl"), *out_dir.glob("requests*.jsonl")]:
         stale.unlink()  # a previous run's files must not be merged into this one
-    proc = start_group(argv, env, log_path)  # own group, dies with us even on kill -9 (PDEATHSIG)
+    # own group, dies with us even on kill -9 (PDEATHSIG). It runs in its output folder: Locust reads a
+    # locust.conf or pyproject.toml from its working directory, and the user's project files must not change
+    # (or, half-edited, break) the load a trial measures
+    proc = start_group(argv, env, log_path, cwd=out_dir.resolve())
     limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90  # backstop: locust itself stuck
     try:
         code = _wait(proc, limit, on_tick)
