@@ -31,7 +31,7 @@ def fmt(v: Any) -> str:
 
 NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", "tasks_per_s", "task_error_rate",
              "capacity_tps", "p95_task_ms_at_load", "trials", "windows", "confirmed", "failed_windows", "config_key",
-             "class", "noise_unknown", "quality_ci_low", "quality_ci_high", *HEADLINE}
+             "class", "noise_unknown", "quality_ci_low", "quality_ci_high", "confirm_failed", *HEADLINE}
 
 
 def with_interval(r: dict[str, Any], metric: str) -> str:
