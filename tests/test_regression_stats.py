@@ -153,3 +153,17 @@ def test_gates_follow_the_load_protocol():
            for i, c in enumerate([2.0, 2.1, 1.9, 2.05, 2.0])]
     v = compare_arms(base, cur, cap, 0.05, 0.05)
     assert [c.metric for c in v.regressions] == ["capacity_tps"] and v.regressions[0].change < -0.4
+
+
+def test_a_quality_loss_within_the_tolerance_is_not_flagged():
+    """Quality's null is "lost at most the tolerance": McNemar on the change and a paired bootstrap on the loss
+    beyond the tolerance must both reject (intersection-union), so the larger p is reported."""
+    base = {f"i{i}": 1.0 for i in range(40)}
+    one = {**base, "i0": 0.0}  # -0.025: a real loss, within 0.05
+    p, test, items = paired_quality_p(base, one, tolerance=0.05)
+    assert len(items) == 40 and p > 0.05 and "McNemar" in test and "loss beyond 0.05" in test
+    ten = {**base, **{f"i{i}": 0.0 for i in range(10)}}  # -0.25
+    p, _, _ = paired_quality_p(base, ten, tolerance=0.05)
+    mcnemar = 2 * 0.5 ** 10 / 2  # one-sided exact: all 10 discordant pairs are losses
+    assert p == pytest.approx(max(mcnemar, 1 / 10000), rel=0.5) and p < 0.01
+    assert paired_quality_p(base, dict(base), tolerance=0.05)[0] == 1.0
