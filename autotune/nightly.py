@@ -278,7 +278,7 @@ def _write_report(r: NightlyResult, reports: Path, stamp: str, confirm: int) -> 
     lines += ["", "## Windows", "", "| run | " + " | ".join(names) + " | status |",
               "|---" * (len(names) + 2) + "|"]
     for i in range(confirm):
-        for arm in ARMS:
+        for arm in (ARMS if i % 2 == 0 else ARMS[::-1]):  # in the order they ran (ABBA)
             if i < len(r.windows.get(arm, [])):
                 w = r.windows[arm][i]
                 lines.append(f"| {w.label} | " + " | ".join(_fmt(w.metrics.get(m)) for m in names)
