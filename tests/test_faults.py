@@ -237,7 +237,7 @@ def test_unexpected_error_in_a_trial_fails_trial_run_and_parent(setup, monkeypat
     def broken(*a, **k):
         raise RuntimeError("deliberate bug in the measurement")
 
-    monkeypatch.setattr("autotune.study.run_trial", broken)
+    monkeypatch.setattr("autotune.screening.run_trial", broken)
     with pytest.raises(RuntimeError):
         run_search(opts, NullReporter())
     trial = _study(opts).trials[0]
