@@ -103,8 +103,9 @@ class ConfigPoint:
         for k in names:
             xs = [w["metrics"][k] for w in wins if k in w["metrics"] and isinstance(w["metrics"][k], int | float)]
             # the log-scale objectives: the geometric mean, the centre of their interval (autotune.measure.compare)
-            out[k] = float(np.exp(np.mean(np.log(xs)))) if k in self.log_metrics and xs and min(xs) > 0 and \
-                max(xs) < math.inf else float(np.mean(xs)) if xs else math.nan
+            out[k] = float(xs[0]) if len(xs) == 1 else float(np.exp(np.mean(np.log(xs)))) \
+                if k in self.log_metrics and xs and min(xs) > 0 and max(xs) < math.inf \
+                else float(np.mean(xs)) if xs else math.nan
         if "capacity_tps" in out and "usd_per_1k_tasks" in out:  # cost at the merged capacity, not a mean of costs
             per_hour = [w["metrics"]["usd_per_1k_tasks"] * w["metrics"]["capacity_tps"] for w in wins
                         if 0 < w["metrics"].get("capacity_tps", 0) < math.inf

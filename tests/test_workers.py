@@ -49,7 +49,7 @@ def test_two_workers_share_a_study_on_postgres(postgres_url, tmp_path):
     assert [w.returncode for w in workers] == [0, 0], outputs
 
     study = optuna.load_study(study_name="shared", storage=postgres_url)
-    trials = study.trials
+    trials = [t for t in study.trials if t.user_attrs.get("duplicate_of") is None]  # re-proposals are not measured
     assert 6 <= len(trials) <= 7, "each worker stops once the shared study reaches n_trials"
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert len({t.number for t in trials}) == len(trials)
