@@ -176,12 +176,12 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
         best = pick(candidates(study), space, policy)[0].number
     except ValueError:
         best = incumbent
-    note = ""
+    note, distinct = "", False
     if best != incumbent and bundle is not None:
         distinct = distinguishable(study, space, incumbent, best)
         note = (f"the policy now picks trial {best}; it " + ("differs from" if distinct else "is not distinguishable "
                 "within noise from") + f" incumbent trial {incumbent} (Holm-tested on every objective)")
-    if bundle is None or (best != incumbent and distinguishable(study, space, incumbent, best)):
+    if bundle is None or distinct:
         path, _, _ = export_bundle(study, policy, exports)
         reexported = str(path)
     result = NightlyResult(study_name, incumbent, verdict.comparisons, new_trials, reexported, Path(), Path(),

@@ -140,14 +140,13 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     try:
         if inputs.workload.load_protocol == "capacity":
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls)
-            graded = ItemScores(inputs.eval_ids)
-            for i, level in enumerate(run.levels):  # the operating load first; only loads the config holds
+            # the operating load first; only loads the config holds (all of them when none did: capacity 0 is
+            # infeasible, never on the front, so its set is not completed and its missing items score 0)
+            for level in run.levels:  # every level's tasks are scored (its metrics); graded are the held ones
                 score_tasks(level.load.tasks, inputs.references, inputs.scorer)
-                if level.verdict.passed or run.capacity <= 0:
-                    graded.take(level.load.tasks, f"level-{i:02d}")
-            # capacity 0 is infeasible: it never reaches the front, so its set is not completed (missing score 0)
-            eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase) \
-                if run.capacity > 0 else 0.0
+            held = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(run.levels)
+                    if lv.verdict.passed or run.capacity <= 0]
+            graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0)
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
         cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
@@ -155,9 +154,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
         load.summary["prefix_cache_reset"] = cold
         check_requests(load)
         score_tasks(load.tasks, inputs.references, inputs.scorer)
-        graded = ItemScores(inputs.eval_ids)
-        graded.take(load.tasks, "window")
-        eval_s = complete_eval(handle.url, cfg, inputs, graded, trial_dir / "eval", phase)
+        graded, eval_s = grade([(load, "window")], handle.url, cfg, inputs, trial_dir, phase)
     except (TrialRejected, WindowEmpty):  # the config's fault (every call refused, an empty window): the engine is fine
         raise
     except BaseException as exc:  # a hung or crashed engine must not serve the next trial; Ctrl-C stops it too
@@ -183,7 +180,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
 def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: Path,
                     files: dict[str, Path], graded: ItemScores, eval_s: float) -> TrialResult:
     """A capacity trial's metrics: latency at the operating load (the first level), capacity at SLA and the cost
-    at capacity, quality over every level's tasks; the levels as a table and a latency-load figure."""
+    at capacity, quality on the evaluation set; the levels as a table and a latency-load figure."""
     from autotune.tracking.plots import latency_load_png
 
     first = run.levels[0].load
@@ -210,6 +207,16 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
                        tables={"node_breakdown.json": breakdown, "capacity_levels.json": rows},
                        dominant_node=breakdown[0]["node"] if breakdown else "",
                        tags={"autotune.capacity_stop": run.search.stop_reason}, item_scores=dict(graded.scores))
+
+
+def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: dict[str, Any], inputs: TrialInputs, trial_dir: Path,
+          phase: Phase, complete: bool = True) -> tuple[ItemScores, float]:
+    """Each evaluation item's first attempt in the (scored) loads, in load order; then the completion pass (unless
+    `complete` is False). (the grades, seconds the completion pass took)"""
+    graded = ItemScores(inputs.eval_ids)
+    for load, source in loads:
+        graded.take(load.tasks, source)
+    return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase) if complete else 0.0
 
 
 def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: ItemScores, out_dir: Path,
