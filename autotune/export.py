@@ -315,14 +315,14 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
 def window_cis(study, space: SpaceConfig, chosen: Candidate) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, low, high): window objectives from the study's pooled window-to-window noise (NaN bounds
     when no config was measured twice), quality from a bootstrap over the evaluation items."""
-    from autotune.front import _workload
+    from autotune.front import study_workload
     from autotune.points import config_points, intervals, resolution, study_noise
 
     points = config_points(study, space)
     cp = next((p for p in points if p.key == chosen.user_attrs.get("config_key")), None)
     if cp is None:
         return {}
-    res = resolution(space, _workload(study))
+    res = resolution(space, study_workload(study))
     iv = intervals(cp, space, study_noise(points, space, res), res)
     out = {m: (iv[m], iv[f"{m}_low"], iv[f"{m}_high"]) for m in iv if f"{m}_low" in iv}
     m = chosen.metrics

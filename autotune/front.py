@@ -60,7 +60,7 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
     for i, r in enumerate(rows):
         r["pareto"] = i in on_front
     if judge and rows:
-        res = resolution(space, _workload(study))
+        res = resolution(space, study_workload(study))
         noise = study_noise(points, space, res)
         for cp, r in zip(kept, rows, strict=True):
             r.update({k: v for k, v in intervals(cp, space, noise, res).items() if k.endswith(("_low", "_high"))})
@@ -71,7 +71,7 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
     return rows, [r for r in rows if r["pareto"]]
 
 
-def _workload(study):
+def study_workload(study):
     """The study's workload (for the capacity grid's resolution), or None when it cannot be read."""
     path = study.user_attrs.get("workload_file")
     if not path:

@@ -192,14 +192,14 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
 def distinguishable(study, space, a: int, b: int) -> bool:
     """Whether the configs of trials a and b differ on some objective by the front's Holm-tested differences;
     False when the noise is unknown: a new pick by point estimate alone does not replace a recommendation."""
-    from autotune.front import _workload
+    from autotune.front import study_workload
     from autotune.points import config_points, judge_front, resolution, study_noise
 
     points = config_points(study, space)
     pair = [next((cp for cp in points if n in [t.number for t in cp.trials]), None) for n in (a, b)]
     if None in pair or pair[0] is pair[1]:
         return False
-    res = resolution(space, _workload(study))
+    res = resolution(space, study_workload(study))
     labels = judge_front(pair, space, study_noise(points, space, res), res).labels
     return "?" not in labels.values() and labels[pair[0].key] != labels[pair[1].key]
 

@@ -122,7 +122,7 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
     """The front, one row per config with 95% intervals and its "equivalent within noise" class, the tested
     differences between its members, and how much of it survived confirmation."""
     from autotune.confirm import screening_summary, survival_summary
-    from autotune.front import _workload
+    from autotune.front import study_workload
     from autotune.points import ALPHA, config_points, judge_front, resolution, study_noise
 
     objectives = [o.metric for o in space.objectives]
@@ -138,7 +138,7 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
         md.append(f"| {', '.join(map(str, r['trials']))} | " + " | ".join(str(r.get(k, "-")) for k in knobs) + " | "
                   + " | ".join(_cell(r, c) for c in cols) + f" | {windows} | {r.get('class') or '-'} |")
     points = config_points(study, space)
-    res = resolution(space, _workload(study))
+    res = resolution(space, study_workload(study))
     keys = {r["config_key"] for r in front}
     verdict = judge_front([cp for cp in points if cp.key in keys], space, study_noise(points, space, res), res)
     trial_of = {cp.key: cp.number for cp in points}
