@@ -22,6 +22,8 @@ HEADLINE = ("p95_task_ms", "quality", "validity_rate", "fm_calls_per_task", "out
 
 
 def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         if math.isnan(v):
             return "-"
@@ -55,7 +57,9 @@ def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], t
     if unknown:
         title += (f"\n(no interval or class for {', '.join(unknown)}: no config was measured twice; "
                   "`--confirm K` re-measures the front)")
-    table = Table(title=title, show_lines=True)
+    table = Table(title=title, show_lines=True, caption=None if unknown or len(rows) < 2 else
+                  "class: members sharing a letter are equivalent within noise (no objective differs; Holm-tested "
+                  "differences, family-wise error 0.05); intervals come from independent windows")
     table.add_column("trial", justify="right")
     table.add_column("config", ratio=1)
     for name, direction in objectives:
