@@ -24,7 +24,8 @@ from autotune.points import config_points, window_of
 
 
 def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter, k: int) -> None:
-    """K rounds over the front recorded before the first confirmation; resumable (done rounds are skipped)."""
+    """K rounds over the front recorded before the first confirmation and today's front (a resumed study's new
+    members too); resumable: a config's done rounds are skipped."""
     from autotune.errors import TrialError
     from autotune.front import front_rows
     from autotune.trial import run_trial

@@ -41,8 +41,9 @@ def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> 
     if prior.state == optuna.trial.TrialState.PRUNED:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
-        point = next(cp for cp in config_points(study, space) if cp.key == key)
-        metrics = point.metrics()
+        point = next((cp for cp in config_points(study, space) if cp.key == key), None)
+        # (a screened trial of an older autotune is COMPLETE but no point: its own metrics)
+        metrics = point.metrics() if point else prior.user_attrs.get("metrics", {})
         ev = evaluate(metrics, space.objectives, space.constraints)
         set_constraints(trial, constraint_names(space.constraints, metrics), ev.violations)
         trial.set_user_attr("feasible", ev.feasible)
