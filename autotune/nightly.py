@@ -3,14 +3,16 @@
 1. The incumbent is the latest exported bundle's trial (or the policy's pick when nothing was exported). The
    baseline config is its recorded `resolved-config.json`; the current config is the baseline with `--force
    KNOB=VALUE` applied (e.g. to rehearse a bad rollout), identical to it when nothing is forced.
-2. Both are measured in K windows each (`--confirm`), interleaved baseline/current/baseline/current..., every
-   window on a freshly launched engine, so launch-to-launch variance is in every window and drift during the night
-   hits both arms alike. The incumbent's own recorded window is not a baseline: it won a selection, so it is
+2. Both are measured in K windows each (`--confirm`), interleaved in ABBA order (baseline, current, current,
+   baseline, ...), every window on a freshly launched engine, so launch-to-launch variance is in every window and
+   drift or an order effect during the night hits both arms alike. The incumbent's own recorded window is not a baseline: it won a selection, so it is
    optimistic (the report shows it for reference only).
 3. autotune.measure.regression tests the per-window gate metrics (p95 latency, capacity at SLA in a capacity
    study, task error rate) by exact permutation tests, quality item by item (paired), and, on a night where some
-   window failed, the failed windows; Holm over that family. A regression needs a Holm-adjusted p <= alpha and a
-   change beyond its tolerance, so an unchanged config raises a false alarm on at most alpha of nights.
+   window failed, the failed windows; Holm over that family. Each test's null is "worse by at most the
+   tolerance", and a regression needs a Holm-adjusted p <= alpha and a point change beyond the tolerance, so a
+   config that changed by no more than the tolerance (unchanged included) raises a false alarm on at most alpha
+   of nights.
 4. Failed windows (a run that raised a TrialError) are counted and reported with their reasons, never dropped:
    the other metrics use the measured windows; more failures in the current arm than the baseline's is itself a
    regression when Fisher's exact test says so after Holm, and a current arm that measured nothing at all is a
