@@ -5,8 +5,8 @@
    KNOB=VALUE` applied (e.g. to rehearse a bad rollout), identical to it when nothing is forced.
 2. Both are measured in K windows each (`--confirm`), interleaved in ABBA order (baseline, current, current,
    baseline, ...), every window on a freshly launched engine, so launch-to-launch variance is in every window and
-   drift or an order effect during the night hits both arms alike. The incumbent's own recorded window is not a baseline: it won a selection, so it is
-   optimistic (the report shows it for reference only).
+   drift or an order effect during the night hits both arms alike. The incumbent's own recorded window is not a
+   baseline: it won a selection, so it is optimistic (the report shows it for reference only).
 3. autotune.measure.regression tests the per-window gate metrics (p95 latency, capacity at SLA in a capacity
    study, task error rate) by exact permutation tests, quality item by item (paired), and, on a night where some
    window failed, the failed windows; Holm over that family. Each test's null is "worse by at most the
