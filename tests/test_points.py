@@ -88,3 +88,22 @@ def test_a_trial_from_before_config_keys_merges_with_a_new_trial_of_its_config()
     legacy = old.trials[0]  # no `config_key` attribute, as trials recorded before this change
     assert "config_key" not in legacy.user_attrs
     assert trial_key(legacy, space) == config_key(split_values(values))
+
+
+def test_a_changed_pick_is_distinguishable_only_by_a_tested_difference(monkeypatch):
+    """nightly re-exports a new pick only when the front's Holm-tested differences tell it from the incumbent;
+    with the noise unknown (no config measured twice) a point estimate alone never replaces it."""
+    from autotune import nightly
+
+    monkeypatch.setattr("autotune.front.study_workload", lambda study: None)
+    study = _study()
+    items = {f"i{i}": 1.0 for i in range(10)}
+    _trial(study, "A", 1000.0, 4.0, items, 0)
+    _trial(study, "B", 3000.0, 4.0, items, 1)
+    assert not nightly.distinguishable(study, Space, 0, 1), "no repeat: the noise is unknown"
+    window = {"metrics": {"p95_task_ms_at_load": 1020.0, "capacity_tps": 4.0, "usd_per_1k_tasks": 25.0,
+                          "task_error_rate": 0.0}, "items": items, "round": 0}
+    study.set_user_attr("confirm", {"A": [window, {**window, "metrics": {**window["metrics"],
+                                                                        "p95_task_ms_at_load": 980.0}}]})
+    assert nightly.distinguishable(study, Space, 0, 1), "3x slower with a 2% window noise"
+    assert not nightly.distinguishable(study, Space, 0, 0)
