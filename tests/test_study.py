@@ -107,9 +107,11 @@ def test_complete_trials_measured_and_tracked(setup):
         assert c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
         assert c.info.status == "FINISHED" and "max_num_seqs" in c.data.params
         assert c.data.metrics["p95_e2e_ms"] > 0 and "quality" in c.data.metrics
+        assert c.data.metrics["quality_ci_low"] <= c.data.metrics["quality"] <= c.data.metrics["quality_ci_high"]
         assert c.data.tags["autotune.pareto"] in ("true", "false")
         arts = {a.path for a in client.list_artifacts(c.info.run_id)}
-        assert {"requests.jsonl", "engine.log", "resolved-config.json", "metrics-deltas.json"} <= arts
+        assert {"requests.jsonl", "engine.log", "resolved-config.json", "metrics-deltas.json",
+                "item_scores.jsonl"} <= arts
     assert any(c.data.tags["autotune.pareto"] == "true" for c in children)
     parent_arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
     assert {"pareto.png", "pareto.html", "pareto_front.json", "pareto_front.md"} <= parent_arts
