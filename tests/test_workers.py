@@ -46,7 +46,7 @@ def test_two_workers_share_a_study_on_postgres(postgres_url, tmp_path):
                                  str(run_dir), "--storage", postgres_url, "--seed", str(seed)], cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert [w.returncode for w in workers] == [0, 0], "\n----\n".join(outputs)
 
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = [t for t in study.trials if t.user_attrs.get("duplicate_of") is None]  # re-proposals are not measured

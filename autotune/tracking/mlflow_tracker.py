@@ -222,6 +222,7 @@ def _bound_mlflow_retries() -> None:
     install_log_scrubbing()
 
 
+LOCKED_RETRIES = 4  # a locked sqlite store (several workers) is retried this often before it is a failure
 UNRESPONSIVE_S = 5.0  # a store call that failed after this long is a store that does not answer
 
 
@@ -252,14 +253,19 @@ def _store_errors(fn):
     def wrapper(self, *args, **kwargs):
         if self.unresponsive:  # one timeout is enough: later calls fail at once instead of waiting again
             raise TrackingError(f"MLflow store {self.uri} stopped answering; {fn.__name__} skipped")
-        started = time.monotonic()
-        try:
-            return fn(self, *args, **kwargs)
-        except TrackingError:
-            raise
-        except Exception as exc:
-            self.unresponsive = time.monotonic() - started > UNRESPONSIVE_S
-            raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {one_line(exc)}") from None
+        for attempt in range(LOCKED_RETRIES + 1):
+            started = time.monotonic()  # per attempt: the waits between attempts are not the store's silence
+            try:
+                return fn(self, *args, **kwargs)
+            except TrackingError:
+                raise
+            except Exception as exc:
+                # workers sharing one sqlite store meet its single-writer lock: a short wait, not a failure
+                if attempt < LOCKED_RETRIES and "database is locked" in str(exc).lower():
+                    time.sleep(0.5 * (attempt + 1) + random.random())
+                    continue
+                self.unresponsive = time.monotonic() - started > UNRESPONSIVE_S
+                raise TrackingError(f"MLflow store {self.uri} failed in {fn.__name__}: {one_line(exc)}") from None
 
     return wrapper
 
