@@ -144,7 +144,7 @@ def validate(
     """Check config files without running anything."""
     from autotune.config import load_workload, load_yaml
     from autotune.config.space import load_space
-    from autotune.study import check_models
+    from autotune.inputs import check_models
 
     for f in files:
         data = load_yaml(f)

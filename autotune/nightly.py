@@ -113,8 +113,9 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
     from autotune.export import candidates, export_bundle, pick
+    from autotune.inputs import trial_inputs
     from autotune.stores import load_study, probe_dir
-    from autotune.study import SearchOptions, run_search, trial_inputs
+    from autotune.study import SearchOptions, run_search
 
     study = load_study(study_name, storage, storage_option)
     for folder, option in ((reports / study_name, "--reports"), (exports, "--exports")):

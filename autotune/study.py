@@ -32,9 +32,8 @@ from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
 from autotune.errors import ConfigError, EngineLaunchError, TrackingError, TrialError, TrialRejected
 from autotune.front import front_rows, update_front
+from autotune.inputs import check_models, trial_inputs
 from autotune.knobs import ServerConfig, split_values
-from autotune.measure.evalset import eval_ids
-from autotune.models import registry as models
 from autotune.objectives import constraint_names, evaluate
 from autotune.points import config_key
 from autotune.repeats import REPEAT_STREAK, enqueue_unmeasured, measured_before, repeat_proposals, tell_repeat
@@ -50,8 +49,6 @@ from autotune.stores import (
 )
 from autotune.tracking.mlflow_tracker import MlflowTracker, probe_store
 from autotune.trial import TrialInputs
-from autotune.workloads.dataset import few_shot_examples, read_dataset, render_tasks
-from autotune.workloads.scorers import resolve_scorer
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -103,24 +100,6 @@ def load_inputs(opts: SearchOptions) -> tuple[SpaceConfig, WorkloadConfig, Path]
     workload = load_workload(wl_file)
     check_models(space, str(opts.space_file))
     return space, workload, Path(wl_file)
-
-
-def check_models(space: SpaceConfig, file: str) -> None:
-    """Every model the space can pick must be servable here (prepared bundled name or existing path)."""
-    spec = space.knobs.get("model")
-    candidates = spec.candidates() if spec else [ServerConfig().model]
-    quant = space.knobs.get("quantization")
-    for value in candidates:
-        for q in quant.candidates() if quant else ["none"]:
-            why = models.problem(str(value), str(q))
-            if why:
-                key = "knobs.model" if spec else "model (default)"
-                raise ConfigError(file, key, why + (f" (quantization {q})" if q != "none" else ""), value)
-    draft = space.knobs.get("draft_model")
-    for value in draft.candidates() if draft else []:
-        why = models.problem(str(value))
-        if why:
-            raise ConfigError(file, "knobs.draft_model", why, value)
 
 
 def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
@@ -242,17 +221,6 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space, judge=True)[1],
         objectives=objectives, stopped_because=stopped, reaped_engines=reaped,
     )
-
-
-def trial_inputs(space: SpaceConfig, workload: WorkloadConfig, wl_file: Path) -> TrialInputs:
-    items = read_dataset(workload, workload.dataset_path(wl_file))
-    tasks, references = render_tasks(workload, items)
-    chosen = eval_ids([t["id"] for t in tasks], workload.eval_items, workload.seed)
-    first = set(chosen)  # the load walks the evaluation items first, so the measured loads grade most of them
-    tasks = [t for t in tasks if t["id"] in first] + [t for t in tasks if t["id"] not in first]
-    return TrialInputs(space=space, workload=workload, tasks=tasks, references=references,
-                       examples=few_shot_examples(workload, wl_file),
-                       scorer=resolve_scorer(workload.scorer, wl_file.parent, str(wl_file)), eval_ids=chosen)
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP take the same cleanup path as Ctrl-C

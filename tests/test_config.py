@@ -97,7 +97,7 @@ def test_missing_file():
 
 
 def test_model_path_that_does_not_exist(write):
-    from autotune.study import check_models
+    from autotune.inputs import check_models
 
     path = write("space.yaml", "name: t\n" + ENGINE + "knobs:\n  model: {choices: [./no/such/model]}\n")
     space = load_space(path)
