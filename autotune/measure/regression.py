@@ -37,6 +37,8 @@ from typing import Literal
 
 import numpy as np
 
+from autotune.measure.compare import holm  # one Holm for the front and the nightly family
+
 Worse = Literal["higher", "lower"]
 EXACT_LIMIT = 50_000  # exact enumeration up to this many arrangements of the windows, else 9,999 resamples
 FAILED = "failed_windows"
@@ -226,15 +228,6 @@ def arm_items(windows: Sequence[Window]) -> dict[str, float]:
             for item, s in w.item_scores.items():
                 scores.setdefault(item, []).append(float(s))
     return {item: float(np.mean(v)) for item, v in scores.items()}
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (statsmodels), in the given order."""
-    if not p_values:
-        return []
-    from statsmodels.stats.multitest import multipletests
-
-    return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
 
 
 def _values(windows: Sequence[Window], metric: str) -> list[float]:
