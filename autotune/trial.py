@@ -146,7 +146,10 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
                 score_tasks(level.load.tasks, inputs.references, inputs.scorer)
             held = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(run.levels)
                     if lv.verdict.passed or run.capacity <= 0]
-            graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0)
+            over = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(run.levels)
+                    if not (lv.verdict.passed or run.capacity <= 0)]
+            graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0,
+                                   answered=over)
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
         cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
@@ -210,12 +213,15 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
 
 
 def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: dict[str, Any], inputs: TrialInputs, trial_dir: Path,
-          phase: Phase, complete: bool = True) -> tuple[ItemScores, float]:
-    """Each evaluation item's first attempt in the (scored) loads, in load order; then the completion pass (unless
-    `complete` is False). (the grades, seconds the completion pass took)"""
+          phase: Phase, complete: bool = True, answered: list[tuple[LoadResult, str]] = ()) -> tuple[ItemScores, float]:
+    """Each evaluation item's first attempt in the (scored) loads, in load order; then its first answered attempt
+    in the loads over the SLA (`answered`); then the completion pass (unless `complete` is False).
+    (the grades, seconds the completion pass took)"""
     graded = ItemScores(inputs.eval_ids)
     for load, source in loads:
         graded.take(load.tasks, source)
+    for load, source in answered:
+        graded.take(load.tasks, source, answered_only=True)
     return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase) if complete else 0.0
 
 

@@ -311,7 +311,11 @@ def _controller(environment, out: Path) -> None:
             _scrape(environment, out, "metrics-after.txt")
         else:
             (out / "metrics-after.txt").write_text("# not scraped: engine hung\n")
-    ok = ok and _wait(Run.measure_end + CFG["drain_timeout_s"], lambda: Run.measured_in_flight > 0, step=0.05)
+    # a failed level's verdict cannot change: its in-flight tasks are abandoned as misses at once, not drained
+    # (`abandon_on_fail`; never at the operating load, whose latencies are objectives)
+    failed = Run.early_stop == "fail" and (CFG.get("level") or {}).get("abandon_on_fail")
+    ok = ok and (failed or _wait(Run.measure_end + CFG["drain_timeout_s"], lambda: Run.measured_in_flight > 0,
+                                 step=0.05))
     Run.stopping = True  # the cooldown load stops offering; what the window started and did not finish is abandoned
     stall_s = _stall_s()
     drained_s = time.time() - Run.measure_end

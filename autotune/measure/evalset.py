@@ -3,9 +3,10 @@
 The set is chosen by the workload (all tasks, or `eval_items` of them drawn by `seed`), so it is identical for
 every trial and comparisons between trials pair by item. An item's score comes from its first attempt at a load
 the config holds: the fixed window (warmup included), or the capacity levels that held the SLA. A failed,
-abandoned or timed-out attempt there scores 0. Items those loads did not reach (a slow config runs fewer tasks)
-are run once each by a completion pass at a moderate closed-loop load, so the set is always complete and how
-many items needed the pass is recorded.
+abandoned or timed-out attempt there scores 0. An item those loads did not reach takes its first *answered*
+attempt at a level that failed the SLA (at temperature 0 the answer does not depend on the load; a miss there is
+the overload's, not the config's). Items still without a grade are run once each by a completion pass at a
+moderate closed-loop load, so the set is always complete and how many items needed the pass is recorded.
 """
 
 from __future__ import annotations
@@ -43,14 +44,18 @@ class ItemScores:
     def missing(self) -> list[str]:
         return [i for i in self.ids if i not in self.scores]
 
-    def take(self, tasks: Iterable[dict[str, Any]], source: str, phases: tuple[str, ...] = GRADED_PHASES) -> None:
-        """First attempt per item wins (earliest send); failures count 0. Call in load order (operating load first)."""
+    def take(self, tasks: Iterable[dict[str, Any]], source: str, phases: tuple[str, ...] = GRADED_PHASES,
+             answered_only: bool = False) -> None:
+        """First attempt per item wins (earliest send); failures count 0, or are skipped with `answered_only` (a
+        level over the SLA: its misses are the overload's). Call in load order (operating load first)."""
         wanted = set(self.ids)
         for t in sorted(tasks, key=lambda t: t.get("send_ts") or 0.0):
             item = t.get("id")
             if item not in wanted or item in self.scores or t.get("phase") not in phases:
                 continue
             ok = bool(t.get("ok"))
+            if answered_only and not ok:
+                continue
             self.scores[item] = float(t.get("score", 0.0)) if ok else 0.0
             self.sources[item] = source
             if not ok:

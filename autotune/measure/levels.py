@@ -64,7 +64,7 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         cfg = {**base_cfg, "arrival": {"mode": "poisson", "rate": rate, "users": None}, "warmup_s": cap.warmup_s,
                "duration_s": cap.level_s, "drain_timeout_s": drain, "out_dir": str(level_dir),
                "level": {"target": space.sla.attainment, "confidence": cap.confidence, "min_tasks": cap.min_tasks,
-                         "sla": sla}}
+                         "sla": sla, "abandon_on_fail": bool(levels)}}
         started = time.monotonic()
         cold = reset_prefix_cache(url)
         load = run_load(url, cfg, level_dir, api_key=api_key)
