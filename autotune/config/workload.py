@@ -65,6 +65,9 @@ class Capacity(Strict):
     max_rate: float = Field(256.0, gt=0, le=1e6)
     min_rate: float = Field(0.05, ge=0, le=1e6)  # nothing passes at this rate: capacity 0
     level_s: float = Field(20.0, gt=0, le=3600)  # longest window of one level (a resolved level stops sooner)
+    # a low-rate level's window is stretched to this many expected arrivals (level_s raised to n / rate): a
+    # window too short to hold any task cannot say whether the config holds the SLA there
+    min_expected_tasks: int = Field(0, ge=0, le=100_000)
     warmup_s: float = Field(2.0, ge=0, le=3600)
     min_tasks: int = Field(20, ge=1, le=100_000)  # judged tasks before a level may stop early
     confidence: float = Field(0.9, gt=0, lt=1)  # of the Wilson interval on attainment

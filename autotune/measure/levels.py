@@ -61,8 +61,9 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
             levels[-1].row["settle_s"] = wait_idle(url, timeout_s=drain + 30.0)
         phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s")
         level_dir = out_dir / f"level-{len(levels):02d}"
+        window = max(cap.level_s, cap.min_expected_tasks / rate)
         cfg = {**base_cfg, "arrival": {"mode": "poisson", "rate": rate, "users": None}, "warmup_s": cap.warmup_s,
-               "duration_s": cap.level_s, "drain_timeout_s": drain, "out_dir": str(level_dir),
+               "duration_s": window, "drain_timeout_s": drain, "out_dir": str(level_dir),
                "level": {"target": space.sla.attainment, "confidence": cap.confidence, "min_tasks": cap.min_tasks,
                          "sla": sla, "abandon_on_fail": bool(levels)}}
         started = time.monotonic()

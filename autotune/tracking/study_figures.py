@@ -94,6 +94,8 @@ def levels_png(points: list[dict[str, Any]], sla_ms: float | None):
 
     from autotune.pareto import front_indices
 
+    # a level in which no task completed has no latency: it is counted in its trial's levels, not drawn here
+    points = [p for p in points if p.get("tasks_per_s") is not None and p.get("p95_task_ms") is not None]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for passed, color, label in ((True, "#2ca02c", "level held the SLA"), (False, "#d62728", "level missed it")):
         pts = [p for p in points if bool(p.get("passed")) == passed]
