@@ -37,7 +37,7 @@ from autotune.knobs import ServerConfig, split_values
 from autotune.objectives import constraint_names, evaluate
 from autotune.points import config_key
 from autotune.repeats import REPEAT_STREAK, enqueue_unmeasured, measured_before, repeat_proposals, tell_repeat
-from autotune.samplers.optuna_sampler import grid_size, make_sampler, set_constraints, suggest
+from autotune.samplers.optuna_sampler import grid_size, independent_asks, make_sampler, set_constraints, suggest
 from autotune.screening import measure
 from autotune.secrets import scrub
 from autotune.stores import (
@@ -51,6 +51,8 @@ from autotune.tracking.mlflow_tracker import MlflowTracker, probe_store
 from autotune.trial import TrialInputs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MAX_BATCH = 64  # trials asked at once (running trials hold their engine's place in the order)
 
 
 class Reporter(Protocol):
@@ -167,7 +169,10 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             if failures > max_failures:
                 stopped = f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
                 break
-            size = min(space.search.batch, n_trials - finished_trials(study) - _running_elsewhere(study))
+            # a sampler's independent draws (random start, one generation) are asked at once: grouped by server
+            # part they cost one launch per part; model-guided asks come `search.batch` at a time
+            size = min(max(space.search.batch, independent_asks(chosen, study)), MAX_BATCH,
+                       n_trials - finished_trials(study) - _running_elsewhere(study))
             pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
             try:
                 while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself

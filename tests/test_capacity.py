@@ -100,3 +100,33 @@ def test_the_levels_chart_draws_every_level_and_the_frontier(tmp_path):
     assert sum(len(c.get_offsets()) for c in ax.collections) == 5
     frontier = [line for line in ax.get_lines() if line.get_linestyle() == "--"][0]
     assert list(frontier.get_xdata()) == [1, 2, 3, 4]
+
+
+def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
+    """`min_expected_tasks`: a level whose window would expect fewer arrivals is lengthened (n / rate); the first
+    level never abandons its tasks on a failed verdict (its latencies are objectives), later ones do."""
+    from types import SimpleNamespace
+
+    from autotune.config.workload import Capacity
+    from autotune.measure import levels
+
+    seen = []
+
+    def fake_load(url, cfg, out_dir, api_key=None):
+        seen.append(cfg)
+        tasks = [{"phase": "measure", "ok": False, "latency_s": 99.0, "send_ts": 1.0}] * 3
+        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg["duration_s"]})
+
+    cap = Capacity(start_rate=0.5, tolerance=1.0, max_levels=3, level_s=5, min_expected_tasks=4, min_rate=0.1)
+    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
+                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
+                                                                       attainment=0.95)))
+    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
+    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
+    try:
+        run = levels.run_levels("http://x", {}, inputs, tmp_path, lambda s: None, None, lambda load: None)
+    finally:
+        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+    assert [lv.rate for lv in run.levels] == [0.5, 0.25, 0.125] and run.capacity == 0
+    assert [c["duration_s"] for c in seen] == [8.0, 16.0, 32.0]
+    assert [c["level"]["abandon_on_fail"] for c in seen] == [False, True, True]

@@ -47,6 +47,13 @@ def test_capacity_search_brackets_a_known_capacity(setup, tmp_path):
         assert {"rate", "attainment", "attainment_ci_low", "attainment_ci_high", "p95_task_ms", "tasks_per_s",
                 "tokens_per_s_per_user", "valid", "early_stop"} <= set(r)
         assert r["attainment_ci_low"] <= r["attainment"] <= r["attainment_ci_high"]
+    # a failed level after the operating load abandons its in-flight tasks at once instead of draining them
+    early_fails = [i for i, r in enumerate(rows) if i > 0 and r["early_stop"] == "fail"]
+    assert early_fails, rows
+    for i in early_fails:
+        summary = json.loads((opts.run_dir / "s" / "trial-0000" / "levels" / f"level-{i:02d}" / "summary.json")
+                             .read_text())
+        assert summary["drain_s"] < 0.5, summary
     client, runs = _mlflow_runs(opts)
     [child] = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
     arts = {a.path for a in client.list_artifacts(child.info.run_id)}

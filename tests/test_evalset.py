@@ -91,3 +91,17 @@ def test_items_the_window_did_not_reach_are_completed_once(setup, tmp_path):
     done = [json.loads(x) for x in (opts.run_dir / "s" / "trial-0000" / "eval" / "tasks.jsonl").read_text()
             .splitlines()]
     assert sorted(t["id"] for t in done) == sorted(x["id"] for x in lines if x["source"] == "completion")
+
+
+def test_a_level_over_the_sla_lends_its_answered_attempts_never_its_misses():
+    """A capacity level that failed the SLA: its answered attempts grade items no held level reached (the answer
+    does not depend on the load at temperature 0); its misses are the overload's and leave the item to the
+    completion pass. An attempt at a held level still wins, failure or not."""
+    graded = ItemScores(["a", "b", "c"])
+    graded.take([{"id": "a", "phase": "measure", "ok": False, "send_ts": 1.0}], "level-00")
+    graded.take([{"id": "a", "phase": "measure", "ok": True, "score": 1.0, "send_ts": 5.0},
+                 {"id": "b", "phase": "measure", "ok": True, "score": 0.5, "send_ts": 6.0},
+                 {"id": "c", "phase": "measure", "ok": False, "abandoned": True, "send_ts": 7.0}], "level-01",
+                answered_only=True)
+    assert graded.scores == {"a": 0.0, "b": 0.5} and graded.missing == ["c"]
+    assert graded.sources == {"a": "level-00", "b": "level-01"} and graded.failed == {"a"}

@@ -147,3 +147,31 @@ def test_unknown_sampler_and_bad_fits(space):
         make_sampler("cmaes", 0, 10, sp)
     with pytest.raises(ValueError, match="grid sampler needs `choices`"):
         make_sampler("grid", 0, 10, sp)
+
+
+@pytest.mark.parametrize("name", ["tpe", "gp", "nsga2", "pymoo-nsga2", "random"])
+def test_independent_asks_are_the_ones_asked_one_by_one(space, name):
+    """The search asks a sampler's independent draws at once and reorders them by server part; that must not
+    change what is proposed: the same seed asked in one batch or one at a time gives the same configs."""
+    from autotune.samplers.optuna_sampler import independent_asks
+
+    sp = space(name)
+    batched, single = new_study(sp, name, seed=5), new_study(sp, name, seed=5)
+    n = min(independent_asks(batched.sampler, batched), 6)
+    assert n >= 2  # every one of these samplers starts with independent draws
+    asked = [batched.ask() for _ in range(n)]
+    in_batch = [suggest(t, sp) for t in asked]
+    one_by_one = []
+    for _ in range(n):
+        t = single.ask()
+        one_by_one.append(suggest(t, sp))
+        state, values, violation = evaluate(one_by_one[-1])
+        if state == "fail":
+            single.tell(t, state=optuna.trial.TrialState.FAIL)
+        else:
+            set_constraints(t, ["task_error_rate<=0.01"], [violation])
+            single.tell(t, values)
+    assert in_batch == one_by_one
+    if name in ("tpe", "gp"):  # the model starts after its random start: nothing is independent any more
+        run(single, sp, 12)
+        assert independent_asks(single.sampler, single) == 0

@@ -77,6 +77,28 @@ def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig) -> opt
     raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
 
 
+def independent_asks(sampler: optuna.samplers.BaseSampler, study: optuna.Study) -> int:
+    """How many of the next trials the sampler draws without looking at any result yet: a random start, a grid,
+    or one generation of a genetic sampler. Asked together and run in any order, they are exactly the trials it
+    would have proposed one by one, so the search can group them by server part (one engine launch per part)
+    without biasing what is measured. 0 once a model needs the last result."""
+    from autotune.samplers.pymoo_sampler import GEN, PymooSampler
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    if isinstance(sampler, optuna.samplers.RandomSampler | optuna.samplers.GridSampler):
+        return 10**6
+    if isinstance(sampler, optuna.samplers.TPESampler | optuna.samplers.GPSampler):
+        return max(0, sampler._n_startup_trials - len(study.get_trials(deepcopy=False, states=states)))
+    if isinstance(sampler, optuna.samplers._ga._base.BaseGASampler | PymooSampler):
+        key, pop = ((GEN, sampler.pop_size) if isinstance(sampler, PymooSampler)
+                    else (sampler._get_generation_key(), sampler.population_size or 0))
+        gens = [t.system_attrs.get(key) for t in study.get_trials(deepcopy=False)]
+        gens = [g for g in gens if g is not None]
+        newest = sum(1 for g in gens if g == max(gens)) if gens else 0
+        return pop - newest if 0 < newest < pop else pop
+    return 0
+
+
 def set_constraints(trial: optuna.Trial, names: list[str], violations: list[float]) -> None:
     """Feasible-first: samplers read these (<= 0 is satisfied); set before tell()."""
     for name, value in zip(names, violations, strict=True):
