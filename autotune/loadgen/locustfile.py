@@ -266,6 +266,17 @@ def _level_open() -> bool:
     return Run.early_stop is None
 
 
+def _draining() -> bool:
+    """The window's tasks are still finishing. A level whose verdict is already a certain fail (in-flight tasks
+    that are known misses included) stops here and abandons them as misses (`abandon_on_fail`; never at the
+    operating load, whose latencies are objectives)."""
+    if Run.measured_in_flight == 0:
+        return False
+    if (CFG.get("level") or {}).get("abandon_on_fail") and (Run.early_stop == "fail" or not _level_open()):
+        return Run.early_stop != "fail"
+    return True
+
+
 def _once_busy() -> bool:
     """`once`: every task runs exactly once; the window ends when the last one has finished."""
     if Run.queue or Run.in_flight > 0:
@@ -311,11 +322,7 @@ def _controller(environment, out: Path) -> None:
             _scrape(environment, out, "metrics-after.txt")
         else:
             (out / "metrics-after.txt").write_text("# not scraped: engine hung\n")
-    # a failed level's verdict cannot change: its in-flight tasks are abandoned as misses at once, not drained
-    # (`abandon_on_fail`; never at the operating load, whose latencies are objectives)
-    failed = Run.early_stop == "fail" and (CFG.get("level") or {}).get("abandon_on_fail")
-    ok = ok and (failed or _wait(Run.measure_end + CFG["drain_timeout_s"], lambda: Run.measured_in_flight > 0,
-                                 step=0.05))
+    ok = ok and _wait(Run.measure_end + CFG["drain_timeout_s"], _draining, step=0.05)
     Run.stopping = True  # the cooldown load stops offering; what the window started and did not finish is abandoned
     stall_s = _stall_s()
     drained_s = time.time() - Run.measure_end
