@@ -1,0 +1,225 @@
+"""benchmarks/outcome.py and benchmarks/roofline.py mechanics: the defaults side gives vLLM only the model (and the
+served name, host, port; on CPU the KV env it needs to start), the outcome core measures both sides on the fake
+engine with the capacity protocol and computes the ratios from what it measured, and the roofline sizes a tiny
+synthetic safetensors model at fp32, bf16 and int8. No timing assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotune.config.space import load_space
+from autotune.engines.vllm import build_argv, build_env
+from autotune.knobs import ClientConfig, ServerConfig, TrialConfig
+from tests.conftest import REPO
+
+HERE = Path(__file__).parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+outcome = _load("outcome")
+roofline = _load("roofline")
+
+
+def test_the_defaults_side_gives_vllm_only_the_model():
+    space = load_space(REPO / "search_spaces" / "quickstart.yaml", check_paths=False)
+    server = outcome.defaults_server(space)
+    argv = build_argv(server, space.engine, 8123)
+    flags = outcome.flags(argv, space.engine.launcher())
+    assert flags[0::2] == ["--model", "--served-model-name", "--host", "--port"], flags
+    assert flags[1::2][1:] == ["smollm2-135m", "127.0.0.1", "8123"]
+    assert flags[1].endswith("smollm2-135m")  # the plain model, not the w8a8 variant the space can pick
+    # CPU: only the KV space vLLM-CPU needs to start, plus the tuner's own dev-mode switch (the space's env is {})
+    assert build_env(server, space.engine) == {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_SERVER_DEV_MODE": "1"}
+    shown = outcome.describe(space, server)
+    assert shown["flags"][-2:] == ["--port", "<port>"] and set(shown["env"]) == {"VLLM_CPU_KVCACHE_SPACE",
+                                                                                  "VLLM_SERVER_DEV_MODE"}
+    # the application a user starts from: the first enqueued config's client part, then --baseline-client
+    client = outcome.baseline_client(space)
+    assert (client.architecture, client.output_format, client.constrained, client.repair, client.prompt_variant) \
+        == ("one_call", "json", "none", "cpu", "few_shot")
+    changed = outcome.baseline_client(space, outcome.parse_client("repair=none,prompt_variant=zero_shot"))
+    assert (changed.repair, changed.prompt_variant, changed.architecture) == ("none", "zero_shot", "one_call")
+    with pytest.raises(SystemExit):
+        outcome.parse_client("max_num_seqs=4")  # a server knob is not the application's
+    # on a GPU space: no KV env at all
+    gpu = space.model_copy(update={"engine": space.engine.model_copy(update={"device": "cuda"})})
+    assert outcome.defaults_server(gpu).kv_cache_space_gb is None
+    assert "VLLM_CPU_KVCACHE_SPACE" not in build_env(outcome.defaults_server(gpu), gpu.engine)
+
+
+def test_the_recommended_config_comes_from_a_bundle(tmp_path):
+    config = TrialConfig(server=ServerConfig(model="smollm2-135m", max_num_seqs=16), client=ClientConfig(repair="cpu"))
+    (tmp_path / "bundle.json").write_text(json.dumps({"study": "s", "trial": 3, "policy": "knee", "rule": "r",
+                                                      "server": config.server.model_dump(),
+                                                      "client": config.client.model_dump()}))
+    got, source = outcome.from_bundle(tmp_path)
+    assert got == config and "trial 3" in source
+
+
+@pytest.fixture
+def fake_space(tmp_path, write):
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps({
+        "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},
+        "reference": {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"},
+    }) + "\n" for i in range(6)))
+    write("wl.yaml", """\
+        name: w
+        dataset: items.jsonl
+        fields:
+          - {name: email, question: "What is the e-mail?"}
+          - {name: name, question: "What is the name?"}
+          - {name: address, question: "What is the address?"}
+        prompt: {context: "{article}", task: "Give e-mail, name and address."}
+        load_protocol: capacity
+        capacity: {start_rate: 2, tolerance: 1.0, max_levels: 2, level_s: 1.5, warmup_s: 0.2, min_tasks: 3}
+        drain_timeout_s: 5
+        max_tokens: 40
+        eval_items: 6
+        """)
+    return write("space.yaml", f"""\
+        name: o
+        workload: wl.yaml
+        engine:
+          command: [{sys.executable}, {HERE / 'fake_engine.py'}]
+          startup_timeout_s: 10
+          shutdown_timeout_s: 3
+        hardware: {{name: test box, usd_per_hour: 0.36}}
+        knobs:
+          model: {{value: {tmp_path}}}
+          kv_cache_space_gb: {{value: 1}}
+          max_num_seqs: {{choices: [2, 4]}}
+          architecture: {{choices: [one_call, parallel]}}
+          repair: {{choices: [none, cpu]}}
+        sla: {{task_ms: 3000, attainment: 0.9}}
+        search:
+          enqueue:
+            - {{max_num_seqs: 4, architecture: one_call, repair: cpu}}
+        """)
+
+
+def test_the_outcome_core_measures_both_sides_and_their_ratios(fake_space, tmp_path):
+    from autotune.inputs import trial_inputs
+    from autotune.study import SearchOptions, load_inputs
+
+    space, workload, wl_file = load_inputs(SearchOptions(space_file=fake_space))
+    inputs = trial_inputs(space, workload, wl_file)
+    defaults = outcome.Side("defaults", TrialConfig(server=outcome.defaults_server(space),
+                                                    client=outcome.baseline_client(space)), "vLLM's defaults")
+    recommended = outcome.Side("recommended", TrialConfig(server=ServerConfig(model=str(tmp_path), max_num_seqs=4,
+                                                                              kv_cache_space_gb=1),
+                                                          client=ClientConfig(architecture="one_call")), "test")
+    lines: list[str] = []
+    runs = outcome.measure_outcome([defaults, recommended], inputs, tmp_path / "out", windows=1, say=lines.append)
+    assert [r.side.name for r in runs] == ["defaults", "recommended"] and len(lines) == 2
+    assert all(len(r.windows) == 1 and r.windows[0].ok for r in runs), lines
+    # the defaults engine really was launched with the model, served name, host and port only
+    launched = outcome.flags(runs[0].argv, space.engine.launcher())
+    assert launched[0::2] == ["--model", "--served-model-name", "--host", "--port"]
+    assert runs[0].env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert "--max-num-seqs" in outcome.flags(runs[1].argv, space.engine.launcher())
+
+    summary = outcome.summarize(runs, space)
+    d, r = summary["sides"]["defaults"], summary["sides"]["recommended"]
+    for side in (d, r):
+        assert side["capacity_tps"] > 0 and side["capacity_windows"] == [side["capacity_tps"]]
+        assert 0 <= side["quality"] <= 1 and len(side["items"]) == 6 and side["startup_s"] > 0
+        assert side["usd_per_1k_tasks"] == pytest.approx(0.36 / 3.6 / side["capacity_tps"])
+    assert summary["capacity_ratio"] == pytest.approx(r["capacity_tps"] / d["capacity_tps"])
+    assert summary["cost_ratio"] == pytest.approx(d["capacity_tps"] / r["capacity_tps"])
+    pq = summary["paired_quality"]
+    assert pq["n"] == 6 and pq["delta"] == pytest.approx(r["quality"] - d["quality"])
+    assert summary["goal_met"] == (summary["capacity_ratio"] >= 3 and (pq["high"] >= 0 if pq["high"] == pq["high"]
+                                                                       else pq["delta"] >= 0))
+    assert "goal >= 3x capacity at equal or better quality (within the paired interval): " in summary["verdict"]
+    described = {s.name: outcome.describe(space, s.config.server) for s in (defaults, recommended)}
+    text = outcome.render(summary, described, {"created": "now", "space": "s", "workload": "w", "engine_version":
+                                               "fake-0", "eval_items": 6, "out_dir": "o"})
+    assert "defaults = the minimum that starts" in text and "capacity ratio" in text and summary["verdict"] in text
+
+
+def test_a_side_that_measured_nothing_is_not_judged():
+    from autotune.measure.regression import Window
+
+    space = load_space(REPO / "search_spaces" / "quickstart.yaml", check_paths=False)
+    config = TrialConfig(server=ServerConfig(), client=ClientConfig())
+    ok = Window("recommended-0", {"capacity_tps": 2.0, "p95_task_ms_at_load": 900.0, "startup_s": 30.0,
+                                  "quality": 1.0}, {"a": 1.0, "b": 1.0})
+    runs = [outcome.SideRun(outcome.Side("defaults", config, ""), [Window("defaults-0", failure="oom: no memory")]),
+            outcome.SideRun(outcome.Side("recommended", config, ""), [ok])]
+    summary = outcome.summarize(runs, space)
+    assert summary["goal_met"] is None and "not judged: defaults measured no window" in summary["verdict"]
+    assert math.isnan(summary["capacity_ratio"])
+
+
+def _safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]], config: dict) -> Path:
+    """A safetensors file whose header lists `tensors` (zero-filled data), and a config.json."""
+    path.mkdir(parents=True, exist_ok=True)
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = math.prod(shape) * roofline.STORED_BYTES[dtype]
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header).encode()
+    (path / "model.safetensors").write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(offset))
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_roofline_bytes_per_step_at_the_served_dtype(tmp_path):
+    cfg = {"torch_dtype": "bfloat16", "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+           "hidden_size": 8, "tie_word_embeddings": True}
+    bf16 = _safetensors(tmp_path / "bf16", {
+        "model.embed_tokens.weight": ("BF16", [32, 8]),  # tied: also the lm_head
+        "model.layers.0.self_attn.q_proj.weight": ("BF16", [8, 8]),
+        "model.layers.0.mlp.down_proj.weight": ("BF16", [8, 16]),
+        "model.layers.0.input_layernorm.weight": ("BF16", [8]),
+        "model.norm.weight": ("BF16", [8]),
+    }, cfg)
+    linear, norms, embed = 8 * 8 + 8 * 16, 16, 32 * 8
+    b = roofline.step_bytes(bf16, "bfloat16")
+    assert b["tied"] and b["per_step"]["linear"] == 2 * linear and b["per_step"]["norm"] == 2 * norms
+    assert b["per_step"]["lm_head"] == 2 * embed  # the logits read the table once; the lookup only rows
+    assert b["weights_per_step"] == 2 * (linear + norms + embed) and b["embed_row"] == 2 * 8
+    assert roofline.per_step_bytes(b, 4) == b["weights_per_step"] + 4 * 16
+    f32 = roofline.step_bytes(bf16, "float32")
+    assert f32["weights_per_step"] == 2 * b["weights_per_step"]  # fp32 serving of bf16 weights doubles them
+    assert roofline.step_bytes(bf16, "auto")["weights_per_step"] == b["weights_per_step"]  # the checkpoint's dtype
+    assert b["kv_per_token"] == 2 * 1 * 1 * 4 * 2  # K and V x layers x KV heads x head dim x bf16
+
+    int8 = _safetensors(tmp_path / "int8", {
+        "model.embed_tokens.weight": ("BF16", [32, 8]),
+        "model.layers.0.self_attn.q_proj.weight": ("I8", [8, 8]),
+        "model.layers.0.self_attn.q_proj.weight_scale": ("BF16", [8, 1]),
+        "model.layers.0.mlp.down_proj.weight": ("I8", [8, 16]),
+        "model.layers.0.mlp.down_proj.weight_scale": ("BF16", [8, 1]),
+        "model.layers.0.input_layernorm.weight": ("BF16", [8]),
+        "model.norm.weight": ("BF16", [8]),
+        "lm_head.weight": ("BF16", [32, 8]),  # untied: its own tensor, read once; the table only by rows
+    }, {**cfg, "tie_word_embeddings": False})
+    q = roofline.step_bytes(int8, "float32")
+    assert not q["tied"] and q["per_step"]["linear"] == linear  # int8 weights stay 1 byte at fp32 serving
+    assert q["per_step"]["quant_scale"] == 4 * 16 and q["per_step"]["norm"] == 4 * norms
+    assert q["per_step"]["lm_head"] == 4 * embed and q["weights_per_step"] == linear + 4 * (16 + norms + embed)
+
+
+def test_roofline_bound_and_bandwidth_run():
+    rl = roofline.roofline(10.0, 1e9, 1e3, tokens_per_s=20.0, batch=4.0, context=None)
+    assert rl["bound_weights"] == pytest.approx(40.0) and rl["fraction_weights"] == pytest.approx(0.5)
+    kv = roofline.roofline(10.0, 1e9, 1e3, tokens_per_s=20.0, batch=4.0, context=250e3)
+    assert kv["bound_kv"] == pytest.approx(4 * 10e9 / 2e9) and kv["fraction_kv"] == pytest.approx(1.0)
+    bw = roofline.bandwidth(size_mib=4, repeats=2, threads=1)
+    assert bw["copy_gbs"] > 0 and bw["read_gbs"] > 0 and bw["repeats"] == 2
