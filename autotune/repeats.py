@@ -33,6 +33,33 @@ def measured_before(study, key: str, number: int, space: SpaceConfig):
     return None
 
 
+# failures that are properties of the config itself: proposing it again cannot succeed (transient ones can)
+PERMANENT_FAILURES = ("oom", "unsupported", "bad_config", "known_failure")
+
+
+def failed_before(study, key: str, number: int, space: SpaceConfig):
+    """The earliest other trial of this config that failed for a reason of the config itself, or None. A sampler
+    that ignores failed trials (Optuna's GP) would otherwise propose it, and pay for it, again and again."""
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]):
+        if (t.number != number and t.user_attrs.get("duplicate_of") is None
+                and t.user_attrs.get("fail_reason") in PERMANENT_FAILURES and trial_key(t, space) == key):
+            return t
+    return None
+
+
+def tell_failed_repeat(study, trial, prior, reporter) -> None:
+    """A re-proposal of a config that failed for its own reasons: FAIL again without a launch, not counted toward
+    n_trials or the failure budget (it is the same failure)."""
+    trial.set_user_attr("duplicate_of", prior.number)
+    trial.set_user_attr("fidelity", "repeat")
+    trial.set_user_attr("fail_reason", "known_failure")
+    trial.set_user_attr("fail_message", f"config failed in trial {prior.number} ({prior.user_attrs['fail_reason']})")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    note = getattr(reporter, "trial_skipped", None)
+    if note:
+        note(trial.number, f"config failed in trial {prior.number} ({prior.user_attrs['fail_reason']}): not run again")
+
+
 def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> None:
     """A re-proposed config is not measured again: the sampler is told the config's current estimate (every
     window of it merged), so it learns the point is known instead of paying for it again. Not a window."""
@@ -54,9 +81,11 @@ def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> 
 
 
 def enqueue_unmeasured(study, space: SpaceConfig, seed: int | None, salt: int) -> bool:
-    """Enqueue a config no trial has measured, drawn at random from the space; False when 200 draws found none."""
+    """Enqueue a config no trial has measured (or seen fail for its own reasons), drawn at random from the space;
+    False when 200 draws found none."""
     measured = {trial_key(t, space) for t in study.trials if t.user_attrs.get("duplicate_of") is None
-                and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
+                and (t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                     or t.user_attrs.get("fail_reason") in PERMANENT_FAILURES)}
     draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=(seed or 0) + len(study.trials) + salt))
     for _ in range(200):
         t = draws.ask()

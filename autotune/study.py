@@ -36,7 +36,15 @@ from autotune.inputs import check_models, trial_inputs
 from autotune.knobs import ServerConfig, split_values
 from autotune.objectives import constraint_names, evaluate
 from autotune.points import config_key
-from autotune.repeats import REPEAT_STREAK, enqueue_unmeasured, measured_before, repeat_proposals, tell_repeat
+from autotune.repeats import (
+    REPEAT_STREAK,
+    enqueue_unmeasured,
+    failed_before,
+    measured_before,
+    repeat_proposals,
+    tell_failed_repeat,
+    tell_repeat,
+)
 from autotune.samplers.optuna_sampler import grid_size, independent_asks, make_sampler, set_constraints, suggest
 from autotune.screening import measure
 from autotune.secrets import scrub
@@ -187,7 +195,8 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                 raise
             if repeats >= REPEAT_STREAK:  # the sampler keeps proposing measured configs: draw an unmeasured one
                 if not enqueue_unmeasured(study, space, seed, repeats):
-                    stopped = f"every config the space allows is measured ({repeats} re-proposals in a row)"
+                    stopped = (f"every config the space allows is measured or failed for its own reasons ({repeats} "
+                               "re-proposals in a row)")
                     break
                 repeats = 0
         if opts.confirm and not stopped.startswith("failure budget"):
@@ -284,7 +293,8 @@ def _running_elsewhere(study) -> int:
 
 def _failures_since(study, since: datetime.datetime) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL])
-               if not t.user_attrs.get("interrupted") and t.datetime_start and t.datetime_start >= since)
+               if not t.user_attrs.get("interrupted") and t.user_attrs.get("duplicate_of") is None
+               and t.datetime_start and t.datetime_start >= since)
 
 
 def _owner() -> dict[str, Any]:
@@ -368,6 +378,9 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     prior = measured_before(study, key, trial.number, space)
     if prior is not None:
         tell_repeat(study, trial, prior, key, space, reporter)
+        return "repeat"
+    if (failed := failed_before(study, key, trial.number, space)) is not None:
+        tell_failed_repeat(study, trial, failed, reporter)
         return "repeat"
     try:
         run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default

@@ -33,7 +33,7 @@ import optuna
 
 from autotune.config.space import SearchDefaults, SpaceConfig, load_space
 from autotune.objectives import constraint_names, evaluate
-from autotune.repeats import REPEAT_STREAK, enqueue_unmeasured
+from autotune.repeats import PERMANENT_FAILURES, REPEAT_STREAK, enqueue_unmeasured
 from autotune.samplers.optuna_sampler import SAMPLERS, distributions, grid_size, make_sampler, set_constraints, suggest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,7 @@ class Table:
     rows: dict[Key, list[tuple[str, dict[str, float]]]]  # config -> its recorded repeats: (state, metrics)
     n_rows: int
     skipped: int  # rows neither COMPLETE nor FAIL (a trial still running in a partial export)
+    reasons: dict[Key, str] = field(default_factory=dict)  # a failed config's recorded fail_reason
 
     def measure(self, key: Key, seed: int, k: int) -> tuple[str, dict[str, float]]:
         """The k-th measurement of a config in a replay of this seed: one recorded repeat, uniformly. Seeded by
@@ -84,6 +85,7 @@ def load_table(path: Path, space: SpaceConfig) -> Table:
             raise ValueError(f"{path}: no column for the sampled knob(s) {missing}: not a table of this space")
         raw = list(reader)
     rows: dict[Key, list[tuple[str, dict[str, float]]]] = {}
+    reasons: dict[Key, str] = {}
     skipped = 0
     for r in raw:
         if r["state"] not in ("COMPLETE", "FAIL"):
@@ -97,8 +99,11 @@ def load_table(path: Path, space: SpaceConfig) -> Table:
                 metrics[name] = float(cell)
             except ValueError:
                 continue  # a flag such as engine_reused=True: not a metric
-        rows.setdefault(key_of({k: r[k] for k in knobs}), []).append((r["state"], metrics))
-    return Table(path, rows, len(raw), skipped)
+        key = key_of({k: r[k] for k in knobs})
+        rows.setdefault(key, []).append((r["state"], metrics))
+        if r["state"] == "FAIL":
+            reasons[key] = r.get("fail_reason") or ""
+    return Table(path, rows, len(raw), skipped, reasons)
 
 
 def objective_vector(metrics: dict[str, float], space: SpaceConfig) -> np.ndarray:
@@ -163,6 +168,7 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
                                     sampler=make_sampler(sampler, seed, n_trials, space))
         observed: dict[Key, list[dict[str, float]]] = {}  # complete observations: "measured" for autotune.repeats
         first: dict[Key, int] = {}
+        failed_for_good: set[Key] = set()  # configs that failed for their own reasons (autotune.repeats)
         draws: Counter[Key] = Counter()
         streak = 0
         while len(out.log) < budget:
@@ -172,6 +178,12 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
                 suggest(asked[-1], space)
             for trial in asked:
                 key = key_of(trial.params)
+                if key in failed_for_good:  # autotune.repeats.tell_failed_repeat: FAIL again, not run, not counted
+                    trial.set_user_attr("duplicate_of", first[key])
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    out.re_proposals += 1
+                    streak += 1
+                    continue
                 if key in observed:  # autotune.repeats.tell_repeat: the known estimate, not measured, not counted
                     trial.set_user_attr("duplicate_of", first[key])
                     _tell(study, trial, mean_metrics(observed[key]), space)
@@ -180,10 +192,14 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
                     continue
                 streak = 0
                 state, metrics = table.measure(key, seed, draws[key])
-                draws[key] += 1  # a failed config proposed again is measured again, as the tuner does
+                draws[key] += 1  # a transient failure proposed again is measured again, as the tuner does
                 out.log.append((key, state, metrics))
-                if state == "FAIL":
+                if state == "FAIL":  # a transient failure is measured again when proposed again, a permanent one not
+                    trial.set_user_attr("fail_reason", table.reasons.get(key, ""))
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    if table.reasons.get(key) in PERMANENT_FAILURES:
+                        failed_for_good.add(key)
+                        first.setdefault(key, trial.number)
                     continue
                 observed.setdefault(key, []).append(metrics)
                 first.setdefault(key, trial.number)

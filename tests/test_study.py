@@ -120,10 +120,10 @@ def test_complete_trials_measured_and_tracked(setup):
 
 
 def test_failed_launches_are_data_and_budget_stops(setup):
-    opts = setup("{choices: [13, 14]}", n_trials=10, max_failures=2)
+    opts = setup("{choices: [13, 14]}", n_trials=10, max_failures=1)
     reporter = NullReporter()
     summary = run_search(opts, reporter)
-    assert summary.trials_complete == 0 and summary.trials_failed == 3
+    assert summary.trials_complete == 0 and summary.trials_failed == 2
     assert "failure budget" in summary.stopped_because
     first = {}  # the first failure of each config is its real reason; repeats are `known_failure`
     for t in _study(opts).trials:
@@ -421,16 +421,19 @@ def test_distributed_load_generation(setup, tmp_path):
 
 
 def test_a_failed_engine_config_is_not_launched_again(setup):
-    """Random keeps proposing max_num_seqs 13 (unsupported): it is launched once; repeats are recorded as
-    `known_failure` without starting an engine (they still count as failures)."""
-    opts = setup("{choices: [13, 4]}", n_trials=6, max_failures=10)
+    """Random keeps proposing max_num_seqs 13 (unsupported): it is launched once; re-proposals are recorded as
+    `known_failure` without starting an engine, and count neither as trials nor against the failure budget (it
+    is the same failure). With every config measured or failed, the search stops instead of looping."""
+    opts = setup("{choices: [13, 4]}", n_trials=6, max_failures=1)
     summary = run_search(opts, NullReporter())
     trials = [t for t in _study(opts).trials if t.params["max_num_seqs"] == 13]
     reasons = [t.user_attrs.get("fail_reason") for t in trials]
     assert reasons.count("unsupported") == 1 and set(reasons) <= {"unsupported", "known_failure"}
-    assert len(trials) >= 2, "random with seed 0 proposes 13 more than once in 6 trials"
+    assert len(trials) >= 2, "random with seed 0 proposes 13 more than once"
+    assert all(t.user_attrs["duplicate_of"] == trials[0].number for t in trials[1:])
     assert not (opts.run_dir / "s" / f"trial-{trials[-1].number:04d}" / "engine.log").exists()
-    assert summary.trials_complete >= 1
+    assert summary.trials_complete == 1 and summary.trials_failed == 1
+    assert "failed for its own reasons" in summary.stopped_because
 
 
 def test_work_in_flight_at_the_drain_end_is_abandoned_not_dropped(setup):

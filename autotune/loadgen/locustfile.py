@@ -350,8 +350,9 @@ def _controller(environment, out: Path) -> None:
             for rec in rows:
                 f.write(json.dumps(rec) + "\n")
     (out / f"summary{Run.suffix}.json").write_text(json.dumps(summary, indent=2))
-    if stall_s is not None:  # users blocked on a frozen engine never finish their task: kill, do not wait
-        environment.stop_timeout = 0
+    # the results are on disk: what still runs is cooldown load or already counted as abandoned, and users blocked
+    # on a frozen engine never finish their task; stop them now instead of granting --stop-timeout (seconds/level)
+    environment.stop_timeout = 0
     if Run.role == "worker":
         environment.runner.send_message("autotune_done", Run.index)
     else:
