@@ -169,30 +169,41 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     status = "FINISHED"
     try:
         # other workers' running trials count too: N workers sharing a study stop at n_trials, not n_trials + N
-        while finished_trials(study) + _running_elsewhere(study) < n_trials:
+        def stop_now() -> str | None:  # checked before every trial, batches included
             if opts.timeout_s is not None and time.monotonic() - started > opts.timeout_s:
-                stopped = "timeout"
-                break
+                return "timeout"
             failures = _failures_since(study, session_start)  # every worker's, so the budget is shared
             if failures > max_failures:
-                stopped = f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
+                return f"failure budget exhausted ({failures} failed trials > max_failures {max_failures})"
+            return None
+
+        while finished_trials(study) + _running_elsewhere(study) < n_trials:
+            if reason := stop_now():
+                stopped = reason
                 break
             # a sampler's independent draws (random start, one generation) are asked at once: grouped by server
-            # part they cost one launch per part; model-guided asks come `search.batch` at a time
-            size = min(max(space.search.batch, independent_asks(chosen, study)), MAX_BATCH,
-                       n_trials - finished_trials(study) - _running_elsewhere(study))
+            # part they cost one launch per part; model-guided asks come `search.batch` at a time (batch 1: one
+            # trial at a time, in the sampler's order)
+            size = 1 if space.search.batch == 1 else min(
+                max(space.search.batch, independent_asks(chosen, study)), MAX_BATCH,
+                n_trials - finished_trials(study) - _running_elsewhere(study))
             pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
             try:
                 while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself
+                    if reason := stop_now():
+                        raise _Stop(reason)
                     outcome = _one_trial(study, inputs, keeper, tracker, run_dir / study_name, reporter,
                                          pending.pop(0))
                     repeats = repeats + 1 if outcome == "repeat" else 0
                     if outcome != "repeat":
                         update_front(study, space, tracker, reporter)
-            except BaseException:  # asked but never started: re-enqueued like the interrupted one
+            except BaseException as exc:  # asked but never started: re-enqueued like the interrupted one
                 for trial, _ in [p for p in pending if p is not None]:
                     _interrupt(study, trial.number, trial._trial_id, trial.params, None, tracker)
-                raise
+                if not isinstance(exc, _Stop):
+                    raise
+                stopped = str(exc)
+                break
             if repeats >= REPEAT_STREAK:  # the sampler keeps proposing measured configs: draw an unmeasured one
                 if not enqueue_unmeasured(study, space, seed, repeats):
                     stopped = (f"every config the space allows is measured or failed for its own reasons ({repeats} "
@@ -229,12 +240,16 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     complete = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
                 and t.user_attrs.get("duplicate_of") is None]
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
-              and not t.user_attrs.get("interrupted")]
+              and not t.user_attrs.get("interrupted") and t.user_attrs.get("duplicate_of") is None]
     return SearchSummary(
         study=study_name, storage=storage, mlflow_uri=mlflow_uri, parent_run_url=tracker.run_url(),
         trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space, judge=True)[1],
         objectives=objectives, stopped_because=stopped, reaped_engines=reaped,
     )
+
+
+class _Stop(Exception):
+    """The timeout or the failure budget ended the search inside a batch."""
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP take the same cleanup path as Ctrl-C

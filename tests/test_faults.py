@@ -59,7 +59,7 @@ def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
         f"  startup_timeout_s: 5\n  shutdown_timeout_s: 3\n  env:\n    HF_TOKEN: {SECRETS['HF_TOKEN']}\n"
         f"    OPENAI_API_KEY: {SECRETS['OPENAI_API_KEY']}\n    VLLM_API_KEY: '${{AT_TEST_SERVER_KEY}}'\n"
         f"knobs:\n  model: {{value: {tmp_path}}}\n  max_num_seqs: {{choices: [4, 13]}}\n"
-        "search: {n_trials: 3, sampler: grid, max_failures: 3}\n")
+        "search: {n_trials: 3, sampler: grid, max_failures: 3, batch: 1}\n")
     run_dir = tmp_path / "runs"
     opts = SearchOptions(space_file=space, run_dir=run_dir)
     summary = run_search(opts, NullReporter())

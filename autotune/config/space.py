@@ -159,9 +159,11 @@ class SearchDefaults(Strict):
     # `auto`: from measured noise (how far screen and full windows of the same trials disagreed); a number:
     # a fixed relative margin
     screening_margin: Annotated[float, Field(ge=0, le=10)] | Literal["auto"] = "auto"
-    # trial economy: ask this many trials at once and run equal server parts back to back (engine reuse);
-    # model-based samplers see the batch's results only after it, so keep it small for TPE/GP
-    batch: int = Field(1, ge=1, le=64)
+    # trial economy: once a model guides the sampler, ask this many trials at once and run equal server parts back
+    # to back (engine reuse; TPE treats the batch's running trials as liars). The sampler's independent draws
+    # (random start, a generation) are asked together whatever this is. It sees a batch's results only after it:
+    # benchmarks/replay_samplers.py measures what that costs
+    batch: int = Field(4, ge=1, le=64)
 
 
 STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # also a folder name under the run dir: no `/`, no `..`

@@ -58,7 +58,8 @@ def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig) -> opt
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":  # model knobs jointly (conditional groups)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
+                                              constant_liar=True)  # a batch's running trials are not proposed again
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
         if name == "nsga3":
