@@ -89,6 +89,23 @@ def itls_s(rec: dict[str, Any]) -> list[float]:
     return out
 
 
+def tokens_in_window(records: Iterable[dict[str, Any]], start: float, end: float) -> int:
+    """Output tokens that streamed in during [start, end) (absolute times), from every call's token stamps: the
+    engine's throughput over a window, not the window's tasks' tokens (those of an overloaded level finish after
+    it)."""
+    total = 0
+    for rec in records:
+        stamps, counts, sent = rec.get("token_ts") or [], rec.get("token_counts") or [], rec.get("send_ts")
+        if sent is None:
+            continue
+        previous = 0
+        for ts, count in zip(stamps, counts, strict=False):
+            if start <= sent + ts < end:
+                total += count - previous
+            previous = count
+    return total
+
+
 def meets_sla(rec: dict[str, Any], sla: dict[str, float | None]) -> bool:
     if not rec.get("ok"):
         return False

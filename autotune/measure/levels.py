@@ -16,7 +16,7 @@ from autotune.engines.vllm import reset_prefix_cache
 from autotune.loadgen.runner import LoadResult, run_load
 from autotune.measure.attainment import Verdict, judge, task_meets
 from autotune.measure.capacity import CapacitySearch, LevelResult
-from autotune.metrics import percentiles, tpot_s
+from autotune.metrics import percentiles, tokens_in_window, tpot_s
 
 
 @dataclass
@@ -118,7 +118,9 @@ def level_row(level: Level, measured: list[dict[str, Any]], max_lag_ms: float) -
         "rate": level.rate, "achieved_task_rate": len(measured) / window, "window_s": window,
         "early_stop": summary.get("early_stop"), **level.verdict.row(),
         "p50_task_ms": lat[50], "p95_task_ms": lat[95], "p99_task_ms": lat[99], "tasks_per_s": len(ok) / window,
-        "output_tokens_per_s": sum(r.get("completion_tokens") or 0 for r in calls) / window,
+        # tokens that streamed in during the window (an overloaded level's tasks finish after it)
+        "output_tokens_per_s": tokens_in_window(load.records, summary.get("warmup_end", math.nan),
+                                                summary.get("measure_end", math.nan)) / window,
         "tokens_per_s_per_user": 1.0 / float(np.median(tpots)) if tpots else math.nan,
         "abandoned_tasks": sum(1 for t in measured if t.get("abandoned")), "schedule_lag_p95_ms": lag_p95,
         "loadgen_cpu_share": cpu_share, "valid": valid, "wall_s": level.wall_s,
