@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from autotune.config.space import Constraint, Objective
+from autotune.config.space import Constraint, Objective, SpaceConfig
 
 # A NaN/inf metric cannot satisfy a constraint; Optuna wants finite numbers.
 UNMEASURABLE = 1e12
@@ -50,3 +51,19 @@ def evaluate(metrics: dict[str, float], objectives: list[Objective], constraints
 def constraint_names(constraints: list[Constraint], metrics: dict[str, float]) -> list[str]:
     return [f"{c.metric}{c.op}{c.value:g}" for c in constraints] + (["capacity_tps>0"] if "capacity_tps" in metrics
                                                                       else [])
+
+
+def knob_metrics(values: dict[str, Any], space: SpaceConfig) -> dict[str, float]:
+    """Every sampled knob as a number (`knob.<name>`: the value, 0/1, or the index in `choices`), because the
+    MLflow UI's parallel-coordinates and scatter views plot metrics and numeric params, not string params."""
+    out = {}
+    for name, v in values.items():
+        spec = space.knobs[name]
+        if spec.value is not None:
+            continue
+        if spec.choices is not None and not all(isinstance(c, int | float) and not isinstance(c, bool)
+                                                 for c in spec.choices):
+            out[f"knob.{name}"] = float(spec.choices.index(v))
+        else:
+            out[f"knob.{name}"] = float(v)
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import optuna
 
 from autotune.config.space import SpaceConfig
-from autotune.knobs import split_values
+from autotune.knobs import ServerConfig, split_values
 from autotune.objectives import constraint_names, evaluate
 from autotune.points import config_key, config_points, trial_key
 from autotune.samplers.optuna_sampler import set_constraints, suggest
@@ -33,8 +33,21 @@ def measured_before(study, key: str, number: int, space: SpaceConfig):
     return None
 
 
+# launch failures that are properties of the server config; a taken port, a health timeout on a busy host or a
+# crash may not recur, so they never make a config `known_failure`
+PERMANENT_LAUNCH_FAILURES = ("oom", "unsupported", "bad_config")
 # failures that are properties of the config itself: proposing it again cannot succeed (transient ones can)
-PERMANENT_FAILURES = ("oom", "unsupported", "bad_config", "known_failure")
+PERMANENT_FAILURES = (*PERMANENT_LAUNCH_FAILURES, "known_failure")
+
+
+def known_launch_failure(study, server: ServerConfig):
+    """An earlier trial whose identical server part the engine refused for a reason of the config itself (OOM,
+    unsupported flags), or None. App-side rejections and transient faults do not count."""
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]):
+        if (t.user_attrs.get("launch_failure") and t.user_attrs.get("fail_reason") in PERMANENT_LAUNCH_FAILURES
+                and t.user_attrs.get("server") == server.model_dump(mode="json")):
+            return t
+    return None
 
 
 def failed_before(study, key: str, number: int, space: SpaceConfig):

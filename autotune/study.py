@@ -34,12 +34,13 @@ from autotune.errors import ConfigError, EngineLaunchError, TrackingError, Trial
 from autotune.front import front_rows, update_front
 from autotune.inputs import check_models, trial_inputs
 from autotune.knobs import ServerConfig, split_values
-from autotune.objectives import constraint_names, evaluate
+from autotune.objectives import constraint_names, evaluate, knob_metrics
 from autotune.points import config_key
 from autotune.repeats import (
     REPEAT_STREAK,
     enqueue_unmeasured,
     failed_before,
+    known_launch_failure,
     measured_before,
     repeat_proposals,
     tell_failed_repeat,
@@ -407,7 +408,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     trial_dir = study_dir / f"trial-{trial.number:04d}"
     started = time.monotonic()
     try:  # from here every exit leaves the trial final: told, failed or interrupted
-        known = _known_failure(study, config.server)
+        known = known_launch_failure(study, config.server)
         if known is not None:  # the same engine config already failed to start: do not pay for it again
             raise TrialRejected(f"server part equals failed trial {known.number} ({known.user_attrs['fail_reason']})"
                                 "; not launched again", "known_failure")
@@ -473,36 +474,3 @@ def _fail(study, trial, run_id: str, reason: str, message: str, launch_failure: 
     tracker.finish_trial(run_id, {}, files, {"autotune.state": "failed", "autotune.fail_reason": reason,
                                              "autotune.fail_message": message[:4000]}, failed=True)
     reporter.trial_finished(trial.number, None, f"{reason}: {message}")
-
-
-# launch failures that are properties of the server config; a taken port, a health timeout on a busy host or a
-# crash may not recur, so they never make a config `known_failure`
-PERMANENT_LAUNCH_FAILURES = ("oom", "unsupported", "bad_config")
-
-
-def _known_failure(study, server: ServerConfig):
-    """An earlier trial whose identical server part the engine refused for a reason of the config itself (OOM,
-    unsupported flags), or None. App-side rejections and transient faults do not count."""
-    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]):
-        if (t.user_attrs.get("launch_failure") and t.user_attrs.get("fail_reason") in PERMANENT_LAUNCH_FAILURES
-                and t.user_attrs.get("server") == server.model_dump(mode="json")):
-            return t
-    return None
-
-
-def knob_metrics(values: dict[str, Any], space: SpaceConfig) -> dict[str, float]:
-    """Every sampled knob as a number (`knob.<name>`: the value, 0/1, or the index in `choices`), because the
-    MLflow UI's parallel-coordinates and scatter views plot metrics and numeric params, not string params."""
-    out = {}
-    for name, v in values.items():
-        spec = space.knobs[name]
-        if spec.value is not None:
-            continue
-        if spec.choices is not None and not all(isinstance(c, int | float) and not isinstance(c, bool)
-                                                 for c in spec.choices):
-            out[f"knob.{name}"] = float(spec.choices.index(v))
-        else:
-            out[f"knob.{name}"] = float(v)
-    return out
-
-
