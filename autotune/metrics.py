@@ -99,7 +99,9 @@ def tokens_in_window(records: Iterable[dict[str, Any]], start: float, end: float
         if sent is None:
             continue
         previous = 0
-        for ts, count in zip(stamps, counts, strict=False):
+        counts = counts if len(counts) == len(stamps) else [None] * len(stamps)
+        for ts, count in zip(stamps, counts, strict=True):
+            count = previous + 1 if count is None else count  # no usage stats on the chunk: one token per chunk
             if start <= sent + ts < end:
                 total += count - previous
             previous = count

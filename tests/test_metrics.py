@@ -99,7 +99,8 @@ def test_tokens_in_window_counts_only_tokens_that_streamed_in_during_it():
 
     recs = [{"send_ts": 100.0, "token_ts": [0.5, 1.0, 3.0], "token_counts": [1, 3, 4]},  # 4 tokens at 100.5-103
             {"send_ts": 101.5, "token_ts": [0.2, 2.0], "token_counts": [2, 5]},  # 2 at 101.7, 3 at 103.5
-            {"send_ts": None, "token_ts": [0.1], "token_counts": [9]}]  # never sent: nothing
-    assert tokens_in_window(recs, 100.0, 102.0) == 1 + 2 + 2  # (100.5: 1, 101.0: 2) + 101.7: 2
-    assert tokens_in_window(recs, 102.0, 104.0) == 1 + 3
+            {"send_ts": None, "token_ts": [0.1], "token_counts": [9]},  # never sent: nothing
+            {"send_ts": 99.0, "token_ts": [1.5, 2.5, 3.5], "token_counts": [None, None, None]}]  # no usage: 1 each
+    assert tokens_in_window(recs, 100.0, 102.0) == 1 + 2 + 2 + 2  # (100.5: 1, 101.0: 2) + 101.7: 2 + 100.5, 101.5
+    assert tokens_in_window(recs, 102.0, 104.0) == 1 + 3 + 1
     assert tokens_in_window(recs, float("nan"), float("nan")) == 0
