@@ -127,6 +127,22 @@ def _noise(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _active_minutes(rows: list[dict]) -> float:
+    """Wall minutes the recording ran: consecutive trials' spans joined, gaps over 5 min (a pause) left out."""
+    import datetime
+
+    spans = sorted((datetime.datetime.fromisoformat(r["started"]).timestamp(),
+                    datetime.datetime.fromisoformat(r["started"]).timestamp() + float(r.get("trial_wall_s") or 0))
+                   for r in rows if r.get("started") and r["state"] != "RUNNING")
+    total, end = 0.0, None
+    for start, stop in spans:
+        if end is not None and start - end < 300:  # the time between two trials (the front update) counts too
+            total += max(0.0, start - end)
+        total += stop - start
+        end = max(stop, end or stop)
+    return total / 60
+
+
 def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None:
     """DATASHEET.md beside the CSV: what was measured, how, on what, how long it took, how noisy it is."""
     import yaml
@@ -146,10 +162,9 @@ def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None
         f"max_tokens {wl.get('max_tokens')}.",
         f"- **Hardware**: {_hardware()}.",
         f"- **Versions**: {', '.join(f'{k} {v}' for k, v in _versions().items())}.",
-        f"- **Recording time**: {sum(x['wall_s'] for x in log) / 60:.0f} min for {len(log)} repeats "
-        f"({', '.join('repeat {}: {:.0f} min'.format(x['repeat'], x['wall_s'] / 60) for x in log)}); trial wall "
-        f"{sum(walls) / 60:.0f} min in all, {sum(walls) / max(1, len(walls)):.0f} s per trial." if log else
-        "- **Recording time**: not recorded (export only).",
+        f"- **Recording time**: {_active_minutes(rows):.0f} min of recording (trial starts to ends, pauses between "
+        f"sessions of more than 5 min left out); trial wall {sum(walls) / 60:.0f} min in all, "
+        f"{sum(walls) / max(1, len(walls)):.0f} s per trial.",
         "- **Regenerate**: `.venv/bin/python benchmarks/record_table.py` (resumes; `--export-only` rewrites "
         "the CSV from the studies).", "",
         "## Noise between the two repeats", "", *_noise(rows), "",
