@@ -46,7 +46,7 @@ from autotune.repeats import (
     tell_failed_repeat,
     tell_repeat,
 )
-from autotune.samplers.optuna_sampler import grid_size, independent_asks, make_sampler, set_constraints, suggest
+from autotune.samplers.optuna_sampler import ask_size, grid_size, make_sampler, set_constraints, suggest
 from autotune.screening import measure
 from autotune.secrets import scrub
 from autotune.stores import (
@@ -185,9 +185,8 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             # a sampler's independent draws (random start, one generation) are asked at once: grouped by server
             # part they cost one launch per part; model-guided asks come `search.batch` at a time (batch 1: one
             # trial at a time, in the sampler's order)
-            size = 1 if space.search.batch == 1 else min(
-                max(space.search.batch, independent_asks(chosen, study)), MAX_BATCH,
-                n_trials - finished_trials(study) - _running_elsewhere(study))
+            size = min(ask_size(chosen, study, space.search.batch), MAX_BATCH,
+                       n_trials - finished_trials(study) - _running_elsewhere(study))
             pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
             try:
                 while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself
@@ -407,6 +406,7 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
     reporter.trial_started(trial.number, values)
     trial_dir = study_dir / f"trial-{trial.number:04d}"
     started = time.monotonic()
+    trial.set_user_attr("began", time.time())  # datetime_start is when it was asked (a batch is asked at once)
     try:  # from here every exit leaves the trial final: told, failed or interrupted
         known = known_launch_failure(study, config.server)
         if known is not None:  # the same engine config already failed to start: do not pay for it again

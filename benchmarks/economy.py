@@ -6,7 +6,8 @@ Prints (and writes `economy-<study>.md`): the measurement share (seconds inside 
 seconds), the share of load applied (warmup + window + drain), engine launches and reuses, each launch's startup
 split from the engine log (interpreter and imports of the API server, engine core and worker processes, weight
 load, profile/KV/warm-up/compile, API ready), and the per-level overheads (load-generator start, warmup, drain,
-settle). Only the study's search trials count; confirmation windows are listed apart.
+settle). Only the study's search trials count (failed ones with the time from their start to their end);
+confirmation windows are not included.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def level_parts(trial_dir: Path) -> list[dict[str, float]]:
     rows = json.loads(rows_file.read_text())
     out = []
     for i, row in enumerate(rows):
-        summary_file = trial_dir / "levels" / f"level-{i:02d}" / "summary.json"
-        if not summary_file.is_file():
+        # one load process writes summary.json; distributed mode one summary per process (the same window)
+        files = sorted((trial_dir / "levels" / f"level-{i:02d}").glob("summary*.json"))
+        if not files:
             continue
-        s = json.loads(summary_file.read_text())
+        s = json.loads(files[0].read_text())
         warmup = s["warmup_end"] - s["t0"]
         out.append({"wall": row["wall_s"], "window": s["measure_s"], "warmup": warmup, "drain": s["drain_s"],
                     "loadgen_start": row["wall_s"] - s["loadgen_wall_s"], "settle": row.get("settle_s") or 0.0})
@@ -79,7 +81,10 @@ def economy(run_dir: Path, study_name: str) -> dict:
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
     trials = [t for t in study.trials if t.state.is_finished() and t.user_attrs.get("duplicate_of") is None
               and not t.user_attrs.get("interrupted") and t.user_attrs.get("metrics")]
-    wall = sum(t.user_attrs["metrics"]["trial_wall_s"] for t in trials)
+    failed = [t for t in study.trials if t.state.name == "FAIL" and not t.user_attrs.get("interrupted")
+              and t.user_attrs.get("duplicate_of") is None and t.user_attrs.get("began") and t.datetime_complete]
+    failed_s = sum(t.datetime_complete.timestamp() - t.user_attrs["began"] for t in failed)  # a failed launch's time
+    wall = sum(t.user_attrs["metrics"]["trial_wall_s"] for t in trials) + failed_s
     window = sum(t.user_attrs["metrics"].get("measure_s", 0.0) for t in trials)
     launches = [t for t in trials if not t.user_attrs["metrics"].get("engine_reused")]
     levels = [p for t in trials for p in level_parts(run_dir / study_name / f"trial-{t.number:04d}")]
@@ -92,7 +97,8 @@ def economy(run_dir: Path, study_name: str) -> dict:
     startup = [t.user_attrs["metrics"].get("startup_s", 0.0) for t in launches]
     completion = sum(t.user_attrs["metrics"].get("eval_completion_s", 0.0) for t in trials)
     return {
-        "study": study_name, "trials": len(trials), "search_span_s": span, "trial_wall_s": wall,
+        "study": study_name, "trials": len(trials), "failed_trials": len(failed), "failed_s": failed_s,
+        "search_span_s": span, "trial_wall_s": wall,
         "window_s": window, "measurement_share": window / wall if wall else float("nan"),
         "load_share": load / wall if wall else float("nan"), "launches": len(launches),
         "reuses": len(trials) - len(launches), "distinct_server_parts": len({json.dumps(t.user_attrs.get("server"),
@@ -108,10 +114,12 @@ def economy(run_dir: Path, study_name: str) -> dict:
 
 def markdown(e: dict) -> str:
     wall = e["trial_wall_s"]
-    other = wall - e["window_s"] - sum(e["level_overheads_s"].values()) - e["startup_s_total"] - e["completion_pass_s"]
+    other = (wall - e["window_s"] - sum(e["level_overheads_s"].values()) - e["startup_s_total"]
+             - e["completion_pass_s"] - e["failed_s"])
     lines = [
         f"# Trial economy: study `{e['study']}`", "",
-        f"- trials: {e['trials']}, search span {e['search_span_s'] / 60:.1f} min, trial wall {wall / 60:.1f} min",
+        f"- trials: {e['trials']} measured, {e['failed_trials']} failed ({e['failed_s']:.0f} s), search span "
+        f"{e['search_span_s'] / 60:.1f} min, trial wall {wall / 60:.1f} min",
         f"- **measurement share: {e['measurement_share']:.1%}** (seconds inside level windows / trial wall); "
         f"with the evaluation pass (the quality window): {(e['window_s'] + e['completion_pass_s']) / wall:.1%}; "
         f"load applied (warmup + window + drain): {e['load_share']:.1%}",
@@ -124,6 +132,7 @@ def markdown(e: dict) -> str:
         lines.append(f"| level {name.replace('_', ' ')} | {secs:.0f} | {secs / wall:.1%} |")
     lines += [f"| engine launches | {e['startup_s_total']:.0f} | {e['startup_s_total'] / wall:.1%} |",
               f"| evaluation completion pass | {e['completion_pass_s']:.0f} | {e['completion_pass_s'] / wall:.1%} |",
+              f"| failed trials | {e['failed_s']:.0f} | {e['failed_s'] / wall:.1%} |",
               f"| other (scoring, artifacts, MLflow, reading results) | {other:.0f} | {other / wall:.1%} |", ""]
     if e["launch_split_mean_s"]:
         lines += ["| launch phase (mean over launches, 1-s log resolution) | seconds |", "|---|---|"]

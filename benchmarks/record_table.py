@@ -55,7 +55,8 @@ def export(run_dir: Path, repeats: int, out: Path) -> list[dict]:
             row = {"repeat": r, "trial": t.number, "state": t.state.name, "feasible": t.user_attrs.get("feasible"),
                    "fail_reason": t.user_attrs.get("fail_reason", ""), **t.params,
                    **{k: m.get(k) for k in METRICS},
-                   "started": t.datetime_start.isoformat() if t.datetime_start else "",
+                   "asked": t.datetime_start.isoformat() if t.datetime_start else "",  # a batch is asked at once
+                   "completed": t.datetime_complete.isoformat() if t.datetime_complete else "",
                    "item_scores": json.dumps(t.user_attrs.get("item_scores") or {}, sort_keys=True)}
             rows.append(row)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ def _noise(rows: list[dict]) -> list[str]:
 
     by: dict[tuple, dict[int, dict]] = {}
     knobs = [k for k in rows[0] if k not in METRICS and k not in ("repeat", "trial", "state", "feasible",
-                                                                    "fail_reason", "started", "item_scores")]
+                                                                    "fail_reason", "asked", "completed", "item_scores")]
     for r in rows:
         if r["state"] == "COMPLETE":
             by.setdefault(tuple(r[k] for k in knobs), {})[r["repeat"]] = r
@@ -131,16 +132,11 @@ def _active_minutes(rows: list[dict]) -> float:
     """Wall minutes the recording ran: consecutive trials' spans joined, gaps over 5 min (a pause) left out."""
     import datetime
 
-    spans = sorted((datetime.datetime.fromisoformat(r["started"]).timestamp(),
-                    datetime.datetime.fromisoformat(r["started"]).timestamp() + float(r.get("trial_wall_s") or 0))
-                   for r in rows if r.get("started") and r["state"] != "RUNNING")
-    total, end = 0.0, None
-    for start, stop in spans:
-        if end is not None and start - end < 300:  # the time between two trials (the front update) counts too
-            total += max(0.0, start - end)
-        total += stop - start
-        end = max(stop, end or stop)
-    return total / 60
+    ends = sorted(datetime.datetime.fromisoformat(r["completed"]).timestamp() for r in rows if r.get("completed"))
+    # trials run one after another: each gap between two completions is one trial's time (its launch and the front
+    # update included); a gap over 5 min is a pause between sessions, and the first trial's own wall stands in
+    first = next((float(r["trial_wall_s"]) for r in rows if r.get("completed") and r.get("trial_wall_s")), 0.0)
+    return (first + sum(b - a for a, b in zip(ends, ends[1:], strict=False) if b - a < 300)) / 60
 
 
 def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None:
@@ -162,7 +158,7 @@ def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None
         f"max_tokens {wl.get('max_tokens')}.",
         f"- **Hardware**: {_hardware()}.",
         f"- **Versions**: {', '.join(f'{k} {v}' for k, v in _versions().items())}.",
-        f"- **Recording time**: {_active_minutes(rows):.0f} min of recording (trial starts to ends, pauses between "
+        f"- **Recording time**: {_active_minutes(rows):.0f} min of recording (from trial completions; pauses between "
         f"sessions of more than 5 min left out); trial wall {sum(walls) / 60:.0f} min in all, "
         f"{sum(walls) / max(1, len(walls)):.0f} s per trial.",
         "- **Regenerate**: `.venv/bin/python benchmarks/record_table.py` (resumes; `--export-only` rewrites "
@@ -171,7 +167,8 @@ def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None
         "## Columns", "",
         "`repeat`, `trial` (trial number in its study), `state`, `feasible` (constraints held), `fail_reason`, the "
         "sampled knobs, then the trial's metrics: " + ", ".join(f"`{m}`" for m in METRICS) +
-        ", `started`, `item_scores` (JSON: evaluation item id -> score, for paired quality).",
+        ", `asked` (a batch is asked at once), `completed`, `item_scores` (JSON: evaluation item id -> score, for "
+        "paired quality).",
     ]
     (out.parent / "DATASHEET.md").write_text("\n".join(text) + "\n")
 

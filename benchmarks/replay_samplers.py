@@ -34,13 +34,22 @@ import optuna
 from autotune.config.space import SearchDefaults, SpaceConfig, load_space
 from autotune.objectives import constraint_names, evaluate
 from autotune.repeats import PERMANENT_FAILURES, REPEAT_STREAK, enqueue_unmeasured
-from autotune.samplers.optuna_sampler import SAMPLERS, distributions, grid_size, make_sampler, set_constraints, suggest
+from autotune.samplers.optuna_sampler import (
+    SAMPLERS,
+    ask_size,
+    distributions,
+    grid_size,
+    make_sampler,
+    set_constraints,
+    suggest,
+)
+from autotune.study import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (0.05, 0.10, 0.15, 0.25)  # budgets reported, as shares of the grid's trials
 GOALS = (0.90, 0.95)
 GOAL_SHARE, GOAL_HV, ALPHA = 0.15, 0.95, 0.05  # the default sampler's goal: >= 95 % HV within 15 % of the grid
-BOOKKEEPING = {"repeat", "trial", "state", "feasible", "fail_reason", "started", "item_scores"}
+BOOKKEEPING = {"repeat", "trial", "state", "feasible", "fail_reason", "asked", "completed", "started", "item_scores"}
 Key = tuple[tuple[str, str], ...]
 
 
@@ -60,7 +69,6 @@ class Table:
     rows: dict[Key, list[tuple[str, dict[str, float]]]]  # config -> its recorded repeats: (state, metrics)
     n_rows: int
     skipped: int  # rows neither COMPLETE nor FAIL (a trial still running in a partial export)
-    reasons: dict[Key, str] = field(default_factory=dict)  # a failed config's recorded fail_reason
 
     def measure(self, key: Key, seed: int, k: int) -> tuple[str, dict[str, float]]:
         """The k-th measurement of a config in a replay of this seed: one recorded repeat, uniformly. Seeded by
@@ -85,7 +93,6 @@ def load_table(path: Path, space: SpaceConfig) -> Table:
             raise ValueError(f"{path}: no column for the sampled knob(s) {missing}: not a table of this space")
         raw = list(reader)
     rows: dict[Key, list[tuple[str, dict[str, float]]]] = {}
-    reasons: dict[Key, str] = {}
     skipped = 0
     for r in raw:
         if r["state"] not in ("COMPLETE", "FAIL"):
@@ -99,11 +106,10 @@ def load_table(path: Path, space: SpaceConfig) -> Table:
                 metrics[name] = float(cell)
             except ValueError:
                 continue  # a flag such as engine_reused=True: not a metric
-        key = key_of({k: r[k] for k in knobs})
-        rows.setdefault(key, []).append((r["state"], metrics))
-        if r["state"] == "FAIL":
-            reasons[key] = r.get("fail_reason") or ""
-    return Table(path, rows, len(raw), skipped, reasons)
+        if r["state"] == "FAIL":  # a failed repeat carries its reason (permanent ones are not run again)
+            metrics = {"fail_reason": r.get("fail_reason") or ""}
+        rows.setdefault(key_of({k: r[k] for k in knobs}), []).append((r["state"], metrics))
+    return Table(path, rows, len(raw), skipped)
 
 
 def objective_vector(metrics: dict[str, float], space: SpaceConfig) -> np.ndarray:
@@ -173,20 +179,22 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
         streak = 0
         while len(out.log) < budget:
             asked = []
-            for _ in range(min(batch, budget - len(out.log))):  # all asked before any is told, as _ask_batch
+            # the tuner's batch rule (autotune.study): all asked before any is told. The tuner then runs a batch
+            # grouped by server part; with no engine here the order changes nothing the sampler sees
+            for _ in range(min(ask_size(study.sampler, study, batch), MAX_BATCH, budget - len(out.log))):
                 asked.append(study.ask())
                 suggest(asked[-1], space)
             for trial in asked:
                 key = key_of(trial.params)
-                if key in failed_for_good:  # autotune.repeats.tell_failed_repeat: FAIL again, not run, not counted
-                    trial.set_user_attr("duplicate_of", first[key])
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    out.re_proposals += 1
-                    streak += 1
-                    continue
                 if key in observed:  # autotune.repeats.tell_repeat: the known estimate, not measured, not counted
                     trial.set_user_attr("duplicate_of", first[key])
                     _tell(study, trial, mean_metrics(observed[key]), space)
+                    out.re_proposals += 1
+                    streak += 1
+                    continue
+                if key in failed_for_good:  # autotune.repeats.tell_failed_repeat: FAIL again, not run, not counted
+                    trial.set_user_attr("duplicate_of", first[key])
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     out.re_proposals += 1
                     streak += 1
                     continue
@@ -195,9 +203,9 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
                 draws[key] += 1  # a transient failure proposed again is measured again, as the tuner does
                 out.log.append((key, state, metrics))
                 if state == "FAIL":  # a transient failure is measured again when proposed again, a permanent one not
-                    trial.set_user_attr("fail_reason", table.reasons.get(key, ""))
+                    trial.set_user_attr("fail_reason", metrics.get("fail_reason", ""))
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    if table.reasons.get(key) in PERMANENT_FAILURES:
+                    if metrics.get("fail_reason") in PERMANENT_FAILURES:
                         failed_for_good.add(key)
                         first.setdefault(key, trial.number)
                     continue

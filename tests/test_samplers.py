@@ -149,16 +149,16 @@ def test_unknown_sampler_and_bad_fits(space):
         make_sampler("grid", 0, 10, sp)
 
 
-@pytest.mark.parametrize("name", ["tpe", "gp", "nsga2", "pymoo-nsga2", "random"])
+@pytest.mark.parametrize("name", ["tpe", "gp", "nsga2", "pymoo-nsga2", "pymoo-moead", "random"])
 def test_independent_asks_are_the_ones_asked_one_by_one(space, name):
     """The search asks a sampler's independent draws at once and reorders them by server part; that must not
     change what is proposed: the same seed asked in one batch or one at a time gives the same configs."""
-    from autotune.samplers.optuna_sampler import independent_asks
+    from autotune.samplers.optuna_sampler import ask_size
 
     sp = space(name)
     batched, single = new_study(sp, name, seed=5), new_study(sp, name, seed=5)
-    n = min(independent_asks(batched.sampler, batched), 6)
-    assert n >= 2  # every one of these samplers starts with independent draws
+    n = min(ask_size(batched.sampler, batched, batch=2), 6)
+    assert n >= 2  # every one of these samplers starts with independent draws (at least its batch)
     asked = [batched.ask() for _ in range(n)]
     in_batch = [suggest(t, sp) for t in asked]
     one_by_one = []
@@ -172,6 +172,10 @@ def test_independent_asks_are_the_ones_asked_one_by_one(space, name):
             set_constraints(t, ["task_error_rate<=0.01"], [violation])
             single.tell(t, values)
     assert in_batch == one_by_one
-    if name in ("tpe", "gp"):  # the model starts after its random start: nothing is independent any more
+    if name in ("tpe", "gp"):  # the model starts after its random start: only the batch is asked at once
         run(single, sp, 12)
-        assert independent_asks(single.sampler, single) == 0
+        assert ask_size(single.sampler, single, batch=2) == 2 and ask_size(single.sampler, single, batch=1) == 1
+    if name in ("nsga2", "pymoo-nsga2", "pymoo-moead"):  # a generation's free places, never random fill-ins
+        run(single, sp, 9)
+        size = ask_size(single.sampler, single, batch=64)
+        assert 1 <= size <= 4 and (name != "pymoo-moead" or size == 1)

@@ -78,26 +78,40 @@ def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig) -> opt
     raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
 
 
-def independent_asks(sampler: optuna.samplers.BaseSampler, study: optuna.Study) -> int:
-    """How many of the next trials the sampler draws without looking at any result yet: a random start, a grid,
-    or one generation of a genetic sampler. Asked together and run in any order, they are exactly the trials it
-    would have proposed one by one, so the search can group them by server part (one engine launch per part)
-    without biasing what is measured. 0 once a model needs the last result."""
-    from autotune.samplers.pymoo_sampler import GEN, PymooSampler
+def ask_size(sampler: optuna.samplers.BaseSampler, study: optuna.Study, batch: int) -> int:
+    """How many trials to ask at once (before the caps of the search loop). A sampler's independent draws (a random
+    start, a grid, random) are asked together: they do not depend on any result, so asked together and run in any
+    order they are exactly the trials it would have proposed one by one, and the search can group them by server
+    part (one launch per part) without biasing what is measured. A genetic sampler gets exactly the free places of
+    its current generation (more would be random fill-ins or overfill the generation). Model-guided samplers get
+    `batch`; `batch` 1 means one trial at a time, always."""
+    from autotune.samplers.pymoo_sampler import PymooSampler
 
+    if batch == 1:
+        return 1
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if isinstance(sampler, optuna.samplers.RandomSampler | optuna.samplers.GridSampler):
         return 10**6
     if isinstance(sampler, optuna.samplers.TPESampler | optuna.samplers.GPSampler):
-        return max(0, sampler._n_startup_trials - len(study.get_trials(deepcopy=False, states=states)))
-    if isinstance(sampler, optuna.samplers._ga._base.BaseGASampler | PymooSampler):
-        key, pop = ((GEN, sampler.pop_size) if isinstance(sampler, PymooSampler)
-                    else (sampler._get_generation_key(), sampler.population_size or 0))
-        gens = [t.system_attrs.get(key) for t in study.get_trials(deepcopy=False)]
-        gens = [g for g in gens if g is not None]
-        newest = sum(1 for g in gens if g == max(gens)) if gens else 0
-        return pop - newest if 0 < newest < pop else pop
-    return 0
+        return max(batch, sampler._n_startup_trials - len(study.get_trials(deepcopy=False, states=states)))
+    if isinstance(sampler, PymooSampler):
+        return max(1, sampler.free_slots(study))
+    if isinstance(sampler, optuna.samplers._ga._base.BaseGASampler):
+        # Optuna's rule: a new trial joins the newest generation until `population_size` of it are COMPLETE
+        key, pop = sampler._get_generation_key(), sampler.population_size or 1
+        trials = study.get_trials(deepcopy=False)
+        gens = [g for t in trials if (g := t.system_attrs.get(key)) is not None]
+        if not gens:
+            return pop
+        newest = max(gens)
+        done = sum(1 for t in trials
+                   if t.system_attrs.get(key) == newest and t.state == optuna.trial.TrialState.COMPLETE)
+        if done >= pop:
+            return pop
+        taken = sum(1 for t in trials if t.system_attrs.get(key) == newest and t.state in (
+            optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING))
+        return max(1, pop - taken)
+    return batch
 
 
 def set_constraints(trial: optuna.Trial, names: list[str], violations: list[float]) -> None:

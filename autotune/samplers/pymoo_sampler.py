@@ -71,7 +71,7 @@ class PymooSampler(optuna.samplers.BaseSampler):
         slot = self._next_slot(study)
         if slot is None:
             return {}  # every individual of this generation is taken (other workers): random meanwhile
-        gen, idx, x = slot
+        gen, idx, x, _ = slot
         study._storage.set_trial_system_attr(trial._trial_id, GEN, gen)
         study._storage.set_trial_system_attr(trial._trial_id, IDX, idx)
         return {name: decode(dist, x[i]) for i, (name, dist) in enumerate(self.space.items())
@@ -79,6 +79,12 @@ class PymooSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def free_slots(self, study) -> int:
+        """Individuals of the current generation no trial has taken: how many can be asked at once without
+        random fill-ins (MOEA/D offers one at a time)."""
+        slot = self._next_slot(study)
+        return slot[3] if slot is not None else 0
 
     # --- ask/tell replay -------------------------------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ class PymooSampler(optuna.samplers.BaseSampler):
         algo.setup(problem, termination=("n_gen", 10**9), seed=self.seed, verbose=False)
         return algo
 
-    def _next_slot(self, study) -> tuple[int, int, np.ndarray] | None:
+    def _next_slot(self, study) -> tuple[int, int, np.ndarray, int] | None:
         # pymoo 0.6 helpers called without a random_state draw one from OS entropy (default_rng(None)), e.g.
         # NSGA-III niching: during the replay, seed those from a counter so a replay is deterministic; restore after
         real_default_rng = np.random.default_rng
@@ -122,7 +128,7 @@ class PymooSampler(optuna.samplers.BaseSampler):
         finally:
             np.random.default_rng = real_default_rng
 
-    def _replay(self, study) -> tuple[int, int, np.ndarray] | None:
+    def _replay(self, study) -> tuple[int, int, np.ndarray, int] | None:
         from pymoo.core.evaluator import Evaluator
         from pymoo.core.population import Population
         from pymoo.problems.static import StaticProblem
@@ -140,7 +146,7 @@ class PymooSampler(optuna.samplers.BaseSampler):
             taken = [slots.get((gen, i)) for i in range(len(X))]
             free = [i for i, t in enumerate(taken) if t is None]
             if free:
-                return gen, free[0], X[free[0]]
+                return gen, free[0], X[free[0]], len(free)
             finished = [self._outcome(t, reruns) for t in taken]
             if any(o is None for o in finished):
                 return None
