@@ -25,19 +25,16 @@ METRICS = ("p95_task_ms_at_load", "usd_per_1k_tasks", "quality", "quality_ci_low
            "trial_wall_s")
 
 
-def record(space: Path, run_dir: Path, repeats: int) -> list[dict]:
-    """Run (or resume) one grid study per repeat; the seconds each invocation took."""
-    log = []
+def record(space: Path, run_dir: Path, repeats: int) -> None:
+    """Run (or resume) one grid study per repeat (the datasheet reads the recording time off the trials)."""
     for r in range(1, repeats + 1):
         started = time.time()
         argv = [str(ROOT / ".venv/bin/autotune"), "search", "--space", str(space), "--sampler", "grid",
                 "--study-name", f"table-r{r}", "--run-dir", str(run_dir)]
         code = subprocess.call(argv, cwd=ROOT)
-        log.append({"repeat": r, "exit": code, "started": started, "wall_s": time.time() - started})
-        print(f"repeat {r}: exit {code}, {log[-1]['wall_s'] / 60:.1f} min", flush=True)
+        print(f"repeat {r}: exit {code}, {(time.time() - started) / 60:.1f} min", flush=True)
         if code not in (0, 3):  # 3: failure budget; anything else is a broken run, not a table
             sys.exit(code)
-    return log
 
 
 def export(run_dir: Path, repeats: int, out: Path) -> list[dict]:
@@ -139,7 +136,7 @@ def _active_minutes(rows: list[dict]) -> float:
     return (first + sum(b - a for a, b in zip(ends, ends[1:], strict=False) if b - a < 300)) / 60
 
 
-def datasheet(rows: list[dict], space: Path, out: Path, log: list[dict]) -> None:
+def datasheet(rows: list[dict], space: Path, out: Path) -> None:
     """DATASHEET.md beside the CSV: what was measured, how, on what, how long it took, how noisy it is."""
     import yaml
 
@@ -181,12 +178,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/table/table.csv")
     ap.add_argument("--export-only", action="store_true")
     args = ap.parse_args()
-    record_log = args.out.parent / "recording.json"
     if not args.export_only:
-        record_log.parent.mkdir(parents=True, exist_ok=True)
-        record_log.write_text(json.dumps(record(args.space, args.run_dir, args.repeats), indent=2))
+        record(args.space, args.run_dir, args.repeats)
     rows = export(args.run_dir, args.repeats, args.out)
-    datasheet(rows, args.space.resolve(), args.out, json.loads(record_log.read_text()) if record_log.exists() else [])
+    datasheet(rows, args.space.resolve(), args.out)
 
 
 if __name__ == "__main__":
