@@ -52,6 +52,19 @@ def test_verdicts_are_tests_on_the_interval():
     assert not judge(0, 0, 0.95).passed
 
 
+def test_the_wilson_interval_is_scipys():
+    from scipy.stats import binomtest
+
+    from autotune.measure.attainment import wilson
+
+    for judged in (1, 2, 7, 30, 200):
+        for met in sorted({0, 1, judged // 3, judged - 1, judged}):
+            for confidence in (0.8, 0.9, 0.95):
+                ci = binomtest(met, judged).proportion_ci(confidence_level=confidence, method="wilson")
+                assert wilson(met, judged, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    assert wilson(0, 0, 0.9) == (0.0, 1.0)
+
+
 def test_early_stop_only_when_pending_tasks_cannot_change_the_verdict():
     assert early_stop(met=60, missed=0, pending=0, target=0.95, confidence=0.9, min_judged=20) == "pass"
     assert early_stop(met=10, missed=15, pending=5, target=0.95, confidence=0.9, min_judged=20) == "fail"

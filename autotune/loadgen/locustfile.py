@@ -71,8 +71,8 @@ def _load_config() -> dict:
 
 CFG = _load_config()
 APP = AppConfig.from_dict(CFG["app"])
-if CFG.get("level"):  # a capacity level judges itself as it runs: import scipy now, not on the event loop
-    import scipy.stats  # noqa: F401
+if CFG.get("level"):  # a capacity level judges itself as it runs: import its interval now, not on the event loop
+    import scipy.special  # noqa: F401
 # one cache per load process, shared by every user; the embedder loads before the first user starts
 
 
