@@ -19,6 +19,7 @@ from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
 from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
+from autotune.loadgen.standby import StandbyPool
 from autotune.measure.evalset import ItemScores, completion_config
 from autotune.measure.levels import run_levels
 from autotune.metrics import summarize, usd_per_1k
@@ -121,6 +122,20 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     """Raises TrialError subclasses on failure. The engine is left running for the next trial (the keeper
     stops it when the server part changes) unless the load failed in a way that may have broken it."""
     trial_dir.mkdir(parents=True, exist_ok=True)
+    wl = inputs.workload
+    # a capacity trial's load generators import while the engine launches (one per level, one for the evaluation
+    # pass), not at the start of each level
+    standbys = StandbyPool(trial_dir / "loadgen", api_key(inputs), wl.capacity.max_levels + 1) \
+        if wl.load_protocol == "capacity" and wl.processes <= 1 else None
+    try:
+        return _run_trial(config, inputs, keeper, trial_dir, phase, standbys)
+    finally:
+        if standbys is not None:
+            standbys.close()
+
+
+def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, phase: Phase,
+               standbys: StandbyPool | None) -> TrialResult:
     (trial_dir / "resolved-config.json").write_text(json.dumps(config.model_dump(), indent=2))
     files = {"resolved-config.json": trial_dir / "resolved-config.json"}
     app = app_config(inputs.workload, config.client, inputs.examples)
@@ -139,7 +154,8 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     t0 = time.monotonic()
     try:
         if inputs.workload.load_protocol == "capacity":
-            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls)
+            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls,
+                             standbys)
             # the operating load first; only loads the config holds (all of them when none did: capacity 0 is
             # infeasible, never on the front, so its set is not completed and its missing items score 0)
             for level in run.levels:  # every level's tasks are scored (its metrics); graded are the held ones
@@ -149,7 +165,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
             over = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(run.levels)
                     if not (lv.verdict.passed or run.capacity <= 0)]
             graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0,
-                                   answered=over)
+                                   answered=over, standbys=standbys)
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
         cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
@@ -198,6 +214,7 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     metrics["capacity_levels"] = float(len(run.levels))
     metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
+    metrics["loadgen_standby_wait_s"] = run.standby_wait_s
     metrics["measure_s"] = sum(lv.row["window_s"] for lv in run.levels if lv.row["window_s"] == lv.row["window_s"])
     breakdown = node_breakdown(first.tasks)
     files.update(_write_outputs(trial_dir, first, before, after, server, breakdown))
@@ -213,7 +230,8 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
 
 
 def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: dict[str, Any], inputs: TrialInputs, trial_dir: Path,
-          phase: Phase, complete: bool = True, answered: list[tuple[LoadResult, str]] = ()) -> tuple[ItemScores, float]:
+          phase: Phase, complete: bool = True, answered: list[tuple[LoadResult, str]] = (),
+          standbys: StandbyPool | None = None) -> tuple[ItemScores, float]:
     """Each evaluation item's first attempt in the (scored) loads, in load order; then its first answered attempt
     in the loads over the SLA (`answered`); then the completion pass (unless `complete` is False).
     (the grades, seconds the completion pass took)"""
@@ -222,11 +240,11 @@ def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: dict[str, Any], in
         graded.take(load.tasks, source)
     for load, source in answered:
         graded.take(load.tasks, source, answered_only=True)
-    return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase) if complete else 0.0
+    return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase, standbys) if complete else 0.0
 
 
 def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: ItemScores, out_dir: Path,
-                  phase: Phase) -> float:
+                  phase: Phase, standbys: StandbyPool | None = None) -> float:
     """Run the evaluation items the measured loads did not cover, each once, at a moderate closed-loop load
     (`eval_concurrency` users); their failures score 0. Seconds spent (0 when nothing was missing)."""
     missing = graded.missing
@@ -236,7 +254,7 @@ def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: It
     started = time.monotonic()
     wl = inputs.workload
     ecfg = completion_config(cfg, inputs.tasks, missing, wl.eval_concurrency, wl.request_timeout_s, out_dir)
-    load = run_load(url, ecfg, out_dir, api_key=api_key(inputs))
+    load = run_load(url, ecfg, out_dir, api_key=api_key(inputs), standbys=standbys)
     score_tasks(load.tasks, inputs.references, inputs.scorer)
     graded.take(load.tasks, "completion", phases=("measure",))
     return time.monotonic() - started

@@ -96,6 +96,7 @@ def economy(run_dir: Path, study_name: str) -> dict:
     span = (max(ends) - min(starts)).total_seconds() if starts and ends else float("nan")
     startup = [t.user_attrs["metrics"].get("startup_s", 0.0) for t in launches]
     completion = sum(t.user_attrs["metrics"].get("eval_completion_s", 0.0) for t in trials)
+    standby_wait = sum(t.user_attrs["metrics"].get("loadgen_standby_wait_s", 0.0) for t in trials)
     return {
         "study": study_name, "trials": len(trials), "failed_trials": len(failed), "failed_s": failed_s,
         "search_span_s": span, "trial_wall_s": wall,
@@ -105,7 +106,7 @@ def economy(run_dir: Path, study_name: str) -> dict:
                                                                                      sort_keys=True)
                                                                           for t in trials}),
         "startup_s_total": sum(startup), "startup_s_mean": statistics.mean(startup) if startup else float("nan"),
-        "completion_pass_s": completion, "levels": len(levels),
+        "completion_pass_s": completion, "standby_wait_s": standby_wait, "levels": len(levels),
         "level_overheads_s": {k: sum(p[k] for p in levels) for k in ("warmup", "drain", "loadgen_start", "settle")},
         "launch_split_mean_s": {k: statistics.mean(s.get(k, 0.0) for s in splits) for k in splits[0]} if splits
         else {},
@@ -115,7 +116,7 @@ def economy(run_dir: Path, study_name: str) -> dict:
 def markdown(e: dict) -> str:
     wall = e["trial_wall_s"]
     other = (wall - e["window_s"] - sum(e["level_overheads_s"].values()) - e["startup_s_total"]
-             - e["completion_pass_s"] - e["failed_s"])
+             - e["completion_pass_s"] - e["failed_s"] - e.get("standby_wait_s", 0.0))
     lines = [
         f"# Trial economy: study `{e['study']}`", "",
         f"- trials: {e['trials']} measured, {e['failed_trials']} failed ({e['failed_s']:.0f} s), search span "
@@ -132,6 +133,8 @@ def markdown(e: dict) -> str:
         lines.append(f"| level {name.replace('_', ' ')} | {secs:.0f} | {secs / wall:.1%} |")
     lines += [f"| engine launches | {e['startup_s_total']:.0f} | {e['startup_s_total'] / wall:.1%} |",
               f"| evaluation completion pass | {e['completion_pass_s']:.0f} | {e['completion_pass_s'] / wall:.1%} |",
+              f"| load generators importing before the first level (reused engine) | "
+              f"{e.get('standby_wait_s', 0.0):.0f} | {e.get('standby_wait_s', 0.0) / wall:.1%} |",
               f"| failed trials | {e['failed_s']:.0f} | {e['failed_s'] / wall:.1%} |",
               f"| other (scoring, artifacts, MLflow, reading results) | {other:.0f} | {other / wall:.1%} |", ""]
     if e["launch_split_mean_s"]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+import psutil
+
 from autotune.study import run_search
 from tests.test_study import NullReporter, _mlflow_runs, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
@@ -54,6 +56,14 @@ def test_capacity_search_brackets_a_known_capacity(setup, tmp_path):
         summary = json.loads((opts.run_dir / "s" / "trial-0000" / "levels" / f"level-{i:02d}" / "summary.json")
                              .read_text())
         assert summary["drain_s"] < 0.5, summary
+    # every level ran on a load generator that imported while the engine launched; the spare ones are gone
+    trial_dir = opts.run_dir / "s" / "trial-0000"
+    for i in range(len(rows)):
+        level = trial_dir / "levels" / f"level-{i:02d}"
+        assert json.loads((level / "summary.json").read_text())["standby"] is True
+        assert "standing by" in (level / "locust.log").read_text()  # its log is kept with the level
+    assert len(list((trial_dir / "loadgen").iterdir())) == 5 + 1 and m["loadgen_standby_wait_s"] >= 0
+    assert not psutil.Process().children(recursive=True)
     client, runs = _mlflow_runs(opts)
     [child] = [r for r in runs if r.data.tags.get("autotune.role") == "trial"]
     arts = {a.path for a in client.list_artifacts(child.info.run_id)}

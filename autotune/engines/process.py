@@ -28,7 +28,8 @@ def _die_with_parent() -> None:  # runs in the child before exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start_group(argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
+def start_group(argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None,
+                stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
     """Start argv (a list, never a shell string) as the leader of a new process group. Its output reaches
     log_path through a pump that applies the redaction policy: an engine (or a wrapper script) that prints a
     token from its environment never writes it to disk."""
@@ -36,7 +37,7 @@ def start_group(argv: list[str], env: dict[str, str], log_path: Path, cwd: Path 
     log = log_path.open("ab")
     try:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=stdin, env=env,
             start_new_session=True, preexec_fn=_die_with_parent, close_fds=True, cwd=cwd,
         )
     except BaseException:

@@ -31,16 +31,19 @@ import json
 import os
 import random
 import resource
+import sys
 import time
 from pathlib import Path
 
 import gevent
+import scipy.special  # noqa: F401  a level judges itself (Wilson interval) as it runs: import it now, not then
 from locust import HttpUser, events, task
 from locust.exception import StopUser
 
 from autotune.fmware.app import AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
+from autotune.loadgen import STANDBY_READY
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, watch_loop
 from autotune.loadgen.schedule import poisson_arrivals, process_seed
 from autotune.measure.attainment import early_stop, known_miss, task_meets
@@ -63,6 +66,11 @@ DEFAULT_CONFIG = {
 
 def _load_config() -> dict:
     path = os.environ.get("AUTOTUNE_LOAD_CONFIG")
+    if path == "-":  # a standby (autotune.loadgen.standby): imported, it blocks until told its config's path
+        print(STANDBY_READY, flush=True)
+        path = sys.stdin.readline().strip()
+        if not path:  # closed unused
+            raise SystemExit(0)
     cfg = dict(DEFAULT_CONFIG)
     if path:
         cfg.update(json.loads(Path(path).read_text()))
@@ -71,8 +79,6 @@ def _load_config() -> dict:
 
 CFG = _load_config()
 APP = AppConfig.from_dict(CFG["app"])
-if CFG.get("level"):  # a capacity level judges itself as it runs: import its interval now, not on the event loop
-    import scipy.special  # noqa: F401
 # one cache per load process, shared by every user; the embedder loads before the first user starts
 
 
@@ -134,6 +140,12 @@ class Done:
 
 @events.init.add_listener
 def _on_init(environment, **_):
+    opts = environment.parsed_options
+    if CFG.get("load_users") and opts is not None:  # autotune's size for this load (a standby started without it)
+        opts.num_users = opts.spawn_rate = CFG["load_users"]
+        opts.run_time = CFG.get("run_time_s") or opts.run_time
+    if CFG.get("host") and not environment.host:
+        environment.host = CFG["host"]
     if _role(environment) == "master":
         environment.runner.register_message("autotune_done", lambda msg, **kw: Done.workers.add(msg.data))
 
@@ -340,7 +352,8 @@ def _controller(environment, out: Path) -> None:
         "loop_lag_p99_ms": lag_ms(Run.loop_lags, 99), "loop_lag_max_ms": lag_ms(Run.loop_lags, 100),
         "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
-        "arrival": CFG["arrival"], "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
+        "arrival": CFG["arrival"], "standby": os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-",
+        "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
         "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stall_s is not None,
     }
     if stall_s is not None:

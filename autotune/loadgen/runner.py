@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import flush_log, start_group, terminate_group
@@ -17,6 +19,9 @@ from autotune.errors import EngineHung, LoadGenError
 from autotune.knobs import ClientConfig
 from autotune.secrets import is_secret_name
 from autotune.workloads.dataset import read_jsonl
+
+if TYPE_CHECKING:
+    from autotune.loadgen.standby import StandbyPool
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -73,12 +78,17 @@ def locust_argv(url: str, cfg: dict[str, Any]) -> list[str]:
     runs no users plus N worker processes), for loads one process (one core) cannot generate."""
     users = load_users(cfg)
     extra = ["--processes", str(cfg["processes"])] if cfg.get("processes", 1) > 1 else []
-    hard_limit = int(cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 30)
+    hard_limit = run_time_s(cfg)
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", url, "--headless",
         "-u", str(users), "-r", str(users), "--run-time", f"{hard_limit}s", "--stop-timeout", "5",
         "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", *extra,
     ]
+
+
+def run_time_s(cfg: dict[str, Any]) -> int:
+    """Locust's own run-time backstop: the load's whole span and a margin."""
+    return int(cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 30)
 
 
 def load_users(cfg: dict[str, Any]) -> int:
@@ -87,14 +97,16 @@ def load_users(cfg: dict[str, Any]) -> int:
 
 
 def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None,
-             api_key: str | None = None) -> LoadResult:
-    """Run Locust in its own process group; any failure becomes LoadGenError quoting its output, a frozen engine
-    (the load generator's no-progress watchdog fired) EngineHung."""
+             api_key: str | None = None, standbys: StandbyPool | None = None) -> LoadResult:
+    """Run Locust in its own process group (a standby from `standbys` when one is free: a single process, the
+    same api_key); any failure becomes LoadGenError quoting its output, a frozen engine (the load generator's
+    no-progress watchdog fired) EngineHung."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = {**cfg, "load_users": load_users(cfg)}
+    # users, backstop and host travel in the config too: a standby started before they were known applies them
+    cfg = {**cfg, "load_users": load_users(cfg), "run_time_s": run_time_s(cfg), "host": url}
     cfg_path = out_dir / "load-config.json"
     cfg_path.write_text(json.dumps(cfg, indent=2))
-    env = {**_clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path.resolve())}
+    env = {**clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path.resolve())}
     if api_key:  # through the environment, never the config file on disk
         env["AUTOTUNE_API_KEY"] = api_key
     log_path = out_dir / "locust.log"
@@ -105,7 +117,17 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     # own group, dies with us even on kill -9 (PDEATHSIG). It runs in its output folder: Locust reads a
     # locust.conf or pyproject.toml from its working directory, and the user's project files must not change
     # (or, half-edited, break) the load a trial measures
-    proc = start_group(argv, env, log_path, cwd=out_dir.resolve())
+    proc = None
+    fits = standbys is not None and standbys.api_key == api_key and cfg.get("processes", 1) <= 1
+    standby = standbys.take() if fits else None
+    if standby is not None:
+        proc = standby.go(cfg_path)
+        if proc is None:
+            standby.close()
+        else:
+            log_path = standby.log_path
+    if proc is None:
+        proc = start_group(argv, env, log_path, cwd=out_dir.resolve())
     limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90  # backstop: locust itself stuck
     try:
         code = _wait(proc, limit, on_tick)
@@ -115,6 +137,9 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     except BaseException:  # Ctrl-C / SIGTERM: never leave the load generator behind
         terminate_group(proc.pid, 5.0)
         raise
+    if log_path != out_dir / "locust.log":  # a standby's log, kept with the load it ran
+        flush_log(proc)
+        shutil.copyfile(log_path, out_dir / "locust.log")
     summaries = sorted(out_dir.glob("summary*.json"))
     summary = merge_summaries([json.loads(p.read_text()) for p in summaries]) if summaries else {}
     if summary.get("engine_hung"):  # checked first: the frozen engine is the cause of whatever else went wrong
@@ -135,15 +160,16 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
 
 
 def _wait(proc: subprocess.Popen, limit: float, on_tick: Callable[[], None] | None) -> int:
-    waited = 0.0
+    started = last_tick = time.monotonic()
     while True:
         try:
-            return proc.wait(timeout=0.5)
+            return proc.wait(timeout=0.05)  # a level's next step waits on this exit: notice it within 50 ms
         except subprocess.TimeoutExpired:
-            waited += 0.5
-            if waited >= limit:
+            now = time.monotonic()
+            if now - started >= limit:
                 raise
-            if on_tick:
+            if on_tick and now - last_tick >= 0.5:
+                last_tick = now
                 on_tick()
 
 
@@ -174,6 +200,6 @@ def _read(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     # keep secrets out of the load generator's environment except what it needs
     return {k: v for k, v in os.environ.items() if not is_secret_name(k)}

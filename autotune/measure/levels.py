@@ -14,6 +14,7 @@ import numpy as np
 
 from autotune.engines.vllm import reset_prefix_cache
 from autotune.loadgen.runner import LoadResult, run_load
+from autotune.loadgen.standby import StandbyPool
 from autotune.measure.attainment import Verdict, judge, task_meets
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.metrics import percentiles, tokens_in_window, tpot_s
@@ -32,6 +33,7 @@ class Level:
 class CapacityRun:
     levels: list[Level]
     search: CapacitySearch
+    standby_wait_s: float = 0.0  # waiting, before the first level, for load generators still importing
 
     @property
     def capacity(self) -> float:
@@ -46,8 +48,10 @@ def sla_of(space) -> dict[str, float | None]:
 
 
 def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase: Callable[[str], None],
-               api_key: str | None, first_level_check: Callable[[LoadResult], None]) -> CapacityRun:
-    """Bracket then bisect on task rate; the engine keeps running across levels (and for the next trial)."""
+               api_key: str | None, first_level_check: Callable[[LoadResult], None],
+               standbys: StandbyPool | None = None) -> CapacityRun:
+    """Bracket then bisect on task rate; the engine keeps running across levels (and for the next trial). Each
+    level runs on a standby load generator when `standbys` has one."""
     cap, space = inputs.workload.capacity, inputs.space
     sla = sla_of(space)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
@@ -55,6 +59,10 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         else inputs.workload.drain_timeout_s
     search = CapacitySearch(cap.start_rate, cap.tolerance, cap.max_levels, cap.max_rate, cap.min_rate)
     levels: list[Level] = []
+    waited = 0.0
+    if standbys is not None:  # on a reused engine they are still importing: not while a level measures
+        phase("load generators starting")
+        waited = standbys.wait_ready()
     while (rate := search.next_rate()) is not None:
         if levels:  # an overloaded level leaves a queue behind: the next one starts on an idle engine
             phase("settling")
@@ -68,7 +76,7 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
                          "sla": sla, "abandon_on_fail": bool(levels)}}
         started = time.monotonic()
         cold = reset_prefix_cache(url)
-        load = run_load(url, cfg, level_dir, api_key=api_key)
+        load = run_load(url, cfg, level_dir, api_key=api_key, standbys=standbys)
         if not levels:
             first_level_check(load)  # every call refused at the operating load: unsupported, not overload
         measured = [t for t in load.tasks if t.get("phase") == "measure"]
@@ -78,7 +86,7 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         level.row = {**level_row(level, measured, cap.max_lag_ms), "prefix_cache_reset": cold}
         search.record(LevelResult(rate, verdict.passed, level.row["valid"]))
         levels.append(level)
-    return CapacityRun(levels, search)
+    return CapacityRun(levels, search, waited)
 
 
 def wait_idle(url: str, timeout_s: float) -> float:
