@@ -46,7 +46,7 @@ from autotune.repeats import (
     tell_failed_repeat,
     tell_repeat,
 )
-from autotune.samplers.optuna_sampler import ask_size, grid_size, make_sampler, set_constraints, suggest
+from autotune.samplers.optuna_sampler import MAX_BATCH, ask_size, grid_size, make_sampler, set_constraints, suggest
 from autotune.screening import measure
 from autotune.secrets import scrub
 from autotune.stores import (
@@ -61,7 +61,6 @@ from autotune.trial import TrialInputs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-MAX_BATCH = 64  # trials asked at once (running trials hold their engine's place in the order)
 
 
 class Reporter(Protocol):

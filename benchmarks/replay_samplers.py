@@ -35,6 +35,7 @@ from autotune.config.space import SearchDefaults, SpaceConfig, load_space
 from autotune.objectives import constraint_names, evaluate
 from autotune.repeats import PERMANENT_FAILURES, REPEAT_STREAK, enqueue_unmeasured
 from autotune.samplers.optuna_sampler import (
+    MAX_BATCH,
     SAMPLERS,
     ask_size,
     distributions,
@@ -43,7 +44,6 @@ from autotune.samplers.optuna_sampler import (
     set_constraints,
     suggest,
 )
-from autotune.study import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (0.05, 0.10, 0.15, 0.25)  # budgets reported, as shares of the grid's trials

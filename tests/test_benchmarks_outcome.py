@@ -18,6 +18,7 @@ from autotune.config.space import load_space
 from autotune.engines.vllm import build_argv, build_env
 from autotune.knobs import ClientConfig, ServerConfig, TrialConfig
 from tests.conftest import REPO
+from tests.test_study import EXTRACTION_WORKLOAD, write_items
 
 HERE = Path(__file__).parent
 
@@ -72,18 +73,8 @@ def test_the_recommended_config_comes_from_a_bundle(tmp_path):
 
 @pytest.fixture
 def fake_space(tmp_path, write):
-    (tmp_path / "items.jsonl").write_text("".join(json.dumps({
-        "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},
-        "reference": {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"},
-    }) + "\n" for i in range(6)))
-    write("wl.yaml", """\
-        name: w
-        dataset: items.jsonl
-        fields:
-          - {name: email, question: "What is the e-mail?"}
-          - {name: name, question: "What is the name?"}
-          - {name: address, question: "What is the address?"}
-        prompt: {context: "{article}", task: "Give e-mail, name and address."}
+    write_items(tmp_path, 6)
+    write("wl.yaml", EXTRACTION_WORKLOAD + """\
         load_protocol: capacity
         capacity: {start_rate: 2, tolerance: 1.0, max_levels: 2, level_s: 1.5, warmup_s: 0.2, min_tasks: 3}
         drain_timeout_s: 5

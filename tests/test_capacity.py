@@ -125,7 +125,7 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
 
     seen = []
 
-    def fake_load(url, cfg, out_dir, api_key=None):
+    def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
         seen.append(cfg)
         tasks = [{"phase": "measure", "ok": False, "latency_s": 99.0, "send_ts": 1.0}] * 3
         return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg["duration_s"]})

@@ -32,13 +32,7 @@ class NullReporter:
         self.finished.append((number, error))
 
 
-@pytest.fixture
-def setup(tmp_path, write):
-    (tmp_path / "items.jsonl").write_text("".join(json.dumps({
-        "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},
-        "reference": {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"},
-    }) + "\n" for i in range(5)))
-    write("wl.yaml", """\
+EXTRACTION_WORKLOAD = """\
         name: w
         dataset: items.jsonl
         fields:
@@ -46,6 +40,20 @@ def setup(tmp_path, write):
           - {name: name, question: "What is the name?"}
           - {name: address, question: "What is the address?"}
         prompt: {context: "{article}", task: "Give e-mail, name and address."}
+"""  # the head of a workload on `write_items`' dataset (the fake engine answers it correctly)
+
+
+def write_items(folder: Path, n: int) -> None:
+    (folder / "items.jsonl").write_text("".join(json.dumps({
+        "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},
+        "reference": {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"},
+    }) + "\n" for i in range(n)))
+
+
+@pytest.fixture
+def setup(tmp_path, write):
+    write_items(tmp_path, 5)
+    write("wl.yaml", EXTRACTION_WORKLOAD + """\
         arrival: {mode: closed, users: 2}
         warmup_s: 0.5
         duration_s: 2

@@ -78,6 +78,9 @@ def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig) -> opt
     raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
 
 
+MAX_BATCH = 64  # trials asked at once (running trials hold their engine's place in the order)
+
+
 def ask_size(sampler: optuna.samplers.BaseSampler, study: optuna.Study, batch: int) -> int:
     """How many trials to ask at once (before the caps of the search loop). A sampler's independent draws (a random
     start, a grid, random) are asked together: they do not depend on any result, so asked together and run in any
