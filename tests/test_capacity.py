@@ -89,6 +89,18 @@ def test_open_loop_schedule_is_absolute_seeded_and_poisson():
     assert shifted == pytest.approx([t + 100.0 for t in times[:5]]), "absolute: offsets from the start"
 
 
+def test_each_level_walks_the_evaluation_items_earlier_levels_did_not_grade_first():
+    from autotune.loadgen.schedule import task_order
+
+    ids = [f"e{i}" for i in range(6)] + [f"x{i}" for i in range(4)]
+    first = task_order(ids, 6, set(), seed=3)
+    assert sorted(first[:6]) == list(range(6)) and sorted(first[6:]) == list(range(6, 10))
+    assert task_order(ids, 6, set(), seed=3) == first  # seeded
+    seen = {ids[i] for i in first[:4]}  # what a 4-task level graded
+    later = task_order(ids, 6, seen, seed=3)
+    assert {ids[i] for i in later[:2]} == set(ids[:6]) - seen and later[6:] == first[6:]
+
+
 def test_a_task_is_good_only_if_it_and_every_call_meet_their_limits():
     from autotune.measure.attainment import known_miss, task_meets
 
@@ -141,5 +153,40 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
     finally:
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
     assert [lv.rate for lv in run.levels] == [0.5, 0.25, 0.125] and run.capacity == 0
+    assert all(c["eval_seen"] == [] for c in seen)  # failed levels' unanswered attempts grade nothing
     assert [c["duration_s"] for c in seen] == [8.0, 16.0, 32.0]
     assert [c["level"]["abandon_on_fail"] for c in seen] == [False, True, True]
+
+
+def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
+    """A held level grades every item it attempted, a failed one only the items it answered (the trial's rule):
+    the next level's config lists them, so it walks the others first."""
+    from types import SimpleNamespace
+
+    from autotune.config.workload import Capacity
+    from autotune.measure import levels
+
+    seen = []
+
+    def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
+        seen.append(cfg)
+        good = {"phase": "measure", "ok": True, "latency_s": 0.1, "send_ts": 1.0}
+        if len(seen) == 1:  # the operating load holds: e0 answered, e1 failed (still graded: 0)
+            tasks = [{**good, "id": "e0"}, {**good, "id": "e1", "ok": False}] + [good] * 20
+        else:  # overloaded: e2 answered, e3 missed
+            tasks = [{**good, "id": "e2", "latency_s": 99.0}, {**good, "id": "e3", "ok": False}] \
+                + [{**good, "ok": False}] * 20
+        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg["duration_s"]})
+
+    cap = Capacity(start_rate=1, tolerance=0.3, max_levels=3, level_s=5, min_tasks=4)
+    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30), eval_ids=["e0", "e1", "e2",
+                                                                                                   "e3"],
+                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
+                                                                       attainment=0.9)))
+    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
+    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
+    try:
+        levels.run_levels("http://x", {}, inputs, tmp_path, lambda s: None, None, lambda load: None)
+    finally:
+        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+    assert [c["eval_seen"] for c in seen] == [[], ["e0", "e1"], ["e0", "e1", "e2"]]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import resource
 import sys
 import time
@@ -45,7 +44,7 @@ from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
 from autotune.loadgen import STANDBY_READY
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, watch_loop
-from autotune.loadgen.schedule import poisson_arrivals, process_seed
+from autotune.loadgen.schedule import poisson_arrivals, process_seed, task_order
 from autotune.measure.attainment import early_stop, known_miss, task_meets
 
 DEFAULT_CONFIG = {
@@ -160,12 +159,10 @@ def _on_start(environment, **_):
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
     Run.role = _role(environment)
     Run.index = getattr(environment.runner, "worker_index", 0) if Run.role == "worker" else 0
-    rng = random.Random(CFG["seed"] + Run.index)  # workers walk the dataset in different orders
-    k = min(CFG.get("eval_first") or 0, len(CFG["tasks"]))
-    head, tail = list(range(k)), list(range(k, len(CFG["tasks"])))
-    rng.shuffle(head)
-    rng.shuffle(tail)
-    Run.order = head + tail  # the evaluation items first, so the measured load grades most of them
+    # the evaluation items first (those earlier levels did not grade first), so the measured load grades them;
+    # workers walk the dataset in different orders
+    Run.order = task_order([t["id"] for t in CFG["tasks"]], CFG.get("eval_first") or 0, set(CFG.get("eval_seen", ())),
+                           CFG["seed"] + Run.index)
     Run.queue = list(range(len(CFG["tasks"]))) if CFG.get("once") else []
     out = Path(CFG["out_dir"])
     out.mkdir(parents=True, exist_ok=True)

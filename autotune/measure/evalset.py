@@ -5,7 +5,8 @@ every trial and comparisons between trials pair by item. An item's score comes f
 the config holds: the fixed window (warmup included), or the capacity levels that held the SLA. A failed,
 abandoned or timed-out attempt there scores 0. An item those loads did not reach takes its first *answered*
 attempt at a level that failed the SLA (at temperature 0 the answer does not depend on the load; a miss there is
-the overload's, not the config's). Items still without a grade are run once each by a completion pass at a
+the overload's, not the config's). Each capacity level walks the items earlier levels left ungraded first, so
+the levels together usually cover the set. Items still without a grade are run once each by a completion pass at a
 moderate closed-loop load, so the set is always complete and how many items needed the pass is recorded.
 """
 
