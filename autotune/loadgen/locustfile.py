@@ -68,6 +68,9 @@ def _load_config() -> dict:
     if path == "-":  # a standby (autotune.loadgen.standby): imported, it blocks until told its config's path
         print(STANDBY_READY, flush=True)
         path = sys.stdin.readline().strip()
+        # the event loop's clock stood still while we blocked: refresh it, or Locust's run-time timer (and every
+        # gevent timer) measured from the stale time fires early by the seconds we waited
+        gevent.get_hub().loop.update_now()
         if not path:  # closed unused
             raise SystemExit(0)
     cfg = dict(DEFAULT_CONFIG)
