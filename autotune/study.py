@@ -157,7 +157,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         raise
 
     engine = VLLMEngine(space.engine, registry, on_wait=lambda s: reporter.phase(f"launching ({s:.0f}s)"))
-    keeper = EngineKeeper(engine)
+    keeper = EngineKeeper(engine, space.engine.park)
     objectives = [(o.metric, o.direction) for o in space.objectives]
 
     started = time.monotonic()
@@ -186,7 +186,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             # trial at a time, in the sampler's order)
             size = min(ask_size(chosen, study, space.search.batch), MAX_BATCH,
                        n_trials - finished_trials(study) - _running_elsewhere(study))
-            pending = _ask_batch(study, space, size, keeper.server) if size > 1 else [None]
+            pending = _ask_batch(study, space, size, keeper.warm()) if size > 1 else [None]
             try:
                 while pending:  # a trial leaves `pending` before it starts: _one_trial makes it final itself
                     if reason := stop_now():
@@ -222,11 +222,12 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         status = "FAILED"
         raise
     finally:
-        keeper.close()  # the last engine (kept for reuse) never outlives the search
+        keeper.close_all()  # the last engine (kept for reuse) and the parked ones never outlive the search
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         try:
             tracker.log_parent_metrics({"engine_launches": keeper.launches, "engine_reuses": keeper.reuses,
+                                        "engine_thaws": keeper.thaws,
                                         "repeat_proposals": float(repeat_proposals(study))})
             tracker.end(status)
         except TrackingError:
@@ -343,9 +344,9 @@ def _recover_interrupted(study, tracker: MlflowTracker) -> None:
             _interrupt(study, t.number, t._trial_id, t.params, t.user_attrs.get("mlflow_run_id"), tracker)
 
 
-def _ask_batch(study, space: SpaceConfig, size: int, running: ServerConfig | None) -> list[tuple[Any, dict]]:
-    """Ask `size` trials at once and order them so equal server parts run back to back, the running engine's
-    first: only client knobs change between neighbours, so the engine is reused."""
+def _ask_batch(study, space: SpaceConfig, size: int, warm: list[ServerConfig]) -> list[tuple[Any, dict]]:
+    """Ask `size` trials at once and order them so equal server parts run back to back, those of `warm` engines
+    (running, then parked) first: only client knobs change between neighbours, so the engine is reused."""
     batch: list[tuple[Any, dict]] = []
     try:
         for _ in range(size):
@@ -359,7 +360,8 @@ def _ask_batch(study, space: SpaceConfig, size: int, running: ServerConfig | Non
 
     def key(item):
         server = split_values(item[1]).server
-        return (server != running, json.dumps(server.model_dump(), sort_keys=True, default=str))
+        rank = warm.index(server) if server in warm else len(warm)
+        return (rank, json.dumps(server.model_dump(), sort_keys=True, default=str))
 
     return sorted(batch, key=key)
 

@@ -61,7 +61,9 @@ TASK_METRICS: dict[str, str] = {
     "operating_rate": "the stated operating load (tasks/s) the *_at_load metrics are read at",
     "capacity_levels": "load levels the capacity search measured",
     "capacity_search_s": "wall seconds the capacity search spent on its levels",
-    "loadgen_standby_wait_s": "seconds the first level waited for its load generators to import (a reused engine)",
+    "loadgen_standby_wait_s": "seconds levels waited for their load generators to import (a reused engine)",
+    "loadgen_standby_dropped": "standby load generators stopped for not importing within 30 s (their loads "
+                               "started fresh processes)",
 }
 
 

@@ -122,10 +122,15 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     """Raises TrialError subclasses on failure. The engine is left running for the next trial (the keeper
     stops it when the server part changes) unless the load failed in a way that may have broken it."""
     trial_dir.mkdir(parents=True, exist_ok=True)
-    wl = inputs.workload
+    (trial_dir / "resolved-config.json").write_text(json.dumps(config.model_dump(), indent=2))
+    app = app_config(inputs.workload, config.client, inputs.examples)
+    problem = AppConfig.from_dict(app).problem()
+    if problem:
+        raise TrialRejected(problem, "unsupported")
+    wl, key = inputs.workload, api_key(inputs)
     # a capacity trial's load generators import while the engine launches (one per level, one for the evaluation
     # pass), not at the start of each level
-    standbys = StandbyPool(trial_dir / "loadgen", api_key(inputs), wl.capacity.max_levels + 1) \
+    standbys = StandbyPool(trial_dir / "loadgen", key, wl.capacity.max_levels + 1) \
         if wl.load_protocol == "capacity" and wl.processes <= 1 else None
     try:
         return _run_trial(config, inputs, keeper, trial_dir, phase, standbys)
@@ -136,12 +141,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
 
 def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, phase: Phase,
                standbys: StandbyPool | None) -> TrialResult:
-    (trial_dir / "resolved-config.json").write_text(json.dumps(config.model_dump(), indent=2))
     files = {"resolved-config.json": trial_dir / "resolved-config.json"}
-    app = app_config(inputs.workload, config.client, inputs.examples)
-    problem = AppConfig.from_dict(app).problem()
-    if problem:
-        raise TrialRejected(problem, "unsupported")
     phase("launching")
     handle, reused = keeper.acquire(config.server, trial_dir / "engine.log")
     files["engine.log"] = handle.log_path
@@ -215,6 +215,7 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     metrics["capacity_levels"] = float(len(run.levels))
     metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
     metrics["loadgen_standby_wait_s"] = run.standby_wait_s
+    metrics["loadgen_standby_dropped"] = float(run.standby_dropped)
     metrics["measure_s"] = sum(lv.row["window_s"] for lv in run.levels if lv.row["window_s"] == lv.row["window_s"])
     breakdown = node_breakdown(first.tasks)
     files.update(_write_outputs(trial_dir, first, before, after, server, breakdown))

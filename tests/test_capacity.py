@@ -63,6 +63,9 @@ def test_the_wilson_interval_is_scipys():
                 ci = binomtest(met, judged).proportion_ci(confidence_level=confidence, method="wilson")
                 assert wilson(met, judged, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)
     assert wilson(0, 0, 0.9) == (0.0, 1.0)
+    for judged in (1, 5, 10, 100, 997):  # exact ends: a perfect level meets even a target of 1.0
+        assert wilson(judged, judged, 0.9)[1] == 1.0 and wilson(0, judged, 0.9)[0] == 0.0
+    assert judge(5, 5, 1.0, 0.8).passed and not judge(4, 5, 1.0, 0.8).passed
 
 
 def test_early_stop_only_when_pending_tasks_cannot_change_the_verdict():

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from autotune.study import SearchOptions, run_search
@@ -411,6 +412,25 @@ def test_batches_run_equal_server_parts_back_to_back(setup):
     assert switches <= 1, order
     reused = sum(t.user_attrs["metrics"]["engine_reused"] for t in first)
     assert reused == len(first) - len(set(order))
+
+
+def test_a_parked_engine_is_thawed_when_its_server_part_comes_back(setup):
+    """engine.park 1: leaving server part A freezes its engine instead of stopping it, and A's next trial thaws
+    it (a reuse, no launch); nothing frozen outlives the search."""
+    opts = setup("{choices: [2, 4]}", n_trials=3, client="  output_format: {choices: [json, yaml]}")
+    text = opts.space_file.read_text().replace("  shutdown_timeout_s: 3\n", "  shutdown_timeout_s: 3\n  park: 1\n")
+    opts.space_file.write_text(text.replace("search: {", "search: {enqueue: [{max_num_seqs: 2, output_format: json}, "
+                                            "{max_num_seqs: 4, output_format: json}, "
+                                            "{max_num_seqs: 2, output_format: yaml}], "))
+    run_search(opts, NullReporter())
+    trials = _study(opts).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert [t.user_attrs["metrics"]["engine_reused"] for t in trials] == [0.0, 0.0, 1.0]
+    client, runs = _mlflow_runs(opts)
+    [parent] = [r for r in runs if r.data.tags.get("autotune.role") == "study"]
+    assert parent.data.metrics["engine_launches"] == 2 and parent.data.metrics["engine_thaws"] == 1
+    assert not list((opts.run_dir / "engines").glob("*.json"))
+    assert not psutil.Process().children(recursive=True)
 
 
 def test_distributed_load_generation(setup, tmp_path):

@@ -38,6 +38,9 @@ class EngineConfig(Strict):
     extra_args: list[str] = Field(default_factory=list)
     startup_timeout_s: float = Field(600.0, gt=0)
     shutdown_timeout_s: float = Field(20.0, gt=0)
+    # engines kept frozen (SIGSTOP) when the server part changes, thawed when it comes back instead of relaunched;
+    # each keeps its memory, so leave 0 where that memory is a GPU's (autotune.engines.keeper)
+    park: int = Field(0, ge=0, le=8)
 
     @field_validator("command", "extra_args")
     @classmethod

@@ -143,7 +143,8 @@ class Done:
 @events.init.add_listener
 def _on_init(environment, **_):
     opts = environment.parsed_options
-    if CFG.get("load_users") and opts is not None:  # autotune's size for this load (a standby started without it)
+    # a standby was started before its load was known: the config sizes it (a manual `locust -u 8` is left alone)
+    if os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-" and CFG.get("load_users") and opts is not None:
         opts.num_users = opts.spawn_rate = CFG["load_users"]
         opts.run_time = CFG.get("run_time_s") or opts.run_time
     if CFG.get("host") and not environment.host:

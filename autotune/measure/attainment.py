@@ -40,7 +40,11 @@ def wilson(met: int, judged: int, confidence: float) -> tuple[float, float]:
     p, z2 = met / judged, z * z
     centre = (p + z2 / (2 * judged)) / (1 + z2 / judged)
     half = z / (1 + z2 / judged) * math.sqrt(p * (1 - p) / judged + z2 / (4 * judged * judged))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the ends are exact where the sample is all misses or all met: a rounded 0.9999999999999999 would fail
+    # a perfect level against an attainment target of 1.0
+    low = 0.0 if met <= 0 else max(0.0, centre - half)
+    high = 1.0 if met >= judged else min(1.0, centre + half)
+    return low, high
 
 
 def judge(met: int, judged: int, target: float, confidence: float = 0.9) -> Verdict:

@@ -34,7 +34,8 @@ class Level:
 class CapacityRun:
     levels: list[Level]
     search: CapacitySearch
-    standby_wait_s: float = 0.0  # waiting, before the first level, for load generators still importing
+    standby_wait_s: float = 0.0  # waiting, before levels, for load generators still importing
+    standby_dropped: int = 0  # standbys stopped for not importing in time (their levels started fresh processes)
 
     @property
     def capacity(self) -> float:
@@ -64,13 +65,18 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
     # level walks the others first, so the levels together cover the set and the completion pass shrinks
     covered = ItemScores(list(getattr(inputs, "eval_ids", [])))
     waited = 0.0
-    if standbys is not None:  # on a reused engine they are still importing: not while a level measures
-        phase("load generators starting")
-        waited = standbys.wait_ready()
     while (rate := search.next_rate()) is not None:
-        if levels:  # an overloaded level leaves a queue behind: the next one starts on an idle engine
-            phase("settling")
-            levels[-1].row["settle_s"] = wait_idle(url, timeout_s=drain + 30.0)
+        # an overloaded level leaves a queue behind (the last trial's too, on a reused engine): every level starts
+        # on an idle engine
+        phase("settling")
+        if standbys is not None and levels:  # replacements (a search longer than the pool) import meanwhile
+            standbys.top_up()
+        settle = wait_idle(url, timeout_s=drain + 30.0)
+        if levels:
+            levels[-1].row["settle_s"] = settle
+        if standbys is not None:  # on a reused engine they are still importing: not while a level measures
+            phase("load generators starting")
+            waited += standbys.wait_ready()
         phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s")
         level_dir = out_dir / f"level-{len(levels):02d}"
         window = max(cap.level_s, cap.min_expected_tasks / rate)
@@ -92,7 +98,7 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         search.record(LevelResult(rate, verdict.passed, level.row["valid"]))
         covered.take(load.tasks, "", answered_only=not verdict.passed)
         levels.append(level)
-    return CapacityRun(levels, search, waited)
+    return CapacityRun(levels, search, waited, standbys.dropped if standbys is not None else 0)
 
 
 def wait_idle(url: str, timeout_s: float) -> float:
