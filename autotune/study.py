@@ -426,6 +426,12 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         _fail(study, trial, run_id, "internal_error", scrub(f"{type(exc).__name__}: {exc}"), False, keeper,
               tracker, trial_dir, reporter)
         raise
+    from autotune.tracking.traces import trial_traces  # a sample of the window's tasks as MLflow traces
+
+    trace_metrics, trace_tags = trial_traces(tracker.client, tracker.experiment_id, run_id,
+                                             result.files.get("tasks.jsonl"), config.flat())
+    result.metrics.update(trace_metrics)
+    result.tags.update(trace_tags)
     tracker.finish_trial(run_id, result.metrics, result.files, {
         "autotune.state": "complete" if fidelity == "full" else "screened",
         "autotune.feasible": str(ev.feasible).lower(),

@@ -62,6 +62,8 @@ TASK_METRICS: dict[str, str] = {
     "capacity_levels": "load levels the capacity search measured",
     "capacity_search_s": "wall seconds the capacity search spent on its levels",
     "loadgen_standby_wait_s": "seconds levels waited for their load generators to import (a reused engine)",
+    "traces_logged": "sampled tasks written as MLflow traces (p95 tail + typical; 0 when writing them failed)",
+    "trace_write_s": "seconds spent writing the task traces after the window (not part of any measurement)",
     "loadgen_standby_dropped": "standby load generators stopped for not importing within 30 s (their loads "
                                "started fresh processes)",
 }

@@ -248,7 +248,7 @@ def test_semantic_cache_inside_the_load_generator(setup):
               "              cache_threshold: {value: 0.95}")
     opts = setup("{value: 4}", n_trials=1, client=client)
     summary = run_search(opts, NullReporter())
-    assert summary.trials_complete == 1
+    assert summary.trials_complete == 1, _study(opts).trials[0].user_attrs
     m = _study(opts).trials[0].user_attrs["metrics"]
     assert m["cache_hit_rate"] > 0.5 and m["fm_calls_per_task"] < 0.5, m  # 5 identical articles, many tasks
     assert m["cache_false_hit_rate"] == 0 and m["quality"] == pytest.approx(1.0)

@@ -33,6 +33,7 @@ def minilm_embedder(threads: int = 1) -> Embed:
     def embed(text: str) -> np.ndarray:
         return model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
 
+    embed("warm up")  # the first encode pays torch's one-time setup (seconds on a busy box): never in a window
     return embed
 
 

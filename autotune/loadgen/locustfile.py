@@ -68,9 +68,6 @@ def _load_config() -> dict:
     if path == "-":  # a standby (autotune.loadgen.standby): imported, it blocks until told its config's path
         print(STANDBY_READY, flush=True)
         path = sys.stdin.readline().strip()
-        # the event loop's clock stood still while we blocked: refresh it, or Locust's run-time timer (and every
-        # gevent timer) measured from the stale time fires early by the seconds we waited
-        gevent.get_hub().loop.update_now()
         if not path:  # closed unused
             raise SystemExit(0)
     cfg = dict(DEFAULT_CONFIG)
@@ -92,6 +89,9 @@ def _off_loop(embed):
 
 
 CACHE = SemanticCache(_off_loop(minilm_embedder()), APP.cache_threshold) if APP.cache_threshold else None
+# the event loop's clock stood still while a standby blocked on its config and while the embedder loaded: refresh
+# it, or Locust's run-time timer (and every gevent timer) measured from the stale time fires early by those seconds
+gevent.get_hub().loop.update_now()
 
 
 class Run:
