@@ -130,8 +130,10 @@ def search(
     out.print(f"{summary.trials_complete} complete, {summary.trials_failed} failed trials; stopped: "
               f"{summary.stopped_because}")
     out.print(f"Optuna storage: {scrub(summary.storage)}")
-    out.print(f"MLflow: {scrub(summary.mlflow_uri)}; browse with `autotune ui --run-dir {run_dir}`, then open "
-              f"http://127.0.0.1:5000/{summary.parent_run_url}", soft_wrap=True)
+    out.print(f"MLflow: {scrub(summary.mlflow_uri)}; browse with `autotune ui --run-dir {run_dir}`, then open",
+              soft_wrap=True)
+    out.print(f"  the study (front in its description): http://127.0.0.1:5000/{summary.parent_run_url}", soft_wrap=True)
+    out.print(f"  the front side by side: http://127.0.0.1:5000/{summary.compare_url}", soft_wrap=True)
 
 
 @app.command()
@@ -266,9 +268,12 @@ def ui(
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 5000,
 ) -> None:
     """Start the MLflow UI for the study store."""
+    from autotune.tracking.mlflow_tracker import latest_study_url
+
     uri = mlflow_uri or default_mlflow_uri(run_dir)
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    out.print(f"MLflow UI on http://{host}:{port} for {scrub(uri)}")
+    shown = "[::1]" if host == "::1" else host
+    out.print(f"MLflow UI for {scrub(uri)}; open http://{shown}:{port}/{latest_study_url(uri)}", soft_wrap=True)
     os.execv(argv[0], argv)
 
 

@@ -87,6 +87,7 @@ def study_workload(study):
 def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) -> None:
     from autotune.tracking.plots import pareto_html, pareto_png
     from autotune.tracking.study_figures import level_points, levels_png
+    from autotune.tracking.views import study_note
 
     rows, front = front_rows(study, space, judge=True)
     objectives = [(o.metric, o.direction) for o in space.objectives]
@@ -108,8 +109,11 @@ def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) ->
         "study_startup_s": sum(m.get("startup_s", 0.0) for m in done),
         "study_engine_reuses": sum(m.get("engine_reused", 0.0) for m in done),
     }
+    context = {"study": tracker.study, "sla": space.sla.model_dump(), "objectives": objectives,
+               "constraints": [c.model_dump() for c in space.constraints], "command": study.user_attrs.get("reproduce")}
     tracker.log_front(front, figures, {"front_size": float(len(front)), "trials_complete": float(len(done)),
-                                       "trials_feasible": float(len(rows)), **economy})
+                                       "trials_feasible": float(len(rows)), **economy},
+                      note=study_note(front, context, list(space.knobs)))
     import matplotlib.pyplot as plt
 
     for name, fig in figures.items():

@@ -57,6 +57,7 @@ from autotune.stores import (
     probe_dir,
 )
 from autotune.tracking.mlflow_tracker import MlflowTracker, probe_store
+from autotune.tracking.views import reproduce_command
 from autotune.trial import TrialInputs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -99,6 +100,7 @@ class SearchSummary:
     objectives: list[tuple[str, str]] = field(default_factory=list)
     stopped_because: str = ""
     reaped_engines: list[int] = field(default_factory=list)
+    compare_url: str = ""  # MLflow's compare view on the front's members
 
 
 def load_inputs(opts: SearchOptions) -> tuple[SpaceConfig, WorkloadConfig, Path]:
@@ -145,6 +147,10 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         for key, value in (("space_file", str(Path(opts.space_file).resolve())), ("workload_file", str(wl_file)),
                            ("run_dir", str(run_dir)), ("mlflow_uri", mlflow_uri)):
             study.set_user_attr(key, value)  # what `autotune export` / `nightly` need to rebuild the configs
+        study.set_user_attr("reproduce", reproduce_command({  # the parent run's description shows it
+            "--space": opts.space_file, "--study-name": study_name, "--sampler": sampler, "--n-trials": n_trials,
+            "--run-dir": opts.run_dir, "--seed": seed, "--workload": opts.workload_file, "--storage": opts.storage,
+            "--mlflow-uri": opts.mlflow_uri, "--confirm": opts.confirm or None}))
         _recover_interrupted(study, tracker)
         tracker.repair_runs({t.user_attrs["mlflow_run_id"]: ("FINISHED" if t.state.name == "COMPLETE" else "FAILED",
                                                             t.user_attrs.get("metrics", {}))
@@ -241,10 +247,11 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                 and t.user_attrs.get("duplicate_of") is None]
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
               and not t.user_attrs.get("interrupted") and t.user_attrs.get("duplicate_of") is None]
+    front = front_rows(study, space, judge=True)[1]
     return SearchSummary(
         study=study_name, storage=storage, mlflow_uri=mlflow_uri, parent_run_url=tracker.run_url(),
-        trials_complete=len(complete), trials_failed=len(failed), front=front_rows(study, space, judge=True)[1],
-        objectives=objectives, stopped_because=stopped, reaped_engines=reaped,
+        trials_complete=len(complete), trials_failed=len(failed), front=front,
+        objectives=objectives, stopped_because=stopped, reaped_engines=reaped, compare_url=tracker.compare_url(front),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import urllib.parse
 from pathlib import Path
 
 import optuna
@@ -126,6 +127,10 @@ def test_complete_trials_measured_and_tracked(setup):
     assert {"pareto.png", "pareto.html", "pareto_front.json", "pareto_front.md"} <= parent_arts
     front = json.loads(Path(client.download_artifacts(parent[0].info.run_id, "pareto_front.json")).read_text())
     assert {r["trial"] for r in front["front"]} == {r["trial"] for r in summary.front}
+    note = parent[0].data.tags["mlflow.note.content"]  # the run's description: the final front, how to rerun it
+    assert f"({len(summary.front)} member(s))" in note and "autotune search --space" in note
+    assert all(r["mlflow_run_id"] in urllib.parse.unquote(summary.compare_url) for r in summary.front)
+    assert parent[0].data.tags["autotune.compare_url"] == summary.compare_url
 
 
 def test_failed_launches_are_data_and_budget_stops(setup):

@@ -19,10 +19,14 @@ from typing import Any
 from autotune.errors import ConfigError, TrackingError
 from autotune.secrets import contains_secret, install_log_scrubbing, redact, scrub, scrub_bytes, scrub_obj
 from autotune.stores import one_line
+from autotune.tracking.views import compare_url, level_history, run_url, runs_table_url
 
 RECOMMENDED = "autotune.recommended"
+# the value MLflow's UI bundle (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT) opens on the runs table for
+EXPERIMENT_KIND, KIND_RUNS = "mlflow.experimentKind", "custom_model_development"
 ROLE, STUDY, TRIAL, PARETO, STATE, REASON = (
     "autotune.role", "autotune.study", "autotune.trial", "autotune.pareto", "autotune.state", "autotune.fail_reason")
+COMPARE = "autotune.compare_url"  # the parent's link to MLflow's compare view on the current front
 
 
 class MlflowTracker:
@@ -46,6 +50,10 @@ class MlflowTracker:
                     self.experiment_id = self.client.create_experiment(study, artifact_location=location)
                 else:
                     self.experiment_id = exp.experiment_id
+                # without it MLflow 3 guesses and opens a GenAI overview; with it, the runs table (an experiment
+                # made by an older version is tagged when reopened)
+                if exp is None or exp.tags.get(EXPERIMENT_KIND) != KIND_RUNS:
+                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, KIND_RUNS)
                 break
             except Exception as exc:  # only a lost creation race is worth another try; the rest fails now
                 if attempt == 5 or not contention(exc):
@@ -97,6 +105,10 @@ class MlflowTracker:
         for name, path in files.items():
             if path.is_file():
                 _log_file_as(self.client, run_id, path, name)
+        levels = (tables or {}).get("capacity_levels.json") or []
+        history = [Metric(k, v, now, step) for k, v, step in level_history(levels)]
+        for i in range(0, len(history), 500):  # each level one step: MLflow's charts draw the latency-load curve
+            self.client.log_batch(run_id, metrics=history[i:i + 500])
         for name, rows in (tables or {}).items():
             if rows:  # shown as a table in the run's artifact view (and queryable with mlflow.load_table)
                 self.client.log_table(run_id, data={k: [scrub_obj(r.get(k)) for r in rows] for k in rows[0]},
@@ -114,12 +126,19 @@ class MlflowTracker:
         for rid in all_run_ids:
             self.client.set_tag(rid, PARETO, "true" if rid in run_ids_on_front else "false")
 
-    def log_front(self, table: list[dict[str, Any]], figures: dict[str, Any], summary: dict[str, float]) -> None:
-        from mlflow.entities import Metric
+    def log_front(self, table: list[dict[str, Any]], figures: dict[str, Any], summary: dict[str, float],
+                  note: str | None = None) -> None:
+        """The current front on the parent: artifacts, figures, counters, and (`note`) the run's description,
+        with a tag holding the compare-view link on the front's members."""
+        from mlflow.entities import Metric, RunTag
 
         # log_dict/log_text overwrite (log_table would append), so the parent always shows the current front
         self.client.log_dict(self.parent_id, scrub_obj({"front": table}), "pareto_front.json")
         self.client.log_text(self.parent_id, scrub(front_markdown(table)), "pareto_front.md")
+        tags = [RunTag(COMPARE, self.compare_url(table))]
+        if note is not None:
+            tags.append(RunTag("mlflow.note.content", scrub(note)[:60000]))
+        self.client.log_batch(self.parent_id, tags=tags)
         for name, fig in figures.items():
             self.client.log_figure(self.parent_id, fig, name)
         now = int(time.time() * 1000)
@@ -202,8 +221,31 @@ class MlflowTracker:
         self.client.set_terminated(self.parent_id, status=status)
 
     def run_url(self, run_id: str | None = None) -> str:
-        rid = run_id or self.parent_id
-        return f"#/experiments/{self.experiment_id}/runs/{rid}"
+        return run_url(self.experiment_id, run_id or self.parent_id)
+
+    def runs_table_url(self) -> str:
+        return runs_table_url(self.experiment_id)
+
+    def compare_url(self, front: list[dict[str, Any]]) -> str:
+        """The compare view on the front's members (the parent's runs table when the front is empty)."""
+        ids = [r["mlflow_run_id"] for r in front if r.get("mlflow_run_id")]
+        return compare_url(self.experiment_id, ids) if ids else runs_table_url(self.experiment_id)
+
+
+def latest_study_url(uri: str) -> str:
+    """The runs table of the study most recently written to the store ("" when it holds none, or is unreadable:
+    the UI then opens on its experiment list)."""
+    try:
+        _bound_mlflow_retries()
+        from mlflow import MlflowClient
+
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            return ""  # never create a store just to look into it
+        exps = MlflowClient(tracking_uri=uri).search_experiments(order_by=["last_update_time DESC"], max_results=20)
+    except Exception:
+        return ""
+    studies = [e for e in exps if e.experiment_id != "0" and e.name != "Default"]  # MLflow's own empty one
+    return runs_table_url(studies[0].experiment_id) if studies else ""
 
 
 def _bound_mlflow_retries() -> None:

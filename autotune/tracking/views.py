@@ -1,0 +1,111 @@
+"""What a user sees of a study in MLflow's UI: the parent run's description, links into the UI's views, and the
+capacity search's levels as metric history (MLflow's charts draw each trial's latency-load curve from it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.parse
+from typing import Any
+
+# the columns of the description's front table besides the objectives (when the rows carry them)
+NOTE_EXTRAS = ("quality", "p95_task_ms", "validity_rate", "fm_calls_per_task", "output_tokens_per_task")
+# a level row's fields logged as history: MLflow metric name -> capacity_levels.json key
+LEVEL_METRICS = {"level.rate": "rate", "level.tasks_per_s": "tasks_per_s", "level.attainment": "attainment",
+                 "level.p95_task_ms": "p95_task_ms", "level.passed": "passed"}
+
+
+def runs_table_url(experiment_id: str) -> str:
+    return f"#/experiments/{experiment_id}/runs"
+
+
+def run_url(experiment_id: str, run_id: str, tab: str = "") -> str:
+    return f"#/experiments/{experiment_id}/runs/{run_id}" + (f"/{tab}" if tab else "")
+
+
+def compare_url(experiment_id: str, run_ids: list[str]) -> str:
+    """MLflow's compare view on these runs (the route its UI bundle builds: JSON lists in the query)."""
+    query = urllib.parse.urlencode({"runs": json.dumps(sorted(run_ids)), "experiments": json.dumps([experiment_id])},
+                                   quote_via=urllib.parse.quote)
+    return f"#/compare-runs?{query}"
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return "—" if v is None else str(v).lower()
+    if isinstance(v, float):
+        return "—" if not math.isfinite(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    """A value with its interval when the row has one (`<metric>_low`/`_high`, or quality's `_ci_` pair)."""
+    low = row.get(f"{metric}_low", row.get(f"{metric}_ci_low"))
+    high = row.get(f"{metric}_high", row.get(f"{metric}_ci_high"))
+    if isinstance(low, int | float) and isinstance(high, int | float) and math.isfinite(low) and math.isfinite(high):
+        return f"{_num(row.get(metric))} [{_num(float(low))}, {_num(float(high))}]"
+    return _num(row.get(metric))
+
+
+def front_table_md(front: list[dict[str, Any]], objectives: list[tuple[str, str]], knobs: list[str]) -> str:
+    if not front:
+        return "No feasible trial yet.\n"
+    metrics = [m for m, _ in objectives] + [m for m in NOTE_EXTRAS if m not in dict(objectives)
+                                           and any(r.get(m) is not None for r in front)]
+    cols = ["trial", "windows", *metrics, "class", *[k for k in knobs if any(k in r for r in front)]]
+    head = [f"{m} ({'↓' if d == 'minimize' else '↑'})" for m, d in objectives]
+    lines = ["| " + " | ".join(["trial", "windows", *head, *cols[2 + len(objectives):]]) + " |",
+             "|" + "---|" * len(cols)]
+    for r in front:
+        cells = [_cell(r, c) if c in metrics else _num(r.get(c)) for c in cols]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def study_note(front: list[dict[str, Any]], context: dict[str, Any], knobs: list[str]) -> str:
+    """The parent run's description (`mlflow.note.content`, markdown): the current front with its intervals, the
+    study's SLA, objectives and constraints, and the command that reproduces it."""
+    objectives = context.get("objectives", [])
+    sla = {k: v for k, v in (context.get("sla") or {}).items() if v is not None}
+    parts = [f"## Pareto front of study `{context.get('study', '')}` ({len(front)} member(s))", "",
+             front_table_md(front, objectives, knobs),
+             "Values are the config's estimate over its measurement windows; `[low, high]` is the interval from "
+             "independent windows (quality: the paired evaluation set). `class`: front members not distinguishable "
+             "from each other within noise share a class.", "",
+             "## SLA, objectives, constraints", "",
+             "- SLA: " + (", ".join(f"{k} = {_num(v)}" for k, v in sla.items()) or "none"),
+             "- objectives: " + ", ".join(f"{m} ({d})" for m, d in objectives),
+             "- constraints: " + (", ".join(f"{c['metric']} {c['op']} {_num(c['value'])}"
+                                            for c in context.get("constraints", [])) or "none")]
+    if context.get("command"):
+        parts += ["", "## Reproduce", "", "```", context["command"], "```"]
+    return "\n".join(parts) + "\n"
+
+
+def reproduce_command(options: dict[str, Any]) -> str:
+    """`autotune search` with these options (None: left out); secrets in store URLs are scrubbed."""
+    import shlex
+
+    from autotune.secrets import MASK, scrub, url_password
+
+    argv = ["autotune", "search"]
+    for flag, value in options.items():
+        if value is not None:
+            text, password = str(value), url_password(str(value))
+            argv += [flag, scrub(text.replace(f":{password}@", f":{MASK}@") if password else text)]
+    return shlex.join(argv)
+
+
+def level_history(levels: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
+    """(metric, value, step) for every measured level of a capacity search. The search bisects, so levels are
+    measured out of order: step ranks them by offered rate, and a chart over steps is the latency-load curve."""
+    out = []
+    ordered = sorted(levels, key=lambda r: r.get("rate") if isinstance(r.get("rate"), int | float) else math.inf)
+    for step, row in enumerate(ordered):
+        for name, key in LEVEL_METRICS.items():
+            v = row.get(key)
+            if isinstance(v, bool):
+                v = float(v)
+            if isinstance(v, int | float) and math.isfinite(v):
+                out.append((name, float(v), step))
+    return out
