@@ -165,6 +165,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     engine = VLLMEngine(space.engine, registry, on_wait=lambda s: reporter.phase(f"launching ({s:.0f}s)"))
     keeper = EngineKeeper(engine, space.engine.park)
     objectives = [(o.metric, o.direction) for o in space.objectives]
+    tracker.objectives = objectives
 
     started = time.monotonic()
     session_start = datetime.datetime.now()  # Optuna stores naive local times

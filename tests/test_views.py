@@ -96,3 +96,13 @@ def test_levels_are_metric_history_of_the_trial_run(store, tmp_path):
     tracker.finish_trial(run_id, {"capacity_tps": 1.0}, {}, {}, tables={"capacity_levels.json": levels})
     history = tracker.client.get_metric_history(run_id, "level.p95_task_ms")
     assert sorted((m.step, m.value) for m in history) == [(0, 500.0), (1, 3000.0)]
+
+
+def test_a_finished_trial_run_is_named_with_its_objective_values(store, tmp_path):
+    tracker = MlflowTracker(store, "s", artifact_root=tmp_path / "art")
+    tracker.objectives = OBJECTIVES
+    done, failed = tracker.start_trial(0, {}), tracker.start_trial(1, {})
+    tracker.finish_trial(done, {"p95_task_ms": 812.4, "quality": 0.6123}, {}, {})
+    tracker.finish_trial(failed, {}, {}, {"autotune.state": "failed"}, failed=True)
+    assert tracker.client.get_run(done).info.run_name == "trial-000 · p95_task_ms 812 · quality 0.612"
+    assert tracker.client.get_run(failed).info.run_name == "trial-001"

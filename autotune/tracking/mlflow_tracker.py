@@ -40,6 +40,10 @@ class MlflowTracker:
         self.uri = scrub(uri)
         self.study = study
         self._open: set[str] = set()  # trial runs started here and not yet terminated
+        self._names: dict[str, str] = {}  # run id -> trial run name
+        # the study's objectives: a finished trial's run name carries their values, so the runs table (whose
+        # default columns show no metric) and every chart legend tell the trials apart at a glance
+        self.objectives: list[tuple[str, str]] = []
         self.unresponsive = False
         for attempt in range(6):  # workers starting together race to create the store schema / the experiment
             try:
@@ -87,6 +91,7 @@ class MlflowTracker:
                   STATE: "running"},
         )
         self._open.add(run.info.run_id)
+        self._names[run.info.run_id] = f"trial-{number:03d}"
         safe = redact(params)
         self.client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in sorted(safe.items())])
         return run.info.run_id
@@ -101,6 +106,10 @@ class MlflowTracker:
               if isinstance(v, int | float) and math.isfinite(v)]
         for i in range(0, len(ms), 500):
             self.client.log_batch(run_id, metrics=ms[i:i + 500])
+        shown = [f"{m} {metrics[m]:.3g}" for m, _ in self.objectives if isinstance(metrics.get(m), int | float)
+                 and math.isfinite(metrics[m])]
+        if shown and not (failed or killed) and run_id in self._names:
+            tags = {**tags, "mlflow.runName": " · ".join([self._names[run_id], *shown])}
         self.client.log_batch(run_id, tags=[RunTag(k, scrub(str(v))[:5000]) for k, v in tags.items()])
         for name, path in files.items():
             if path.is_file():
