@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=d.batch, help="trials asked at once for the named samplers "
                     "(default: the tuner's); `default` always uses the tuner's")
     ap.add_argument("--sampler-n-trials", type=int, help="n_trials the samplers are built for (population sizes, "
-                    f"startup trials); default: {GOAL_SHARE:.0%} of the grid, what a user aiming at the goal sets")
+                    f"startup trials); default: {GOAL_SHARE * 100:.0f}%% of the grid, what a user aiming at the goal "
+                    "sets")
     ap.add_argument("--out", type=Path, default=ROOT / "reports/benchmarks")
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

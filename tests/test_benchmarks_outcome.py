@@ -214,3 +214,14 @@ def test_roofline_bound_and_bandwidth_run():
     assert kv["bound_kv"] == pytest.approx(4 * 10e9 / 2e9) and kv["fraction_kv"] == pytest.approx(1.0)
     bw = roofline.bandwidth(size_mib=4, repeats=2, threads=1)
     assert bw["copy_gbs"] > 0 and bw["read_gbs"] > 0 and bw["repeats"] == 2
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (Path(__file__).parents[1] / "benchmarks").glob("*.py")))
+def test_every_benchmark_script_explains_its_options(script):
+    """`--help` of each benchmark renders (a stray `%` in a help string once broke argparse's)."""
+    import subprocess
+
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=root)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
