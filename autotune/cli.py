@@ -115,7 +115,7 @@ def search(
     run_dir: RunDir = Path("runs"),
 ) -> None:
     """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""
-    from autotune.progress import RichReporter, front_table
+    from autotune.progress import RichReporter, print_front
     from autotune.study import SearchOptions, run_search
 
     opts = SearchOptions(space_file=space, workload_file=workload, n_trials=n_trials, timeout_s=timeout, seed=seed,
@@ -126,7 +126,7 @@ def search(
         summary = run_search(opts, reporter)
     if summary.reaped_engines:
         out.print(f"reaped {len(summary.reaped_engines)} orphaned engine group(s) from an earlier run")
-    out.print(front_table(summary.front, summary.objectives, f"Pareto front of study {summary.study}"))
+    print_front(out, summary.front, summary.objectives, f"Pareto front of study {summary.study}")
     out.print(f"{summary.trials_complete} complete, {summary.trials_failed} failed trials; stopped: "
               f"{summary.stopped_because}")
     out.print(f"Optuna storage: {scrub(summary.storage)}")

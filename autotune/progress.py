@@ -79,7 +79,16 @@ def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], t
     return table
 
 
+def print_front(console: Console, rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> None:
+    """The final front, after a blank line so its title never runs into what came before."""
+    console.print()
+    console.print(front_table(rows, objectives, title))
+
+
 class RichReporter:
+    """On a terminal: a live progress bar with the best-so-far front under it. Off one (CI, `| tee`): no live
+    display, whose frame would land in the log once more beside the final table; the per-trial lines only."""
+
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
@@ -87,17 +96,23 @@ class RichReporter:
                                  console=self.console)
         self.task = None
         self.front_view: Table | None = None
-        self.live = Live(Group(self.progress), console=self.console, refresh_per_second=4, transient=False)
+        # transient: the live frame goes when the search ends, and the final table is the only front left on screen
+        self.live = Live(Group(self.progress), console=self.console, refresh_per_second=4, transient=True) \
+            if self.console.is_terminal else None
         self.current = -1
 
     def __enter__(self) -> RichReporter:
-        self.live.__enter__()
+        if self.live is not None:
+            self.live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.live.__exit__(*exc)
+        if self.live is not None:
+            self.live.__exit__(*exc)
 
     def _render(self) -> None:
+        if self.live is None:
+            return
         parts = [self.progress]
         if self.front_view is not None:
             parts.append(self.front_view)
@@ -130,6 +145,8 @@ class RichReporter:
         self.console.print(f"[yellow]trial {number} not measured[/] {why}")
 
     def front(self, rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> None:
+        if self.live is None:
+            return  # nothing redraws off a terminal: the caller prints the final front once (print_front)
         self.front_view = front_table(rows, objectives, "best-so-far Pareto front")
         self._render()
 

@@ -35,18 +35,68 @@ GROUPINGS = [(("output_format", "constrained"), FORMAT_COLS, "format"),
                                                       ("quality", "quality", "{:.3f}")], "cache")]
 
 
+NONE = "—"  # no value, no interval, no sample size
+TABLE_NOTE = ("n tasks: tasks of the trial's measurement window (completed + failed; latency, tokens and validity "
+              "come from the completed ones); n items: evaluation items graded (accuracy/quality is their mean). "
+              "[95% CI]: the interval the trial's metrics carry (quality: bootstrap over items); " + NONE
+              + " where the trial has none.")
+
+
 def _fmt(pattern: str, v: Any) -> str:
-    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
-        return "-"
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or math.isinf(v):
+        return NONE
     return pattern.format(v)
 
 
+def _bounds(m: dict[str, Any], metric: str) -> tuple[float, float] | None:
+    """The metric's interval as the trial or config stores it (`<m>_low/_high`, `<m>_ci_low/_ci_high`), or None."""
+    for low, high in ((f"{metric}_low", f"{metric}_high"), (f"{metric}_ci_low", f"{metric}_ci_high")):
+        lo, hi = m.get(low), m.get(high)
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and math.isfinite(lo) and math.isfinite(hi):
+            return float(lo), float(hi)
+    return None
+
+
+def _with_interval(m: dict[str, Any], metric: str, pattern: str) -> str:
+    """`value [low, high]`, `value [—]` when there is no interval, `—` when there is no value."""
+    value, b = _fmt(pattern, m.get(metric)), _bounds(m, metric)
+    if value == NONE:
+        return NONE
+    return f"{value} [{_fmt(pattern, b[0])}, {_fmt(pattern, b[1])}]" if b else f"{value} [{NONE}]"
+
+
+def _tasks(m: dict[str, Any]) -> tuple[int, int] | None:
+    """(tasks, failed) of a window, from `tasks_ok` and `task_error_rate` (a rate); None when not recorded or when
+    every task failed (the count is then unknown)."""
+    ok, err = m.get("tasks_ok"), m.get("task_error_rate")
+    if not isinstance(ok, int | float) or not math.isfinite(ok):
+        return None
+    err = err if isinstance(err, int | float) and math.isfinite(err) else 0.0
+    if err >= 1:
+        return None
+    failed = round(ok * err / (1 - err)) if err > 0 else 0
+    return round(ok) + failed, failed
+
+
+def _n_tasks(windows: list[dict[str, Any]]) -> str:
+    """Tasks over the windows, failed ones noted."""
+    counts = [_tasks(m) for m in windows]
+    if not counts or None in counts:
+        return NONE
+    total, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return f"{total}" + (f" ({failed} failed)" if failed else "")
+
+
 def _table(keys: tuple[str, ...], cols, rows: list[dict[str, Any]]) -> str:
-    head = [*keys, *[c[1] for c in cols], "trial"]
+    """One row per trial: its knobs, the columns (with the interval where a metric can carry one), n and trial."""
+    ci = {m for m, _, _ in cols if m == "quality" or any(_bounds(r["metrics"], m) for r in rows)}
+    head = [*keys, *[c[1] + (" [95% CI]" if c[0] in ci else "") for c in cols], "n tasks", "n items", "trial"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [str(r["params"].get(k, "-")) for k in keys]
-        cells += [_cell(r["metrics"], m) if m == "quality" else _fmt(pat, r["metrics"].get(m)) for m, _, pat in cols]
+        m = r["metrics"]
+        cells = [str(r["params"].get(k, NONE)) for k in keys]
+        cells += [_with_interval(m, c, pat) if c in ci else _fmt(pat, m.get(c)) for c, _, pat in cols]
+        cells += [_n_tasks([m]), _fmt("{:.0f}", m.get("eval_items"))]
         lines.append("| " + " | ".join(cells + [str(r["trial"])]) + " |")
     return "\n".join(lines)
 
@@ -63,6 +113,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     from autotune.front import front_rows
     from autotune.tracking.plots import pareto_html, pareto_png
     from autotune.tracking.study_figures import (
+        HV_REFERENCE,
         hypervolume_curve,
         hypervolume_png,
         level_points,
@@ -101,8 +152,8 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
         md += ["", f"![projections]({name}-pareto.png)", "",
                f"Interactive: [3-D front]({name}-pareto-3d.html), [parallel coordinates]({name}-parallel.html).",
                "", f"![hypervolume]({name}-hypervolume.png)", "",
-               "Hypervolume (scaled objectives) after each trial: " + ", ".join(f"{t}: {h:.3f}" for t, h in curve),
-               ""]
+               "Hypervolume (scaled objectives) after each trial: " + ", ".join(f"{t}: {h:.3f}" for t, h in curve)
+               + f" ({HV_REFERENCE}; the axis starts at 0).", ""]
     fails = Counter(t.user_attrs.get("fail_reason", "?") for t in study.trials
                     if t.state == optuna.trial.TrialState.FAIL)
     if fails:
@@ -111,10 +162,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
 
 
 def _cell(r: dict[str, Any], metric: str) -> str:
-    low, high = (r.get("quality_ci_low"), r.get("quality_ci_high")) if metric == "quality" else \
-        (r.get(f"{metric}_low"), r.get(f"{metric}_high"))
-    value = _fmt("{:.4g}", r.get(metric))
-    return value + (f" [{low:.4g}, {high:.4g}]" if isinstance(low, float) and low == low and high == high else "")
+    return _with_interval(r, metric, "{:.4g}")
 
 
 def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[str, Any]],
@@ -128,16 +176,23 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
     objectives = [o.metric for o in space.objectives]
     cols = objectives + [c for c in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load", "quality")
                          if c not in objectives and any(r.get(c) is not None for r in front)]
+    points = config_points(study, space)
+    by_key = {cp.key: cp for cp in points}
     md = [f"Pareto front ({len(front)} of {len(rows)} feasible configs; one row per config, its windows merged; "
-          "values with 95% intervals):", "",
-          "| trials | " + " | ".join(knobs + cols) + " | windows | class |",
-          "|" + "---|" * (3 + len(knobs) + len(cols))]
+          f"values with 95% intervals, {NONE} where there is none yet; n tasks: tasks over the windows the estimate "
+          "uses, n items: evaluation items graded):", "",
+          "| trials | " + " | ".join(knobs + cols) + " | windows | n tasks | n items | class |",
+          "|" + "---|" * (5 + len(knobs) + len(cols))]
     for r in sorted(front, key=lambda r: (r.get("class") or "~", r["trial"])):
         windows = f"{r['windows']}" + (" confirmed" if r.get("confirmed") else "") + (
             f", {r['failed_windows']} failed" if r.get("failed_windows") else "")
-        md.append(f"| {', '.join(map(str, r['trials']))} | " + " | ".join(str(r.get(k, "-")) for k in knobs) + " | "
-                  + " | ".join(_cell(r, c) for c in cols) + f" | {windows} | {r.get('class') or '-'} |")
-    points = config_points(study, space)
+        cp = by_key.get(r.get("config_key"))
+        n_tasks = _n_tasks([w.get("metrics", {}) for w in cp.windows()]) if cp else NONE
+        n_items = str(len(cp.items())) if cp and cp.items() else _fmt("{:.0f}", cp.metrics().get("eval_items")) \
+            if cp else NONE
+        md.append(f"| {', '.join(map(str, r['trials']))} | " + " | ".join(str(r.get(k, NONE)) for k in knobs) + " | "
+                  + " | ".join(_cell(r, c) for c in cols) + f" | {windows} | {n_tasks} | {n_items} | "
+                  f"{r.get('class') or NONE} |")
     res = resolution(space, study_workload(study))
     keys = {r["config_key"] for r in front}
     verdict = judge_front([cp for cp in points if cp.key in keys], space, study_noise(points, space, res), res)
@@ -188,7 +243,7 @@ def write_report(studies: list[str], storage: str, out_dir: Path, storage_option
     md = [f"# autotune report: {', '.join(studies)}", "",
           f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{scrub(storage)}`. "
           "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
-          "score, valid the share of FM replies that parsed strictly in the format.", ""]
+          "score, valid the share of FM replies that parsed strictly in the format. " + TABLE_NOTE, ""]
     for name, study in loaded.items():
         trials = study.trials
         done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}

@@ -29,16 +29,25 @@ def hypervolume_curve(rows: list[dict[str, Any]], objectives: list[tuple[str, st
     return out
 
 
+HV_REFERENCE = ("objectives scaled to [0, 1] over the study; reference point 10% beyond the worst value of each, "
+                "so k objectives give at most 1.1^k")
+
+
 def hypervolume_png(curve: list[tuple[int, float]]):
+    """Step plot of `hypervolume_curve`: whole trial numbers on x, and y from 0, so that a small gain looks small
+    (an axis zoomed onto the curve's range makes noise look like progress)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.step([t for t, _ in curve], [h for _, h in curve], where="post", marker="o")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0, top=max([h for _, h in curve] + [0.0]) * 1.05 or 1.0)
     ax.set_xlabel("trial")
-    ax.set_ylabel("hypervolume (scaled objectives)")
+    ax.set_ylabel("hypervolume\n(scaled objectives; reference:\nworst value of each + 10%)", fontsize=8)
     ax.set_title("Hypervolume of the feasible trials so far")
     ax.grid(alpha=0.3)
     fig.tight_layout()
