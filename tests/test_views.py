@@ -70,7 +70,7 @@ def test_experiment_opens_on_the_runs_table_new_and_reopened(store, tmp_path):
     for name in ("new", "old"):
         tracker = MlflowTracker(store, name, artifact_root=tmp_path / "art")
         assert client.get_experiment(tracker.experiment_id).tags[EXPERIMENT_KIND] == KIND_RUNS
-    assert latest_study_url(store).startswith("#/experiments/") and latest_study_url(store).endswith("/runs")
+    assert latest_study_url(store).startswith("#/experiments/") and "/runs?searchFilter=" in latest_study_url(store)
     assert latest_study_url(f"sqlite:///{tmp_path / 'absent.db'}") == ""
     assert not (tmp_path / "absent.db").exists()
 

@@ -15,8 +15,15 @@ LEVEL_METRICS = {"level.rate": "rate", "level.tasks_per_s": "tasks_per_s", "leve
                  "level.p95_task_ms": "p95_task_ms", "level.passed": "passed"}
 
 
+# the runs table lists a filtered search flat only when sorted by something other than start time (else it fetches
+# the matched runs' parents, nests the trials under them and collapses them): checked in a browser on MLflow 3.17
+TRIALS_QUERY = {"searchFilter": "tags.`autotune.role` = 'trial'", "orderByKey": "tags.`mlflow.runName`",
+                "orderByAsc": "true"}
+
+
 def runs_table_url(experiment_id: str) -> str:
-    return f"#/experiments/{experiment_id}/runs"
+    """The study's runs table listing its trial runs flat, in trial order (the study's own run left out)."""
+    return f"#/experiments/{experiment_id}/runs?" + urllib.parse.urlencode(TRIALS_QUERY, quote_via=urllib.parse.quote)
 
 
 def run_url(experiment_id: str, run_id: str, tab: str = "") -> str:
