@@ -57,7 +57,8 @@ KNOBS: dict[str, Knob] = {
         Knob("architecture", "client", str, "cognitive architecture: #1 one_call, #2 parallel sub-questions, "
              "#3 sequential sub-questions, #4 two agents + judge", allowed=ARCHITECTURES),
         Knob("output_format", "client", str, "the format the model must answer in", allowed=FORMATS),
-        Knob("constrained", "client", str, "vLLM structured outputs: none, json_schema (json only), regex",
+        Knob("constrained", "client", str, "vLLM structured outputs: none, json_schema (json only), regex, "
+             "choice (labelled fields, one per call; minimal or text)",
              allowed=CONSTRAINTS),
         Knob("repair", "client", str, "malformed replies: none, cpu (salvage, no FM call), reask (one more call)",
              allowed=REPAIRS),

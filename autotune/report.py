@@ -243,7 +243,8 @@ def write_report(studies: list[str], storage: str, out_dir: Path, storage_option
     md = [f"# autotune report: {', '.join(studies)}", "",
           f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by autotune {__version__} from `{scrub(storage)}`. "
           "Each row is one measured trial (one measurement window on the real engine); accuracy is the mean task "
-          "score, valid the share of FM replies that parsed strictly in the format. " + TABLE_NOTE, ""]
+          "score, valid the share of FM replies that parsed strictly in the format (a labelled field: exactly one of "
+          "its labels). " + TABLE_NOTE, ""]
     for name, study in loaded.items():
         trials = study.trials
         done = [{"trial": t.number, "params": t.params, "metrics": t.user_attrs.get("metrics", {})}

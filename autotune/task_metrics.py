@@ -36,7 +36,8 @@ TASK_METRICS: dict[str, str] = {
     "eval_completion_items": "evaluation items the measured loads did not reach, run by the completion pass",
     "eval_missing_items": "evaluation items no attempt reached (scored 0; nonzero when the completion pass broke)",
     "eval_completion_s": "wall seconds of the evaluation completion pass",
-    "validity_rate": "share of FM replies that parsed strictly in the output format on the first try",
+    "validity_rate": "share of FM replies that parsed strictly in the output format on the first try, every "
+                     "labelled field holding one of its declared labels",
     "answer_complete_rate": "share of tasks whose final answer has every field (after repair)",
     "repair_cpu_rate": "share of FM replies salvaged by CPU repair",
     "reask_rate": "share of FM replies that needed a reask call",

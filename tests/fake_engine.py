@@ -2,7 +2,8 @@
 
 Accepts vLLM's argv (uses --port, --host, --served-model-name, --max-num-seqs; ignores the rest).
 Answers in whatever output format the prompt's instruction asks for (autotune/fmware/formats.py wording),
-with the values in VALUES; requests with a `structured_outputs` regex get HTTP 400 (to test `unsupported`).
+with the values in VALUES; requests with a `structured_outputs` regex get HTTP 400 (to test `unsupported`), ones
+with a `choice` list get the VALUES answer when it is a choice, else the first choice.
 Behaviours for failure-as-data tests:
   --max-num-seqs 13   -> dies at start with an 'unsupported' error
   --max-num-seqs 14   -> dies at start with an out-of-memory error
@@ -129,6 +130,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(30)
         max_tokens = body.get("max_tokens", 16)
         reply = answer_for(body["messages"][-1]["content"])
+        choices = (body.get("structured_outputs") or {}).get("choice")
+        if choices:  # as vLLM: the reply is exactly one of the choices
+            reply = reply if reply in choices else choices[0]
         pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)][:max_tokens]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autotune.config.dataset import read_items
 from autotune.config.loader import load_yaml, parse_model
@@ -45,6 +45,27 @@ class Prompt(Strict):
 class Field_(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     question: str  # the sub-question for this field alone (architectures #2 and #3)
+    # a classification: the value must be exactly one of these (constraints restrict it, validity counts it)
+    labels: list[str] | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list):
+            raise ValueError("must be a list of labels")
+        if not v:
+            raise ValueError("must list at least one label, got []")
+        for lb in v:
+            if not isinstance(lb, str):  # YAML reads yes/no/on/off/1.0 unquoted as booleans and numbers
+                raise ValueError(f"label {lb!r} is a {type(lb).__name__}, not a string (quote it in YAML)")
+            if not lb.strip() or lb != lb.strip() or "\n" in lb:
+                raise ValueError(f"label {lb!r} must be non-empty, on one line, without surrounding spaces")
+        repeated = sorted({lb for lb in v if v.count(lb) > 1})
+        if repeated:
+            raise ValueError(f"labels must be distinct, {repeated[0]!r} repeats")
+        return v
 
 
 class Duplicates(Strict):
@@ -139,12 +160,13 @@ def load_workload(path: str | Path, host_checks: bool = True) -> WorkloadConfig:
     ds = wl.dataset_path(path)
     if not ds.is_file():
         raise ConfigError(str(path), "dataset", "dataset file does not exist", str(ds))
-    read_items(ds, templates(wl), str(path))  # every line, so `search` cannot meet a bad one mid-study
+    # every line, so `search` cannot meet a bad one mid-study
+    check_references(wl, read_items(ds, templates(wl), str(path)), ds, every_field=False)
     shots = wl.few_shot_path(path)
     if shots is not None:
         if not shots.is_file():
             raise ConfigError(str(path), "few_shot", "few-shot file does not exist", str(shots))
-        read_items(shots, templates(wl), str(path))
+        check_references(wl, read_items(shots, templates(wl), str(path)), shots, every_field=True)
     api_key = wl.api_key
     if api_key is not None:
         ref = reference(api_key)
@@ -156,6 +178,23 @@ def load_workload(path: str | Path, host_checks: bool = True) -> WorkloadConfig:
 
     resolve_scorer(wl.scorer, Path(path).parent, str(path))
     return wl
+
+
+def check_references(wl: WorkloadConfig, items: list[dict], file: Path, every_field: bool) -> None:
+    """A labelled field's reference (a string) must be one of its labels; `every_field` (few-shot examples,
+    whose reference is the worked answer the prompt shows): every field must have a reference."""
+    for item in items:
+        ref = item["reference"]
+        for f in wl.fields:
+            where = f"item {item['id']!r}: reference.{f.name}"
+            if f.name not in ref:
+                if every_field:
+                    raise ConfigError(str(file), where, "is missing: a few-shot example answers every field",
+                                      show_value=False)
+                continue
+            value = ref[f.name]  # a scorer may take another shape (a list of answers): only strings are checked
+            if f.labels and (every_field or isinstance(value, str)) and str(value) not in f.labels:
+                raise ConfigError(str(file), where, f"must be one of the field's labels {f.labels}", value)
 
 
 def templates(wl: WorkloadConfig) -> dict[str, str]:

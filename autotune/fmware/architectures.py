@@ -19,7 +19,7 @@ from typing import Any
 from autotune.fmware import app as prompts
 from autotune.fmware.app import AppConfig
 from autotune.fmware.dag import SKIP, Node
-from autotune.fmware.formats import ParseError, unwrap_value
+from autotune.fmware.formats import ParseError
 
 Results = dict[str, Any]
 Messages = Callable[[Results], list[dict[str, str]]]
@@ -27,15 +27,15 @@ Messages = Callable[[Results], list[dict[str, str]]]
 
 def _parse(app: AppConfig, text: str, fields: list[str]) -> dict[str, Any]:
     try:
-        values = app.fmt.parse(text, fields)
+        values = app.parse(text, fields)  # the format, and labelled fields hold a declared label
         if app.repair == "cpu":  # well-formed, but values may be wrapped in a sentence: unwrap them on the CPU
-            cleaned = {k: unwrap_value(v) for k, v in values.items()}
+            cleaned = app.cpu_clean(values)
             if cleaned != values:
                 return {"values": cleaned, "valid": True, "repair": "cpu", "error": None}
         return {"values": values, "valid": True, "repair": "none", "error": None}
     except ParseError as exc:
         if app.repair == "cpu":
-            got = {k: unwrap_value(v) for k, v in app.fmt.salvage(text, fields).items()}
+            got = app.cpu_clean(app.fmt.salvage(text, fields))  # a labelled value that is no label is dropped
             return {"values": got, "valid": False, "repair": "cpu" if got else "failed", "error": str(exc)}
         return {"values": {}, "valid": False, "repair": "pending" if app.repair == "reask" else "failed",
                 "error": str(exc)}
@@ -77,7 +77,7 @@ def _chain(app: AppConfig, key: str, fields: list[str], messages: Messages, deps
         if reask not in r:
             return SKIP
         try:
-            return {"values": app.fmt.parse(r[reask]["text"], fields), "valid": False, "repair": "reask",
+            return {"values": app.parse(r[reask]["text"], fields), "valid": False, "repair": "reask",
                     "error": None}
         except ParseError as exc:
             return {"values": {}, "valid": False, "repair": "failed", "error": str(exc)}
@@ -196,8 +196,8 @@ def _aggregate(app: AppConfig, r: Results, keys: list[str]) -> dict[str, Any]:
         if last["accepted"]:
             values = dict(last["values"])
         else:  # the judge never accepted: fall back to agent A's answer, salvaged
-            values = app.fmt.salvage(last["fallback"], list(app.fields)) if app.repair == "cpu" else \
-                _strict_or_empty(app, last["fallback"])
+            values = app.cpu_clean(app.fmt.salvage(last["fallback"], list(app.fields)), unwrap=False) \
+                if app.repair == "cpu" else _strict_or_empty(app, last["fallback"])
     else:
         for key in keys:
             values.update((chain_result(r, key) or {}).get("values", {}))
@@ -207,7 +207,7 @@ def _aggregate(app: AppConfig, r: Results, keys: list[str]) -> dict[str, Any]:
 
 def _strict_or_empty(app: AppConfig, text: str) -> dict[str, str]:
     try:
-        return app.fmt.parse(text, list(app.fields))
+        return app.parse(text, list(app.fields))
     except ParseError:
         return {}
 

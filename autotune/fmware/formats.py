@@ -3,8 +3,9 @@
 A format answers a list of fields (e.g. name, email, address). `parse` is strict: the whole reply must be
 the format and hold every field, else ParseError (that is what "valid" means in the metrics). `salvage`
 is the CPU repair: it digs the fields out of chatter, code fences, truncation and near-misses, and returns
-what it found. `regex` and `json_schema` feed vLLM's structured outputs. Stdlib + PyYAML only: this module
-runs inside the Locust process.
+what it found. `regex` and `json_schema` feed vLLM's structured outputs; a field with declared labels is
+restricted to exactly those labels there (a JSON-schema `enum`, a regex alternation). Stdlib + PyYAML only: this
+module runs inside the Locust process.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -250,20 +251,49 @@ class Format:
             return {}
         return {f: v.strip() for f, v in got.items() if f in fields and str(v).strip()}
 
-    def regex(self, fields: list[str]) -> str:
-        return REGEX[self.name](fields)
+    def regex(self, fields: list[str], labels: Labels | None = None) -> str:
+        """The whole reply as a regex; a field in `labels` may only be one of its labels."""
+        def value(f: str) -> str:
+            allowed = (labels or {}).get(f)
+            if not allowed:
+                return FREE_VALUE[self.name]
+            ending = r"\.?" if self.name == "text" else ""  # a sentence may end with its period
+            return "(?:" + "|".join(_escape(LITERAL[self.name](v)) for v in allowed) + ")" + ending
 
-    def json_schema(self, fields: list[str]) -> dict:
-        return {"type": "object", "properties": {f: {"type": "string", "maxLength": 80} for f in fields},
-                "required": list(fields), "additionalProperties": False}
+        return REGEX[self.name](fields, value)
+
+    def json_schema(self, fields: list[str], labels: Labels | None = None) -> dict:
+        def value(f: str) -> dict:
+            allowed = (labels or {}).get(f)
+            return {"type": "string", "enum": list(allowed)} if allowed else {"type": "string", "maxLength": 80}
+
+        return {"type": "object", "properties": {f: value(f) for f in fields}, "required": list(fields),
+                "additionalProperties": False}
 
 
-REGEX: dict[str, Callable[[list[str]], str]] = {
-    "json": lambda fs: r"\{" + ", ".join(rf'"{f}": "[^"\n]{{1,80}}"' for f in fs) + r"\}",
-    "yaml": lambda fs: r"\n".join(rf"{f}: [^\n]{{1,80}}" for f in fs),
-    "xml": lambda fs: "<answer>" + "".join(rf"<{f}>[^<\n]{{1,80}}</{f}>" for f in fs) + "</answer>",
-    "text": lambda fs: r"\n".join(rf"The {re.escape(label(f))} is [^\n]{{1,80}}" for f in fs),
-    "minimal": lambda fs: r"\n".join([VALUE_RE] * len(fs)),
+Labels = Mapping[str, Sequence[str]]  # field -> its declared labels (fields without labels are free text)
+
+
+def _escape(literal: str) -> str:
+    """Escape regex metacharacters only (re.escape also escapes spaces, `-`, `#`..., which not every structured
+    output backend's regex dialect accepts)."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", literal)
+
+
+# a free value of each format, and how a label is written in it (so a parsed value equals the label again)
+FREE_VALUE = {"json": r'"[^"\n]{1,80}"', "yaml": r"[^\n]{1,80}", "xml": r"[^<\n]{1,80}", "text": r"[^\n]{1,80}",
+              "minimal": VALUE_RE}
+LITERAL: dict[str, Callable[[str], str]] = {
+    "json": json.dumps, "yaml": lambda v: json.dumps(v) if _needs_quotes(v) else v,
+    "xml": lambda v: v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
+    "text": str, "minimal": str,
+}
+REGEX: dict[str, Callable[[list[str], Callable[[str], str]], str]] = {
+    "json": lambda fs, v: r"\{" + ", ".join(f'"{f}": {v(f)}' for f in fs) + r"\}",
+    "yaml": lambda fs, v: r"\n".join(f"{f}: {v(f)}" for f in fs),
+    "xml": lambda fs, v: "<answer>" + "".join(f"<{f}>{v(f)}</{f}>" for f in fs) + "</answer>",
+    "text": lambda fs, v: r"\n".join(f"The {_escape(label(f))} is {v(f)}" for f in fs),
+    "minimal": lambda fs, v: r"\n".join(v(f) for f in fs),
 }
 
 REGISTRY: dict[str, Format] = {

@@ -52,6 +52,7 @@ def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[di
         "seed": workload.seed,
         "system": workload.prompt.system,
         "examples": examples if client.prompt_variant == "few_shot" else [],
+        "labels": {f.name: list(f.labels) for f in workload.fields if f.labels},
     }
 
 
