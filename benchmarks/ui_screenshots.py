@@ -138,6 +138,8 @@ def show_run(page, base: str, experiment_id: str, run_id: str, text: str = "") -
     if text:
         with contextlib.suppress(Exception):
             page.get_by_text(text).first.wait_for(state="visible", timeout=10_000)
+    with contextlib.suppress(Exception):  # a long description is folded: unfold it
+        page.get_by_text("Show more", exact=True).first.click(timeout=3_000)
 
 
 def show_traces(page, base: str, experiment_id: str, run_id: str, trace_ids: list[str], open_first: bool = False,
@@ -152,8 +154,9 @@ def show_traces(page, base: str, experiment_id: str, run_id: str, trace_ids: lis
         page.get_by_text(span, exact=True).first.wait_for(state="visible")
 
 
-def show_compare(page, base: str, route: str) -> None:
-    """MLflow's compare view (`#/compare-runs?runs=[...]&experiments=[...]`), waiting for its runs' ids."""
+def show_compare(page, base: str, route: str, metrics: tuple[str, ...] = ()) -> None:
+    """MLflow's compare view (`#/compare-runs?runs=[...]&experiments=[...]`), waiting for its runs' ids; its
+    parallel-coordinates plot then shows `metrics` (best effort: the view's own pick is the first metric by name)."""
     goto(page, base, route)
     query = urllib.parse.parse_qs(route.split("?", 1)[1])
     page.get_by_text(re.compile(r"Comparing \d+ Runs?")).first.wait_for(state="visible")
@@ -161,6 +164,18 @@ def show_compare(page, base: str, route: str) -> None:
         page.get_by_text(run_id, exact=True).first.wait_for(state="visible")
     with contextlib.suppress(Exception):  # its plot is drawn late (plotly loads lazily); a shot without it still helps
         page.locator(".js-plotly-plot").first.wait_for(state="visible")
+    if not metrics:
+        return
+    with contextlib.suppress(Exception):
+        box = page.get_by_text("Metrics:", exact=True).first.locator("xpath=following::*[contains(@class,'select')][1]")
+        for chip in box.locator("[aria-label*='close'], .anticon-close, [role='img'][aria-label]").all():
+            chip.click(timeout=2_000)  # the view's own pick (the first metric by name)
+        for metric in metrics:
+            box.click(timeout=3_000)
+            page.keyboard.type(metric)
+            page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(1_000)
 
 
 def shot(page, path: Path) -> Path:
@@ -194,13 +209,17 @@ def main() -> None:
     trials = sorted((r for r in runs if r.data.tags.get("autotune.role") == "trial"),
                     key=lambda r: int(r.data.tags.get("autotune.trial", "0")))
     picked = [r for r in trials if args.trial is None or r.data.tags.get("autotune.trial") == str(args.trial)]
-    for trial in picked:  # the first (or the asked) trial with traces
-        traces = client.search_traces(locations=[eid], run_id=trial.info.run_id, max_results=5)
-        if traces:
-            break
-    else:
+    best = None  # the tail (slowest) task with the richest span tree, over the picked trials
+    for trial in picked:
+        for info in client.search_traces(locations=[eid], run_id=trial.info.run_id, max_results=20):
+            spans = client.get_trace(info.info.trace_id).data.spans
+            key = (info.info.tags.get("autotune.sample") == "tail", len(spans))
+            if best is None or key > best[0]:
+                best = (key, trial, info, spans)
+    if best is None:
         sys.exit("no trial run with traces")
-    spans = client.get_trace(traces[0].info.trace_id).data.spans
+    _, trial, trace, spans = best
+    traces = [trace]
     span = next((sp.name for sp in spans if sp.parent_id is not None), spans[0].name)  # one of the span tree's
     note = parent.data.tags.get("mlflow.note.content", "")
     # the description's first line as the UI renders its markdown (a heading; `code` spans lose their backticks)
@@ -216,7 +235,8 @@ def main() -> None:
         print(shot(page, args.out / "2-study-run.png"))
         compare = parent.data.tags.get("autotune.compare_url")
         if compare:
-            show_compare(page, base, compare)
+            objectives = re.findall(r"(\w+) \((?:minimize|maximize)\)", note)  # the description's objectives line
+            show_compare(page, base, compare, tuple(objectives))
             print(shot(page, args.out / "3-compare.png"), f"{base}/{compare}")
         show_traces(page, base, eid, trial.info.run_id, [traces[0].info.trace_id], open_first=True, span=span)
         print(shot(page, args.out / "4-trial-traces.png"))

@@ -27,6 +27,9 @@ def test_note_shows_front_intervals_sla_objectives_constraints_and_command():
     assert "812 [700, 900]" in note and "0.61 [0.5, 0.7]" in note  # value [low, high]
     assert "p95_task_ms (↓)" in note and "quality (↑)" in note and "max_num_seqs" in note
     assert "absent_knob" not in note and "r3" not in note  # knobs no row has; run ids stay out of the table
+    assert "Shared by every member: max_num_seqs = 4" in note  # a knob all members share is not a column
+    two = study_note([_row(0, 9.0, 0.5, "a"), _row(1, 5.0, 0.4, "b", max_num_seqs=8)], CONTEXT, ["max_num_seqs"])
+    assert "| class | max_num_seqs |" in two and "Shared by every member" not in two
     assert "task_ms = 4000" in note and "attainment = 0.95" in note and "ttft_ms" not in note  # unset: not shown
     assert "error_rate <= 0.01" in note and "autotune search --x y" in note
     assert "No feasible trial yet" in study_note([], CONTEXT, [])

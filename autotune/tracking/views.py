@@ -9,7 +9,7 @@ import urllib.parse
 from typing import Any
 
 # the columns of the description's front table besides the objectives (when the rows carry them)
-NOTE_EXTRAS = ("quality", "p95_task_ms", "validity_rate", "fm_calls_per_task", "output_tokens_per_task")
+NOTE_EXTRAS = ("quality", "validity_rate")
 # a level row's fields logged as history: MLflow metric name -> capacity_levels.json key
 LEVEL_METRICS = {"level.rate": "rate", "level.tasks_per_s": "tasks_per_s", "level.attainment": "attainment",
                  "level.p95_task_ms": "p95_task_ms", "level.passed": "passed"}
@@ -59,14 +59,17 @@ def front_table_md(front: list[dict[str, Any]], objectives: list[tuple[str, str]
         return "No feasible trial yet.\n"
     metrics = [m for m, _ in objectives] + [m for m in NOTE_EXTRAS if m not in dict(objectives)
                                            and any(r.get(m) is not None for r in front)]
-    cols = ["trial", "windows", *metrics, "class", *[k for k in knobs if any(k in r for r in front)]]
+    # only the knobs the members differ in: the table stays readable in the UI (the shared ones follow it)
+    varying = [k for k in knobs if len({str(r.get(k)) for r in front}) > 1]
+    cols = ["trial", "windows", *metrics, "class", *varying]
     head = [f"{m} ({'↓' if d == 'minimize' else '↑'})" for m, d in objectives]
     lines = ["| " + " | ".join(["trial", "windows", *head, *cols[2 + len(objectives):]]) + " |",
              "|" + "---|" * len(cols)]
     for r in front:
         cells = [_cell(r, c) if c in metrics else _num(r.get(c)) for c in cols]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    shared = [f"{k} = {_num(front[0].get(k))}" for k in knobs if k not in varying and k in front[0]]
+    return "\n".join(lines) + "\n" + (f"\nShared by every member: {', '.join(shared)}.\n" if shared else "")
 
 
 def study_note(front: list[dict[str, Any]], context: dict[str, Any], knobs: list[str]) -> str:
@@ -78,7 +81,9 @@ def study_note(front: list[dict[str, Any]], context: dict[str, Any], knobs: list
              front_table_md(front, objectives, knobs),
              "Values are the config's estimate over its measurement windows; `[low, high]` is the interval from "
              "independent windows (quality: the paired evaluation set). `class`: front members not distinguishable "
-             "from each other within noise share a class.", "",
+             "from each other within noise share a class" + (
+                 "; `?`: not testable yet (the window-to-window noise is unknown: `autotune search --confirm K` "
+                 "re-measures the front)." if any(r.get("class") == "?" for r in front) else "."), "",
              "## SLA, objectives, constraints", "",
              "- SLA: " + (", ".join(f"{k} = {_num(v)}" for k, v in sla.items()) or "none"),
              "- objectives: " + ", ".join(f"{m} ({d})" for m, d in objectives),
