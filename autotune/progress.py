@@ -109,6 +109,8 @@ class RichReporter:
     def __exit__(self, *exc) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
+            if exc[0] is not None and self.front_view is not None:  # a crash or Ctrl-C: the final table never comes
+                self.console.print(self.front_view)
 
     def _render(self) -> None:
         if self.live is None:

@@ -148,8 +148,9 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                            ("run_dir", str(run_dir)), ("mlflow_uri", mlflow_uri)):
             study.set_user_attr(key, value)  # what `autotune export` / `nightly` need to rebuild the configs
         study.set_user_attr("reproduce", reproduce_command({  # the parent run's description shows it
-            "--space": opts.space_file, "--study-name": study_name, "--sampler": sampler, "--n-trials": n_trials,
-            "--run-dir": opts.run_dir, "--seed": seed, "--workload": opts.workload_file, "--storage": opts.storage,
+            "--space": Path(opts.space_file).resolve(), "--workload": wl_file, "--study-name": study_name,
+            "--sampler": sampler, "--n-trials": n_trials, "--seed": seed, "--max-failures": max_failures,
+            "--timeout": opts.timeout_s, "--run-dir": run_dir, "--storage": opts.storage,
             "--mlflow-uri": opts.mlflow_uri, "--confirm": opts.confirm or None}))
         _recover_interrupted(study, tracker)
         tracker.repair_runs({t.user_attrs["mlflow_run_id"]: ("FINISHED" if t.state.name == "COMPLETE" else "FAILED",
@@ -436,8 +437,8 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         raise
     from autotune.tracking.traces import trial_traces  # a sample of the window's tasks as MLflow traces
 
-    trace_metrics, trace_tags = trial_traces(tracker.client, tracker.experiment_id, run_id,
-                                             result.files.get("tasks.jsonl"), config.flat())
+    trace_metrics, trace_tags = ({}, {}) if tracker.unresponsive else trial_traces(  # a dead store: no waits
+        tracker.client, tracker.experiment_id, run_id, result.files.get("tasks.jsonl"), config.flat())
     result.metrics.update(trace_metrics)
     result.tags.update(trace_tags)
     tracker.finish_trial(run_id, result.metrics, result.files, {

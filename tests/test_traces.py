@@ -16,8 +16,8 @@ from tests.fmware_fakes import ITEM, FakeChat, app
 from tests.test_study import NullReporter, _mlflow_runs
 from tests.test_study import setup as setup  # noqa: F401
 
-DELAY = 0.08  # every fake FM call sleeps this long
-SLACK = 0.15  # a loaded box may oversleep; never undersleep
+DELAY = 0.3  # every fake FM call sleeps this long (long enough that parallel calls overlap on a busy box)
+SLACK = 1.0  # a loaded box may oversleep (CI: 2 busy cores); never undersleep
 MS = 1e6  # ns per ms
 
 

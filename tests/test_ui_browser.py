@@ -67,7 +67,7 @@ def test_runs_table_and_traces_tab_in_mlflow_ui(setup, tmp_path):  # noqa: F811
         ui.widen_run_names(page)  # the names carry the objective values
         _keep(ui.shot(page, shots / "runs-table.png"))
         assert page.get_by_text("study:s").count() == 0, "the filter leaves the parent out"
-        assert "2 matching runs" in page.inner_text("body")
+        page.get_by_text("2 matching runs").first.wait_for(state="visible")
         # a trial's Traces tab lists its traces (by id); the first opens on its span tree
         ui.show_traces(page, base, eid, trial.info.run_id, ids)
         _keep(ui.shot(page, shots / "trial-traces.png"))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from autotune.tracking.mlflow_tracker import COMPARE, EXPERIMENT_KIND, KIND_RUNS, MlflowTracker, latest_study_url
-from autotune.tracking.views import compare_url, level_history, reproduce_command, study_note
+from autotune.tracking.views import compare_url, level_history, reproduce_command, runs_table_url, study_note
 
 OBJECTIVES = [("p95_task_ms", "minimize"), ("quality", "maximize")]
 CONTEXT = {"study": "s", "sla": {"task_ms": 4000.0, "ttft_ms": None, "attainment": 0.95}, "objectives": OBJECTIVES,
@@ -49,14 +50,22 @@ def test_reproduce_command_leaves_out_unset_options_and_scrubs_store_passwords()
     assert "hunter2" not in cmd and "--workload" not in cmd
 
 
+def test_a_long_front_fits_mlflows_tag_limit_and_keeps_sla_and_command():
+    knobs = [f"knob_{i:02d}" for i in range(20)]
+    front = [_row(i, 100.0 + i, 0.5, f"r{i}", **{k: f"value-{i}-{k}" for k in knobs}) for i in range(60)]
+    note = study_note(front, CONTEXT, knobs)
+    assert len(note) <= 8000 and "(60 member(s))" in note and "more member(s)" in note
+    assert "## SLA, objectives, constraints" in note and "autotune search --x y" in note
+
+
 def test_level_history_steps_follow_the_offered_rate():
     levels = [{"rate": 2.0, "attainment": 0.9, "p95_task_ms": 900.0, "passed": False, "tasks_per_s": 1.8},
               {"rate": 1.0, "attainment": 1.0, "p95_task_ms": 500.0, "passed": True, "tasks_per_s": 1.0},
               {"rate": 1.5, "attainment": float("nan"), "p95_task_ms": 700.0, "passed": True}]
     hist = {(name, step): v for name, v, step in level_history(levels)}
-    assert hist[("level.rate", 0)] == 1.0 and hist[("level.rate", 1)] == 1.5 and hist[("level.rate", 2)] == 2.0
-    assert hist[("level.p95_task_ms", 2)] == 900.0 and hist[("level.passed", 0)] == 1.0
-    assert ("level.attainment", 1) not in hist  # NaN is not a point
+    assert hist[("level.rate", 1000)] == 1.0 and hist[("level.rate", 1500)] == 1.5 and hist[("level.rate", 2000)] == 2.0
+    assert hist[("level.p95_task_ms", 2000)] == 900.0 and hist[("level.tasks_per_s", 2000)] == 1.8
+    assert ("level.attainment", 1500) not in hist  # NaN is not a point
 
 
 @pytest.fixture
@@ -70,10 +79,17 @@ def test_experiment_opens_on_the_runs_table_new_and_reopened(store, tmp_path):
     client = MlflowClient(store)
     old = client.create_experiment("old")  # made by an earlier version: no kind tag
     assert EXPERIMENT_KIND not in client.get_experiment(old).tags
+    trackers = {}
     for name in ("new", "old"):
-        tracker = MlflowTracker(store, name, artifact_root=tmp_path / "art")
-        assert client.get_experiment(tracker.experiment_id).tags[EXPERIMENT_KIND] == KIND_RUNS
-    assert latest_study_url(store).startswith("#/experiments/") and "/runs?searchFilter=" in latest_study_url(store)
+        trackers[name] = MlflowTracker(store, name, artifact_root=tmp_path / "art")
+        assert client.get_experiment(trackers[name].experiment_id).tags[EXPERIMENT_KIND] == KIND_RUNS
+    assert latest_study_url(store) == ""  # no trial yet
+    trackers["new"].start_trial(0, {})
+    assert latest_study_url(store) == runs_table_url(trackers["new"].experiment_id)
+    time.sleep(0.01)  # start times are in milliseconds
+    trackers["old"].start_trial(0, {})  # the older study resumed: its trial is the newest
+    assert latest_study_url(store) == runs_table_url(trackers["old"].experiment_id)
+    assert "/runs?searchFilter=" in latest_study_url(store)
     assert latest_study_url(f"sqlite:///{tmp_path / 'absent.db'}") == ""
     assert not (tmp_path / "absent.db").exists()
 
@@ -98,7 +114,7 @@ def test_levels_are_metric_history_of_the_trial_run(store, tmp_path):
               {"rate": 3.0, "attainment": 0.5, "p95_task_ms": 3000.0, "passed": False}]
     tracker.finish_trial(run_id, {"capacity_tps": 1.0}, {}, {}, tables={"capacity_levels.json": levels})
     history = tracker.client.get_metric_history(run_id, "level.p95_task_ms")
-    assert sorted((m.step, m.value) for m in history) == [(0, 500.0), (1, 3000.0)]
+    assert sorted((m.step, m.value) for m in history) == [(1000, 500.0), (3000, 3000.0)]
 
 
 def test_a_finished_trial_run_is_named_with_its_objective_values(store, tmp_path):
@@ -109,3 +125,6 @@ def test_a_finished_trial_run_is_named_with_its_objective_values(store, tmp_path
     tracker.finish_trial(failed, {}, {}, {"autotune.state": "failed"}, failed=True)
     assert tracker.client.get_run(done).info.run_name == "trial-000 · p95_task_ms 812 · quality 0.612"
     assert tracker.client.get_run(failed).info.run_name == "trial-001"
+    screened = tracker.start_trial(2, {})
+    tracker.finish_trial(screened, {"p95_task_ms": 90.0, "quality": 0.5}, {}, {"autotune.fidelity": "screen"})
+    assert tracker.client.get_run(screened).info.run_name.startswith("trial-002 · (screen) · p95_task_ms 90")

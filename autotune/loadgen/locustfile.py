@@ -89,6 +89,8 @@ def _off_loop(embed):
 
 
 CACHE = SemanticCache(_off_loop(minilm_embedder()), APP.cache_threshold) if APP.cache_threshold else None
+if CACHE is not None:
+    CACHE.embed("warm up")  # through the thread pool lookups use: its thread and torch state start now, not in a window
 # the event loop's clock stood still while a standby blocked on its config and while the embedder loaded: refresh
 # it, or Locust's run-time timer (and every gevent timer) measured from the stale time fires early by those seconds
 gevent.get_hub().loop.update_now()

@@ -19,7 +19,7 @@ from typing import Any
 from autotune.errors import ConfigError, TrackingError
 from autotune.secrets import contains_secret, install_log_scrubbing, redact, scrub, scrub_bytes, scrub_obj
 from autotune.stores import one_line
-from autotune.tracking.views import compare_url, level_history, run_url, runs_table_url
+from autotune.tracking.views import NOTE_LIMIT, compare_url, level_history, run_url, runs_table_url
 
 RECOMMENDED = "autotune.recommended"
 # the value MLflow's UI bundle (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT) opens on the runs table for
@@ -56,8 +56,9 @@ class MlflowTracker:
                     self.experiment_id = exp.experiment_id
                 # without it MLflow 3 guesses and opens a GenAI overview; with it, the runs table (an experiment
                 # made by an older version is tagged when reopened)
-                if exp is None or exp.tags.get(EXPERIMENT_KIND) != KIND_RUNS:
-                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, KIND_RUNS)
+                if exp is None or EXPERIMENT_KIND not in exp.tags:  # a kind the user set stays
+                    with contextlib.suppress(Exception):  # cosmetic: a store refusing it must not stop a search
+                        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, KIND_RUNS)
                 break
             except Exception as exc:  # only a lost creation race is worth another try; the rest fails now
                 if attempt == 5 or not contention(exc):
@@ -108,8 +109,9 @@ class MlflowTracker:
             self.client.log_batch(run_id, metrics=ms[i:i + 500])
         shown = [f"{m} {metrics[m]:.3g}" for m, _ in self.objectives if isinstance(metrics.get(m), int | float)
                  and math.isfinite(metrics[m])]
-        if shown and not (failed or killed) and run_id in self._names:
-            tags = {**tags, "mlflow.runName": " · ".join([self._names[run_id], *shown])}
+        if shown and not (failed or killed) and run_id in self._names:  # a short screening window says so
+            screen = ["(screen)"] if tags.get("autotune.fidelity") == "screen" else []
+            tags = {**tags, "mlflow.runName": " · ".join([self._names[run_id], *screen, *shown])}
         self.client.log_batch(run_id, tags=[RunTag(k, scrub(str(v))[:5000]) for k, v in tags.items()])
         for name, path in files.items():
             if path.is_file():
@@ -146,7 +148,7 @@ class MlflowTracker:
         self.client.log_text(self.parent_id, scrub(front_markdown(table)), "pareto_front.md")
         tags = [RunTag(COMPARE, self.compare_url(table))]
         if note is not None:
-            tags.append(RunTag("mlflow.note.content", scrub(note)[:60000]))
+            tags.append(RunTag("mlflow.note.content", scrub(note)[:NOTE_LIMIT]))
         self.client.log_batch(self.parent_id, tags=tags)
         for name, fig in figures.items():
             self.client.log_figure(self.parent_id, fig, name)
@@ -248,13 +250,17 @@ def latest_study_url(uri: str) -> str:
         _bound_mlflow_retries()
         from mlflow import MlflowClient
 
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-            return ""  # never create a store just to look into it
-        exps = MlflowClient(tracking_uri=uri).search_experiments(order_by=["last_update_time DESC"], max_results=20)
+        # only a local sqlite file: never create a store, or wait on a remote one, just to print a link
+        if not uri.startswith("sqlite:///") or not Path(uri.removeprefix("sqlite:///")).is_file():
+            return ""
+        client = MlflowClient(tracking_uri=uri)
+        ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+        # the newest trial run's study (an experiment's last_update_time does not move when runs are logged)
+        runs = client.search_runs(ids, filter_string=f"tags.`{ROLE}` = 'trial'",
+                                  order_by=["attributes.start_time DESC"], max_results=1) if ids else []
     except Exception:
         return ""
-    studies = [e for e in exps if e.experiment_id != "0" and e.name != "Default"]  # MLflow's own empty one
-    return runs_table_url(studies[0].experiment_id) if studies else ""
+    return runs_table_url(runs[0].info.experiment_id) if runs else ""
 
 
 def _bound_mlflow_retries() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ def hypervolume_png(curve: list[tuple[int, float]]):
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.step([t for t, _ in curve], [h for _, h in curve], where="post", marker="o")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0, top=max([h for _, h in curve] + [0.0]) * 1.05 or 1.0)
+    ax.set_ylim(bottom=0, top=max([h for _, h in curve if math.isfinite(h)] + [0.0]) * 1.05 or 1.0)
     ax.set_xlabel("trial")
     ax.set_ylabel("hypervolume\n(scaled objectives; reference:\nworst value of each + 10%)", fontsize=8)
     ax.set_title("Hypervolume of the feasible trials so far")

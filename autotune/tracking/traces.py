@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.metrics import percentiles
-from autotune.secrets import scrub
+from autotune.secrets import scrub, scrub_obj
 
 # node name prefix -> MLflow span type (the UI's icon); FM calls are LLM spans
 _SPAN_TYPES = (("call.", "LLM"), ("reask.", "LLM"), ("parse.", "PARSER"), ("reparse.", "PARSER"),
@@ -96,7 +96,9 @@ def build_trace(task: dict[str, Any], experiment_id: str, run_id: str, label: st
     end = origin + task["latency_s"]
     ok = bool(task.get("ok"))
     inputs = {"item": task.get("id"), "n": task.get("n"), "sample": label}
-    outputs = {"answer": task.get("answer"), "ok": ok, "error": task.get("error"), "score": task.get("score")}
+    # every path into MLflow passes the redaction policy: an endpoint's error may echo a key or a URL
+    outputs = scrub_obj({"answer": task.get("answer"), "ok": ok, "error": task.get("error"),
+                         "score": task.get("score")})
     fm = [s for s in task.get("spans", []) if s["kind"] == "fm"]
     usage = _usage(sum(s["tokens_in"] for s in fm), sum(s["tokens_out"] for s in fm))
     root_attrs = {**attributes, "latency_ms": task["latency_s"] * 1000.0, "lag_ms": (sent - origin) * 1000.0,
@@ -104,7 +106,7 @@ def build_trace(task: dict[str, Any], experiment_id: str, run_id: str, label: st
                   "critical_path": task.get("critical_path", []), "skipped": task.get("skipped", []),
                   "abandoned": bool(task.get("abandoned")), "mlflow.chat.tokenUsage": usage}
     root_id = _span_id(rng)
-    status = (SpanStatusCode.OK, "") if ok else (SpanStatusCode.ERROR, str(task.get("error") or "failed"))
+    status = (SpanStatusCode.OK, "") if ok else (SpanStatusCode.ERROR, scrub(str(task.get("error") or "failed")))
     spans = [_span(trace_id, otel_trace_id, root_id, None, f"task {task.get('id')}", "AGENT", origin, end,
                    root_attrs, inputs, outputs, status)]
     if sent - origin > 1e-6:  # an open-loop task that started late: the wait is part of its latency

@@ -12,7 +12,8 @@ from typing import Any
 NOTE_EXTRAS = ("quality", "validity_rate")
 # a level row's fields logged as history: MLflow metric name -> capacity_levels.json key
 LEVEL_METRICS = {"level.rate": "rate", "level.tasks_per_s": "tasks_per_s", "level.attainment": "attainment",
-                 "level.p95_task_ms": "p95_task_ms", "level.passed": "passed"}
+                 "level.p95_task_ms": "p95_task_ms"}
+NOTE_LIMIT = 8000  # MLflow truncates a run tag beyond this (MAX_TAG_VAL_LENGTH): the note must fit whole
 
 
 # the runs table lists a filtered search flat only when sorted by something other than start time (else it fetches
@@ -74,11 +75,23 @@ def front_table_md(front: list[dict[str, Any]], objectives: list[tuple[str, str]
 
 def study_note(front: list[dict[str, Any]], context: dict[str, Any], knobs: list[str]) -> str:
     """The parent run's description (`mlflow.note.content`, markdown): the current front with its intervals, the
-    study's SLA, objectives and constraints, and the command that reproduces it."""
+    study's SLA, objectives and constraints, and the command that reproduces it. A front too long for MLflow's
+    tag limit shows its first members and says how many more are in `pareto_front.md`."""
+    shown = len(front)
+    while True:
+        note = _note(front, shown, context, knobs)
+        if len(note) <= NOTE_LIMIT or shown == 0:
+            return note[:NOTE_LIMIT]
+        shown = min(shown - 1, shown * NOTE_LIMIT // len(note))
+
+
+def _note(front: list[dict[str, Any]], shown: int, context: dict[str, Any], knobs: list[str]) -> str:
     objectives = context.get("objectives", [])
     sla = {k: v for k, v in (context.get("sla") or {}).items() if v is not None}
+    more = [f"... and {len(front) - shown} more member(s): see the artifact `pareto_front.md`.", ""] \
+        if shown < len(front) else []
     parts = [f"## Pareto front of study `{context.get('study', '')}` ({len(front)} member(s))", "",
-             front_table_md(front, objectives, knobs),
+             front_table_md(front[:shown], objectives, knobs) if shown or not front else "", *more,
              "Values are the config's estimate over its measurement windows; `[low, high]` is the interval from "
              "independent windows (quality: the paired evaluation set). `class`: front members not distinguishable "
              "from each other within noise share a class" + (
@@ -109,11 +122,15 @@ def reproduce_command(options: dict[str, Any]) -> str:
 
 
 def level_history(levels: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
-    """(metric, value, step) for every measured level of a capacity search. The search bisects, so levels are
-    measured out of order: step ranks them by offered rate, and a chart over steps is the latency-load curve."""
+    """(metric, value, step) for every measured level of a capacity search, step = the offered rate in milli-tasks
+    per second: a chart over steps is the latency-load curve with a true rate axis (the search bisects, so levels
+    are measured out of order and bunch near the capacity)."""
     out = []
-    ordered = sorted(levels, key=lambda r: r.get("rate") if isinstance(r.get("rate"), int | float) else math.inf)
-    for step, row in enumerate(ordered):
+    for row in levels:
+        rate = row.get("rate")
+        if not isinstance(rate, int | float) or not math.isfinite(rate):
+            continue
+        step = round(rate * 1000)
         for name, key in LEVEL_METRICS.items():
             v = row.get(key)
             if isinstance(v, bool):
