@@ -38,7 +38,13 @@ def _write_inputs(tmp_path: Path) -> Path:
 def _start(space: Path, run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "autotune", "search", "--space", str(space), "--run-dir",
                              str(run_dir)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
+
+
+def _sigint_default() -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored, and Python then keeps it ignored: a
+    suite run as `pytest &` must still test Ctrl-C as a terminal delivers it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _engines(tmp_path: Path) -> list[psutil.Process]:
