@@ -43,7 +43,7 @@ from autotune.fmware.app import AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
 from autotune.loadgen import STANDBY_READY
-from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, watch_loop
+from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, server_tokens, watch_loop
 from autotune.loadgen.schedule import poisson_arrivals, process_seed, task_order
 from autotune.measure.attainment import early_stop, known_miss, task_meets
 
@@ -183,9 +183,10 @@ def _on_start(environment, **_):
 
 def _master_controller(environment, out: Path) -> None:
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
-    _scrape(environment, out, "metrics-before.txt")
+    scrape(environment.host, out / "metrics-before.txt", CFG["stall_timeout_s"])
     _poll(environment)  # the master polls for every worker, until the window's end
-    _scrape(environment, out, "metrics-after.txt")  # the window itself, not the window plus the drain
+    # the window itself, not the window plus the drain
+    scrape(environment.host, out / "metrics-after.txt", CFG["stall_timeout_s"])
     expected = max(1, environment.runner.worker_count)
     deadline = Run.measure_end + CFG["drain_timeout_s"] + 15
     while len(Done.workers) < expected and time.time() < deadline:
@@ -219,26 +220,13 @@ def _stall_s() -> float | None:
     idle = time.time() - Run.last_progress
     if Run.outstanding == 0 or idle <= CFG["stall_timeout_s"]:
         return None
-    tokens = _server_tokens()
+    tokens = server_tokens(Run.host, timeout_s=min(5.0, CFG["stall_timeout_s"]))
     if tokens is not None and (Run.server_tokens is None or tokens > Run.server_tokens):
         Run.server_tokens = tokens
         Run.last_progress = time.time()
         return None
     Run.hung_s = time.time() - Run.last_progress
     return Run.hung_s
-
-
-def _server_tokens() -> float | None:
-    """vLLM's generation-token counter, or None when /metrics does not answer within a few seconds."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{Run.host}/metrics", timeout=min(5.0, CFG["stall_timeout_s"])) as resp:
-            text = resp.read().decode(errors="replace")
-    except OSError:
-        return None
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("vllm:generation_tokens_total") and " " in line)
 
 
 def _wait(until: float, busy=None, step: float = 0.2) -> bool:
@@ -248,17 +236,6 @@ def _wait(until: float, busy=None, step: float = 0.2) -> bool:
             return False
         gevent.sleep(min(step, max(0.0, until - time.time())))
     return _stall_s() is None
-
-
-def _scrape(environment, out: Path, name: str) -> None:
-    try:
-        import urllib.request
-
-        # bounded by the stall timeout: a frozen engine accepts the connection and never answers
-        with urllib.request.urlopen(f"{environment.host}/metrics", timeout=min(10.0, CFG["stall_timeout_s"])) as resp:
-            (out / name).write_bytes(resp.read())
-    except OSError as exc:  # the engine may be gone; the summary says so
-        (out / name).write_text(f"# scrape failed: {exc}\n")
 
 
 def _level_open() -> bool:
@@ -325,7 +302,7 @@ def _controller(environment, out: Path) -> None:
     wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
     ok = _wait(Run.warmup_end)
     if ok and Run.role == "local":
-        _scrape(environment, out, "metrics-before.txt")
+        scrape(environment.host, out / "metrics-before.txt", CFG["stall_timeout_s"])
         gevent.spawn(_poll, environment)
     gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
     busy = _level_open if CFG.get("level") else _once_busy if CFG.get("once") else None
@@ -334,7 +311,7 @@ def _controller(environment, out: Path) -> None:
         Run.measure_end = time.time()
     if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
         if ok:
-            _scrape(environment, out, "metrics-after.txt")
+            scrape(environment.host, out / "metrics-after.txt", CFG["stall_timeout_s"])
         else:
             (out / "metrics-after.txt").write_text("# not scraped: engine hung\n")
     ok = ok and _wait(Run.measure_end + CFG["drain_timeout_s"], _draining, step=0.05)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import gevent
 
@@ -25,6 +26,27 @@ def poll_gauges(host: str, samples: list[dict[str, float]], keep_going: Callable
         except (OSError, ValueError):
             pass
         gevent.sleep(1.0)
+
+
+def server_tokens(host: str, timeout_s: float) -> float | None:
+    """vLLM's generation-token counter, or None when /metrics does not answer within `timeout_s`."""
+    try:
+        with urllib.request.urlopen(f"{host}/metrics", timeout=timeout_s) as resp:
+            text = resp.read().decode(errors="replace")
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:generation_tokens_total") and " " in line)
+
+
+def scrape(host: str, path: Path, stall_timeout_s: float) -> None:
+    """The engine's /metrics text into `path`, or a comment saying why not (the engine may be gone)."""
+    try:
+        # bounded by the stall timeout: a frozen engine accepts the connection and never answers
+        with urllib.request.urlopen(f"{host}/metrics", timeout=min(10.0, stall_timeout_s)) as resp:
+            path.write_bytes(resp.read())
+    except OSError as exc:
+        path.write_text(f"# scrape failed: {exc}\n")
 
 
 def watch_loop(lags: list[float], keep_going: Callable[[], bool]) -> None:
