@@ -155,6 +155,17 @@ def _on_init(environment, **_):
         environment.runner.register_message("autotune_done", lambda msg, **kw: Done.workers.add(msg.data))
 
 
+@events.quit.add_listener
+def _on_quit(exit_code: int, **_):
+    """With the embedder loaded, end without the interpreter's teardown: torch's native threads (in gevent's
+    thread pool) abort the process at exit now and then ("terminate called without an active exception", exit
+    -6) after every result is on disk. Locust fires this last, right before its own sys.exit(exit_code)."""
+    if CACHE is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+
 @events.test_start.add_listener
 def _on_start(environment, **_):
     Run.t0 = time.time()
