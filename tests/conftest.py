@@ -11,6 +11,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ (not a package) imported as the module `name`."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def write(tmp_path: Path):
     """write("name.yaml", text) -> path, with the text dedented."""

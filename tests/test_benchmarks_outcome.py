@@ -5,7 +5,6 @@ synthetic safetensors model at fp32, bf16 and int8. No timing assertions."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import struct
@@ -17,22 +16,14 @@ import pytest
 from autotune.config.space import load_space
 from autotune.engines.vllm import build_argv, build_env
 from autotune.knobs import ClientConfig, ServerConfig, TrialConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, load_benchmark
 from tests.test_study import EXTRACTION_WORKLOAD, write_items
 
 HERE = Path(__file__).parent
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-outcome = _load("outcome")
-roofline = _load("roofline")
+outcome = load_benchmark("outcome")
+roofline = load_benchmark("roofline")
 
 
 def test_the_defaults_side_gives_vllm_only_the_model():
@@ -216,12 +207,11 @@ def test_roofline_bound_and_bandwidth_run():
     assert bw["copy_gbs"] > 0 and bw["read_gbs"] > 0 and bw["repeats"] == 2
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (Path(__file__).parents[1] / "benchmarks").glob("*.py")))
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("*.py")))
 def test_every_benchmark_script_explains_its_options(script):
     """`--help` of each benchmark renders (a stray `%` in a help string once broke argparse's)."""
     import subprocess
 
-    root = Path(__file__).parents[1]
-    done = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--help"], capture_output=True,
-                          text=True, timeout=120, cwd=root)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]

@@ -5,20 +5,15 @@ a failed row is told FAIL. No timing."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import itertools
-import sys
 
 import optuna
 import pytest
 
 from autotune.config.space import load_space
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
-spec = importlib.util.spec_from_file_location("replay_samplers", REPO / "benchmarks/replay_samplers.py")
-rs = importlib.util.module_from_spec(spec)
-sys.modules["replay_samplers"] = rs
-spec.loader.exec_module(rs)
+rs = load_benchmark("replay_samplers")
 
 SPACE = """\
 name: tiny

@@ -7,15 +7,13 @@ browser fails)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 from tests.test_study import NullReporter, _mlflow_runs
 from tests.test_study import setup as setup  # noqa: F401
 
@@ -24,15 +22,7 @@ if not Path("/usr/bin/chromium").exists() and not os.environ.get("AUTOTUNE_REQUI
                 allow_module_level=True)
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ui = _load("ui_screenshots")
+ui = load_benchmark("ui_screenshots")
 
 
 def _keep(path: Path) -> None:
