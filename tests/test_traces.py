@@ -54,7 +54,7 @@ def test_span_tree_per_architecture(store, architecture):
     client, exp, run_id = store
     task, chat = record(architecture)
     assert task["ok"]
-    assert log_task_traces(client, exp, run_id, [task], {"model": "m1", "output_format": "json"})[0] == 1
+    assert log_task_traces(client, exp, run_id, [task], {"model": "m1", "output_format": "json"}) == 1
     traces = read_back(client, exp, run_id)
     assert len(traces) == 1, "the trace is listed for its run"
     trace = traces[0]

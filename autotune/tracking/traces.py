@@ -52,19 +52,18 @@ def select_sample(tasks: Sequence[dict[str, Any]], tail: int = 3, typical: int =
 
 
 def log_task_traces(client, experiment_id: str, run_id: str, tasks: Sequence[dict[str, Any]],
-                    attributes: dict[str, Any] | None = None, tail: int = 3, typical: int = 2) -> tuple[int, float]:
-    """Write the sample's traces to `client`'s store, linked to `run_id`: (traces written, seconds spent).
-    `attributes` (model, output format, architecture...) go on every span of the task."""
+                    attributes: dict[str, Any] | None = None, tail: int = 3, typical: int = 2) -> int:
+    """Write the sample's traces to `client`'s store, linked to `run_id`; how many were written. `attributes`
+    (model, output format, architecture...) go on every span of the task."""
     from mlflow.tracing.client import TracingClient
 
-    started = time.perf_counter()
     tracing = TracingClient(client.tracking_uri)
     written = 0
     for label, task in select_sample(tasks, tail, typical):
         info, spans = build_trace(task, experiment_id, run_id, label, attributes or {})
         _write(tracing, experiment_id, info, spans)
         written += 1
-    return written, time.perf_counter() - started
+    return written
 
 
 def trial_traces(client, experiment_id: str, run_id: str, tasks_file: Path | None,
@@ -75,7 +74,7 @@ def trial_traces(client, experiment_id: str, run_id: str, tasks_file: Path | Non
     attributes = {k: knobs[k] for k in KNOB_ATTRIBUTES if knobs.get(k) is not None}
     try:
         lines = tasks_file.read_text().splitlines() if tasks_file is not None and tasks_file.exists() else []
-        written, _ = log_task_traces(client, experiment_id, run_id, [json.loads(x) for x in lines if x], attributes)
+        written = log_task_traces(client, experiment_id, run_id, [json.loads(x) for x in lines if x], attributes)
         tags = {}
     except Exception as exc:
         written, tags = 0, {"autotune.trace_error": scrub(f"{type(exc).__name__}: {exc}")[:500]}
