@@ -17,6 +17,7 @@ import optuna
 
 from autotune import __version__
 from autotune.secrets import scrub
+from autotune.tracking.views import interval
 
 FORMAT_COLS = [("validity_rate", "valid", "{:.0%}"), ("quality", "accuracy", "{:.3f}"),
                ("input_tokens_per_task", "tokens in/task", "{:.0f}"),
@@ -48,18 +49,9 @@ def _fmt(pattern: str, v: Any) -> str:
     return pattern.format(v)
 
 
-def _bounds(m: dict[str, Any], metric: str) -> tuple[float, float] | None:
-    """The metric's interval as the trial or config stores it (`<m>_low/_high`, `<m>_ci_low/_ci_high`), or None."""
-    for low, high in ((f"{metric}_low", f"{metric}_high"), (f"{metric}_ci_low", f"{metric}_ci_high")):
-        lo, hi = m.get(low), m.get(high)
-        if isinstance(lo, int | float) and isinstance(hi, int | float) and math.isfinite(lo) and math.isfinite(hi):
-            return float(lo), float(hi)
-    return None
-
-
 def _with_interval(m: dict[str, Any], metric: str, pattern: str) -> str:
     """`value [low, high]`, `value [—]` when there is no interval, `—` when there is no value."""
-    value, b = _fmt(pattern, m.get(metric)), _bounds(m, metric)
+    value, b = _fmt(pattern, m.get(metric)), interval(m, metric)
     if value == NONE:
         return NONE
     return f"{value} [{_fmt(pattern, b[0])}, {_fmt(pattern, b[1])}]" if b else f"{value} [{NONE}]"
@@ -89,7 +81,7 @@ def _n_tasks(windows: list[dict[str, Any]]) -> str:
 
 def _table(keys: tuple[str, ...], cols, rows: list[dict[str, Any]]) -> str:
     """One row per trial: its knobs, the columns (with the interval where a metric can carry one), n and trial."""
-    ci = {m for m, _, _ in cols if m == "quality" or any(_bounds(r["metrics"], m) for r in rows)}
+    ci = {m for m, _, _ in cols if m == "quality" or any(interval(r["metrics"], m) for r in rows)}
     head = [*keys, *[c[1] + (" [95% CI]" if c[0] in ci else "") for c in cols], "n tasks", "n items", "trial"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

@@ -18,7 +18,7 @@ from typing import Any
 
 from autotune.errors import ConfigError, TrackingError
 from autotune.secrets import contains_secret, install_log_scrubbing, redact, scrub, scrub_bytes, scrub_obj
-from autotune.stores import one_line
+from autotune.stores import local_path, one_line
 from autotune.tracking.views import NOTE_LIMIT, compare_url, level_history, run_url, runs_table_url
 
 RECOMMENDED = "autotune.recommended"
@@ -234,9 +234,6 @@ class MlflowTracker:
     def run_url(self, run_id: str | None = None) -> str:
         return run_url(self.experiment_id, run_id or self.parent_id)
 
-    def runs_table_url(self) -> str:
-        return runs_table_url(self.experiment_id)
-
     def compare_url(self, front: list[dict[str, Any]]) -> str:
         """The compare view on the front's members (the parent's runs table when the front is empty)."""
         ids = [r["mlflow_run_id"] for r in front if r.get("mlflow_run_id")]
@@ -246,13 +243,13 @@ class MlflowTracker:
 def latest_study_url(uri: str) -> str:
     """The runs table of the study most recently written to the store ("" when it holds none, or is unreadable:
     the UI then opens on its experiment list)."""
+    path = local_path(uri)  # only a local sqlite file: never create a store, or wait on a remote one, for a link
+    if not uri.startswith("sqlite:///") or path is None or not path.is_file():
+        return ""
     try:
         _bound_mlflow_retries()
         from mlflow import MlflowClient
 
-        # only a local sqlite file: never create a store, or wait on a remote one, just to print a link
-        if not uri.startswith("sqlite:///") or not Path(uri.removeprefix("sqlite:///")).is_file():
-            return ""
         client = MlflowClient(tracking_uri=uri)
         ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
         # the newest trial run's study (an experiment's last_update_time does not move when runs are logged)

@@ -27,8 +27,8 @@ def runs_table_url(experiment_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs?" + urllib.parse.urlencode(TRIALS_QUERY, quote_via=urllib.parse.quote)
 
 
-def run_url(experiment_id: str, run_id: str, tab: str = "") -> str:
-    return f"#/experiments/{experiment_id}/runs/{run_id}" + (f"/{tab}" if tab else "")
+def run_url(experiment_id: str, run_id: str) -> str:
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def compare_url(experiment_id: str, run_ids: list[str]) -> str:
@@ -46,13 +46,20 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def interval(row: dict[str, Any], metric: str) -> tuple[float, float] | None:
+    """The metric's interval as a trial or config stores it (`<m>_low/_high`, else `<m>_ci_low/_ci_high`), or
+    None when neither pair is finite."""
+    for low, high in ((f"{metric}_low", f"{metric}_high"), (f"{metric}_ci_low", f"{metric}_ci_high")):
+        lo, hi = row.get(low), row.get(high)
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and math.isfinite(lo) and math.isfinite(hi):
+            return float(lo), float(hi)
+    return None
+
+
 def _cell(row: dict[str, Any], metric: str) -> str:
-    """A value with its interval when the row has one (`<metric>_low`/`_high`, or quality's `_ci_` pair)."""
-    low = row.get(f"{metric}_low", row.get(f"{metric}_ci_low"))
-    high = row.get(f"{metric}_high", row.get(f"{metric}_ci_high"))
-    if isinstance(low, int | float) and isinstance(high, int | float) and math.isfinite(low) and math.isfinite(high):
-        return f"{_num(row.get(metric))} [{_num(float(low))}, {_num(float(high))}]"
-    return _num(row.get(metric))
+    """A value with its interval when the row has one."""
+    bounds = interval(row, metric)
+    return f"{_num(row.get(metric))} [{_num(bounds[0])}, {_num(bounds[1])}]" if bounds else _num(row.get(metric))
 
 
 def front_table_md(front: list[dict[str, Any]], objectives: list[tuple[str, str]], knobs: list[str]) -> str:
