@@ -156,7 +156,8 @@ def show_traces(page, base: str, experiment_id: str, run_id: str, trace_ids: lis
 
 def show_compare(page, base: str, route: str, metrics: tuple[str, ...] = ()) -> None:
     """MLflow's compare view (`#/compare-runs?runs=[...]&experiments=[...]`), waiting for its runs' ids; its
-    parallel-coordinates plot then shows `metrics` (best effort: the view's own pick is the first metric by name)."""
+    parallel-coordinates plot then also shows `metrics` (best effort; the view's own pick, the first metric by name,
+    stays: its selection is UI state, not part of the link)."""
     goto(page, base, route)
     query = urllib.parse.parse_qs(route.split("?", 1)[1])
     page.get_by_text(re.compile(r"Comparing \d+ Runs?")).first.wait_for(state="visible")
@@ -168,8 +169,6 @@ def show_compare(page, base: str, route: str, metrics: tuple[str, ...] = ()) -> 
         return
     with contextlib.suppress(Exception):
         box = page.get_by_text("Metrics:", exact=True).first.locator("xpath=following::*[contains(@class,'select')][1]")
-        for chip in box.locator("[aria-label*='close'], .anticon-close, [role='img'][aria-label]").all():
-            chip.click(timeout=2_000)  # the view's own pick (the first metric by name)
         for metric in metrics:
             box.click(timeout=3_000)
             page.keyboard.type(metric)
