@@ -27,7 +27,7 @@ from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
 from autotune.knobs import TrialConfig
 from autotune.pareto import front_indices
-from autotune.secrets import is_secret_name, reference, scrub_obj, url_password
+from autotune.secrets import carries_secret, reference, scrub_obj
 
 SCHEMA_VERSION = 1
 POLICIES = ("fastest-within-quality", "cheapest-within-sla", "best-quality-within-sla", "knee")
@@ -158,7 +158,7 @@ def deploy_env(engine, server) -> tuple[dict[str, str], list[str]]:
     env: dict[str, str] = {}
     required: list[str] = []
     for key, value in engine.env.items():
-        name = reference(value) or (key if is_secret_name(key) or url_password(value) else None)
+        name = reference(value) or (key if carries_secret(key, value) else None)
         if name is None:
             env[key] = value
         else:

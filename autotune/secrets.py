@@ -4,7 +4,8 @@ Secrets reach this process three ways: the tuner's own environment, a space's `e
 `${NAME}` reference to the tuner's environment) and a workload's `api_key`. Every secret value this process has
 seen is registered here when its config is loaded, and every sink passes its text through `scrub()`, so a value
 never leaves the process whatever path it took (an error message quoting the engine log, a tag, a table).
-Names are kept: a deployment bundle refers to a secret by its environment variable name.
+Names are kept: a deployment bundle refers to a secret by its environment variable name. A value is secret by its
+name (HF_TOKEN) or by its shape (a Bearer credential, a URL's userinfo, a known key format: secret_shapes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from autotune.secret_shapes import secret_parts
 
 # a name is secret-looking when one of its words (split on _ - . and case changes) is one of these, or ends in
 # PASSWORD/SECRET/APIKEY (PGPASSWORD): TOKENIZERS_PARALLELISM and max_num_batched_tokens are not secrets
@@ -47,10 +50,25 @@ def register(values: Iterable[str | None]) -> None:
             _known.add(v)
 
 
+def carries_secret(name: str, value: str) -> bool:
+    """A variable whose value must never be written out: a secret-looking name, or a credential in the value."""
+    return is_secret_name(name) or bool(secret_parts(value, name))
+
+
+def register_value(name: str, value: str) -> None:
+    """The whole value of a secret-looking name is a secret; otherwise only the credentials its shape shows."""
+    register([value] if is_secret_name(name) else secret_parts(value, name))
+
+
 def register_env(env: Mapping[str, str]) -> None:
     """Values of secret-looking names (HF_TOKEN, OPENAI_API_KEY, DB_PASSWORD...) are secrets; a path to an existing
-    file (GOOGLE_APPLICATION_CREDENTIALS) is not: masking it would only garble messages."""
-    register(v for k, v in env.items() if is_secret_name(k) and not (v.startswith("/") and os.path.exists(v)))
+    file (GOOGLE_APPLICATION_CREDENTIALS) is not: masking it would only garble messages. Under any name, the
+    credentials a value carries by its shape (a proxy URL's password, OTLP headers' bearer token) are secrets."""
+    for k, v in env.items():
+        if is_secret_name(k) and not (v.startswith("/") and os.path.exists(v)):
+            register([v])
+        elif not is_secret_name(k):
+            register(secret_parts(v, k))
 
 
 def url_password(value: str) -> str | None:

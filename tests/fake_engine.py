@@ -10,8 +10,8 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 15   -> never becomes healthy (hangs)
   --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
   --max-num-seqs 12   -> every 4th request waits 30 s before answering (work left in flight at the drain)
-Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment at start (the tuner's
-log pump must mask them), and with VLLM_API_KEY set it demands `Authorization: Bearer <key>` as vLLM does.
+Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
+FAKE_ECHO_ENV (comma-separated), at start (the tuner's log pump must mask them), and with VLLM_API_KEY set it demands `Authorization: Bearer <key>` as vLLM does.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ ap.add_argument("--served-model-name", default="fake")
 ap.add_argument("--max-num-seqs", type=int, default=8)
 args, _unknown = ap.parse_known_args()
 
+ECHO = set(os.environ.get("FAKE_ECHO_ENV", "").split(","))
 for name, value in sorted(os.environ.items()):
-    if "TOKEN" in name or "KEY" in name:
+    if "TOKEN" in name or "KEY" in name or name in ECHO:
         print(f"environment: {name}={value}", flush=True)
 API_KEY = os.environ.get("VLLM_API_KEY")
 

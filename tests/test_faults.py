@@ -41,12 +41,29 @@ def _no_running(opts: SearchOptions, name: str = "s") -> None:
 
 SECRETS = {"HF_TOKEN": "hf_SeCrEt_hf_0123456789", "OPENAI_API_KEY": "sk-SeCrEt-openai-987654",
            "SERVER_KEY": "vk-SeCrEt-server-424242"}
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJzaGFwZWQtdGVzdCJ9."
+       "Q2hAPeDsIgNaTuRe0123456789abcdefXYZ_-qw")
+# secrets by their shape, under names with no secret word: name -> (the value in engine.env, the secret inside it)
+SHAPED = {
+    "OTEL_EXPORTER_OTLP_HEADERS": ("Authorization=Bearer tkn9F8a7B6c5D4e3F2a1bQ", "tkn9F8a7B6c5D4e3F2a1bQ"),
+    "PROXY_AUTHORIZATION_VALUE": ("Basic dXNlcjpzaGFwZWQtcHc5OTE=", "dXNlcjpzaGFwZWQtcHc5OTE="),
+    "HTTPS_PROXY": ("http://proxyuser:Pr0xyPw-shape-77@proxy.local:3128", "Pr0xyPw-shape-77"),
+    "MIRROR_URL": ("https://tok3nAsUser9Zq8Xw7Vv6@git.example.org/r.git", "tok3nAsUser9Zq8Xw7Vv6"),
+    "CONNECTION_STRING": ("postgresql://app:DbPw-shape-4242@db.internal:5432/app", "DbPw-shape-4242"),
+    "UPSTREAM_ID": ("AKIASHAPETEST7Q2X9ZW", "AKIASHAPETEST7Q2X9ZW"),
+    "GH_MIRROR": ("ghp_ShApEd0123456789abcdefghijKLMNOPQRst", "ghp_ShApEd0123456789abcdefghijKLMNOPQRst"),
+    "SLACK_HOOK_ID": ("xoxb-1234567890-9876543210-ShApEdSlAcKtOkEn", "xoxb-1234567890-9876543210-ShApEdSlAcKtOkEn"),
+    "SESSION_JWT": (JWT, JWT),
+    "HUB_READ": ("hf_ShApEdHuGgInGfAcE0123456789ab", "hf_ShApEdHuGgInGfAcE0123456789ab"),
+    "OAI_PROJECT": ("sk-proj-ShApEd0123456789OpenAIkey", "sk-proj-ShApEd0123456789OpenAIkey"),
+    "TRACE_HEADERS": ("x-trace=static,x-tenant=Zk9R2xTq7LmW4vBn8YpC3sHd", "Zk9R2xTq7LmW4vBn8YpC3sHd"),
+}
 
 
 def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
-    """Known secret values in the engine env (literal and `${NAME}`) and the workload (`api_key`), through a
-    search (one trial fails with the token in its error), an export, a report and a nightly: grep every file
-    written, the Optuna and MLflow stores and the console for them."""
+    """Known secret values in the engine env (literal and `${NAME}`, by name and by shape only) and the workload
+    (`api_key`), through a search (one trial fails with the token in its error), an export, a report and a
+    nightly: grep every file written, the Optuna and MLflow stores and the console for them."""
     monkeypatch.setenv("AT_TEST_SERVER_KEY", SECRETS["SERVER_KEY"])
     (tmp_path / "items.jsonl").write_text("".join(json.dumps({**ITEM, "id": f"i{i}"}) + "\n" for i in range(4)))
     (tmp_path / "wl.yaml").write_text(
@@ -58,6 +75,8 @@ def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
         f"name: s\nworkload: wl.yaml\nengine:\n  command: [{sys.executable}, {HERE / 'fake_engine.py'}]\n"
         f"  startup_timeout_s: 5\n  shutdown_timeout_s: 3\n  env:\n    HF_TOKEN: {SECRETS['HF_TOKEN']}\n"
         f"    OPENAI_API_KEY: {SECRETS['OPENAI_API_KEY']}\n    VLLM_API_KEY: '${{AT_TEST_SERVER_KEY}}'\n"
+        f"    FAKE_ECHO_ENV: {','.join(SHAPED)}\n"
+        + "".join(f"    {name}: {json.dumps(value)}\n" for name, (value, _) in SHAPED.items()) +
         f"knobs:\n  model: {{value: {tmp_path}}}\n  max_num_seqs: {{choices: [4, 13]}}\n"
         "search: {n_trials: 3, sampler: grid, max_failures: 3, batch: 1}\n")
     run_dir = tmp_path / "runs"
@@ -75,19 +94,24 @@ def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
         console.append(res.output)
 
     inputs = {space, tmp_path / "wl.yaml"}  # the user's own files hold the literal values
+    secrets = {**SECRETS, **{name: part for name, (_, part) in SHAPED.items()}}
     leaks = [(str(p), name) for p in _files(tmp_path) if p not in inputs
-             for name, v in SECRETS.items() if v.encode() in p.read_bytes()]
-    leaks += [("console", name) for text in console for name, v in SECRETS.items() if v in text]
+             for name, v in secrets.items() if v.encode() in p.read_bytes()]
+    leaks += [("console", name) for text in console for name, v in secrets.items() if v in text]
     assert leaks == []
     # and the policy did act (this test can fail): masked in the engine log, referred to by name in the bundle
     logs = [p.read_text() for p in run_dir.rglob("engine.log")]
     assert any("HF_TOKEN=***" in text for text in logs)
+    assert all(any(f"{name}=" in text and "***" in text.split(f"{name}=", 1)[1].splitlines()[0] for text in logs)
+               for name in SHAPED), "every shaped secret was echoed by the engine, masked"
     bundle = next((tmp_path / "exports" / "s").glob("v*"))
     serve = (bundle / "serve.sh").read_text()
     assert 'export HF_TOKEN="${HF_TOKEN:?' in serve and 'export VLLM_API_KEY="${AT_TEST_SERVER_KEY:?' in serve
-    assert json.loads((bundle / "bundle.json").read_text())["required_env"] == [
-        "AT_TEST_SERVER_KEY", "HF_TOKEN", "OPENAI_API_KEY"]
-    assert "secretKeyRef" in (bundle / "helm-values.yaml").read_text()
+    assert all(f'export {name}="${{{name}:?' in serve for name in SHAPED), serve
+    assert json.loads((bundle / "bundle.json").read_text())["required_env"] == sorted(
+        ["AT_TEST_SERVER_KEY", "HF_TOKEN", "OPENAI_API_KEY", *SHAPED])
+    helm = (bundle / "helm-values.yaml").read_text()
+    assert "secretKeyRef" in helm and all(f"key: {name}" in helm for name in SHAPED)
     failed = [t for t in _study(opts).trials if t.state.name == "FAIL" and t.user_attrs["fail_reason"] == "unsupported"]
     assert failed and "hf ***" in failed[0].user_attrs["fail_message"]
 

@@ -53,3 +53,33 @@ def test_log_records_and_their_tracebacks_are_scrubbed():
                                                    __import__("sys").exc_info())
     text = logging.Formatter().format(record)
     assert "sk-LOGGED-123456" not in text and "auth failed for ***" in text and "key ***" in text
+
+
+def test_secrets_are_recognised_by_their_shape_under_any_name():
+    from autotune.secret_shapes import secret_parts
+    from tests.test_faults import SHAPED
+
+    for name, (value, secret) in SHAPED.items():
+        assert secret in secret_parts(value, name), name
+    assert "Pr0xy-pw-88" in secret_parts("export via http://u:Pr0xy-pw-88@10.0.0.1:3128 now")  # a URL inside text
+    assert secret_parts("api-key=plainwordkey", "CLIENT_HEADERS") == ["plainwordkey"]  # a secret-named header
+
+
+def test_ordinary_values_are_not_secrets_by_shape():
+    from autotune.secret_shapes import secret_parts
+
+    ordinary = {"LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin", "HOSTPORT": "localhost:8000",
+                "MSG": "Basic configuration mode", "URL": "http://127.0.0.1:8000/v1", "RUN_ID": "trial-0003",
+                "PG": "postgresql://postgres@localhost/db", "UUID": "123e4567-e89b-12d3-a456-426614174000",
+                "OTEL_RESOURCE_ATTRIBUTES": "service.name=autotune,deployment.environment=ci",
+                "VLLM_CPU_OMP_THREADS_BIND": "0-1", "MODEL": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    assert {k: secret_parts(v, k) for k, v in ordinary.items() if secret_parts(v, k)} == {}
+
+
+def test_a_credential_in_argv_is_refused_by_its_shape(write):
+    from tests.conftest import cli_invoke
+
+    space = write("s.yaml", "name: t\nengine: {python: /bin/sh, extra_args: [--otlp-traces-endpoint, "
+                  "'https://u:Sh4pe-pw-99@otel.example/v1']}\n")
+    res = cli_invoke(["validate", str(space)])
+    assert res.exit_code == 2 and "engine.extra_args" in res.stderr and "Sh4pe-pw-99" not in res.output

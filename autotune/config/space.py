@@ -14,7 +14,8 @@ from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
 from autotune.knobs import KNOBS, check_value
 from autotune.metrics import TRIAL_METRICS
-from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register, url_password
+from autotune.secret_shapes import secret_parts
+from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register_value
 from autotune.task_metrics import TASK_METRICS
 
 KNOWN_METRICS = {**TRIAL_METRICS, **TASK_METRICS}
@@ -49,6 +50,10 @@ class EngineConfig(Strict):
             raise ValueError(f"item {i} ({(argv or [])[i].split('=', 1)[0].split()[0]!r}...) carries a secret: put "
                              "it in `engine.env` (vLLM reads VLLM_API_KEY and HF_TOKEN from its environment); an "
                              "argv is visible to every user of this host and the engine logs it")
+        for i, arg in enumerate(argv or []):
+            if secret_parts(arg):
+                raise ValueError(f"item {i} carries a credential (by its shape: a key, token or URL password): put "
+                                 "it in `engine.env`; an argv is visible to every user of this host")
         return argv
 
     @field_validator("env")
@@ -255,7 +260,7 @@ def register_engine_secrets(engine: EngineConfig, file: str, strict: bool) -> No
     for name, value in engine.env.items():
         ref = reference(value)
         if ref is None:
-            register([value] if is_secret_name(name) else [url_password(value)])
+            register_value(name, value)
             continue
         try:
             resolved = expand(value)
@@ -264,7 +269,7 @@ def register_engine_secrets(engine: EngineConfig, file: str, strict: bool) -> No
                 raise ConfigError(file, f"engine.env.{name}", f"refers to ${{{ref}}}, which is not set in this "
                                   "environment", show_value=False) from None
             continue
-        register([resolved] if is_secret_name(name) or is_secret_name(ref) else [url_password(resolved)])
+        register_value(ref if is_secret_name(ref) else name, resolved)
 
 
 def check_engine_launcher(space: SpaceConfig, file: str) -> None:

@@ -17,7 +17,7 @@ from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
 from autotune.knobs import ClientConfig
-from autotune.secrets import is_secret_name
+from autotune.secrets import carries_secret
 from autotune.workloads.dataset import read_jsonl
 
 if TYPE_CHECKING:
@@ -203,4 +203,4 @@ def _read(path: Path) -> str:
 
 def clean_env() -> dict[str, str]:
     # keep secrets out of the load generator's environment except what it needs
-    return {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    return {k: v for k, v in os.environ.items() if not carries_secret(k, v)}
