@@ -177,6 +177,17 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
     wl_attr.write_text(wl_attr.read_text().replace("'{article}'", "'{article.x}'"))
     deep = tmp_path / "deep.yaml"
     deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    dup_knob = space("dup-knob", "{python: /bin/sh}")
+    dup_knob.write_text(dup_knob.read_text() + "knobs:\n  max_num_seqs: {choices: [4]}\n  max_num_seqs: {choices: [8]}\n")
+    dup_top = space("dup-top", "{python: /bin/sh}")
+    dup_top.write_text(dup_top.read_text() + "sla: {ttft_ms: 100}\nsla: {ttft_ms: 900}\n")
+    dup_list = space("dup-list", "{python: /bin/sh}")
+    dup_list.write_text(dup_list.read_text() + "constraints:\n  - {metric: error_rate, op: '<=', value: 0.1, "
+                        "value: 0.9}\n")
+    wl_dupkey = dataset("dupkey", enc)
+    wl_dupkey.write_text(wl_dupkey.read_text() + "capacity: {start_rate: 1, start_rate: 2}\n")
+    wl_dupjson = dataset("dupjson", [*enc[:2], b'{"id": "z", "input": {"article": "a", "article": "b"}, '
+                                                b'"reference": {}}'])
     bad_bundle = tmp_path / "exports" / "s" / "v1"
     bad_bundle.mkdir(parents=True)
     (bad_bundle / "bundle.json").write_text("{not json")
@@ -188,6 +199,11 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("infinite window", ["validate", str(wl_inf)], "duration_s"),
         ("template attribute the input lacks", ["validate", str(wl_attr)], "prompt.context"),
         ("YAML nested too deeply", ["validate", str(deep)], "nested too deeply"),
+        ("space repeats a knob", ["validate", str(dup_knob)], "knobs.max_num_seqs: duplicate key on line 5 (first on line 4)"),
+        ("space repeats a top-level key", ["validate", str(dup_top)], "sla: duplicate key on line 4"),
+        ("space repeats a key inside a list item", ["validate", str(dup_list)], "constraints.0.value: duplicate"),
+        ("workload repeats a nested key", ["validate", str(wl_dupkey)], "capacity.start_rate: duplicate key"),
+        ("dataset item repeats a key", ["validate", str(wl_dupjson)], "line 3: article: duplicate key"),
         ("secret value of the wrong type", ["validate", str(sp_secret)], "engine.env.HF_TOKEN"),
         ("search: study name with a slash", ["search", "--space", str(sp_ok), "--study-name", "a/b", *rd],
          "--study-name"),

@@ -15,6 +15,20 @@ from autotune.errors import ConfigError
 SHAPE = "must be a JSON object with `id`, an `input` mapping and a `reference` mapping"
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a key written twice in one object is an error (json would keep the later value)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def read_items(path: Path, templates: Mapping[str, str] | None = None, file: str | None = None) -> list[dict]:
     """The items of a dataset file. Raises ConfigError(`path`, `line N`, rule, value) on the first bad line:
     unreadable, not UTF-8, not JSON, the wrong shape, a repeated id, or an input a template names but lacks."""
@@ -34,7 +48,10 @@ def read_items(path: Path, templates: Mapping[str, str] | None = None, file: str
         if not text.strip():
             continue
         try:
-            item = json.loads(text)
+            item = json.loads(text, object_pairs_hook=_unique_keys)
+        except DuplicateKey as exc:
+            raise ConfigError(str(path), f"{where}: {exc}", "duplicate key in one JSON object (JSON would silently "
+                              "keep the later value)", show_value=False) from None
         except ValueError as exc:
             raise ConfigError(str(path), where, f"is not JSON ({exc})", text.strip()[:60]) from None
         if not (isinstance(item, dict) and "id" in item and isinstance(item.get("input"), dict)

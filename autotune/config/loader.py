@@ -27,6 +27,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})",
                           show_value=False) from None
     try:
+        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), str(path))
         data = yaml.safe_load(text)
     except RecursionError:
         raise ConfigError(str(path), "", "YAML nested too deeply", show_value=False) from None
@@ -38,6 +39,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(str(path), "", "top level must be a mapping", type(data).__name__)
     return data
+
+
+def _no_duplicate_keys(node: yaml.Node | None, file: str, path: str = "") -> None:
+    """A key written twice in one mapping is an error, not a silent last-wins: a hand-edited file with a second
+    `max_num_seqs:` or `sla:` would otherwise tune something else than its author reads."""
+    stack = [(node, path)]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in current.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+                dotted = f"{where}.{key}" if where else str(key)
+                if key is not None and key != "<<":
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        raise ConfigError(file, dotted, f"duplicate key on line {line} (first on line {seen[key]}): "
+                                          "YAML would silently keep the later value", show_value=False)
+                    seen[key] = line
+                stack.append((value_node, dotted))
+        elif isinstance(current, yaml.SequenceNode):
+            stack += [(item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(current.value)]
 
 
 def parse_model(cls: type[M], data: dict[str, Any], file: str, context: dict[str, Any] | None = None) -> M:
