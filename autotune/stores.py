@@ -69,7 +69,7 @@ def probe_file(path: Path, option: str, shown: str) -> None:
 
 
 def open_storage(url: str, option: str = "--storage", create: bool = True):
-    """An Optuna storage for an RDB URL (sqlite:///, postgresql+psycopg2://...) or `journal:///path.log`.
+    """An Optuna storage for an RDB URL (sqlite:///, postgresql://...) or `journal:///path.log`.
     `create=False` (export, report, nightly's first look): a local store must exist, and is only read, so a
     read-only archive works and a mistyped --run-dir creates nothing."""
     register_url_secret(url)
@@ -86,7 +86,7 @@ def open_storage(url: str, option: str = "--storage", create: bool = True):
             probe_file(path, option, shown)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise ConfigError(option, "", "must be an RDB URL (sqlite:///path, postgresql+psycopg2://...) or "
+        raise ConfigError(option, "", "must be an RDB URL (sqlite:///path, postgresql://user@host/db) or "
                           "journal:///path.log", shown)
     if path is not None and create:
         probe_file(path, option, shown)
@@ -107,8 +107,9 @@ def open_storage(url: str, option: str = "--storage", create: bool = True):
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise ConfigError(option, "", f"malformed or unsupported storage URL ({one_line(exc)})", shown) from None
     except ImportError as exc:
-        raise ConfigError(option, "", f"the database driver is not installed ({exc.name or one_line(exc)})",
-                          shown) from None
+        hint = "; postgresql:// uses psycopg 3, postgresql+psycopg2:// psycopg2" if url.startswith("postgres") else ""
+        raise ConfigError(option, "", f"the database driver is not installed (no module {missing_module(exc)!r}"
+                          f"{hint})", shown) from None
     except SQLAlchemyError as exc:
         raise ConfigError(option, "", f"cannot open the storage ({one_line(exc)})", shown) from None
 
@@ -173,6 +174,16 @@ def check_mlflow_uri(uri: str, option: str = "--mlflow-uri") -> None:
     path = local_path(uri)
     if path is not None:
         (probe_file if uri.startswith("sqlite:") else probe_dir)(path, option, scrub(uri))
+
+
+def missing_module(exc: BaseException) -> str:
+    """The module an ImportError is about, looked for down the cause chain (Optuna re-raises SQLAlchemy's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ImportError) and seen.name:
+            return seen.name
+        seen = seen.__cause__ or seen.__context__
+    return one_line(exc)
 
 
 def one_line(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ class Postgres:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "autotune", "--auth=trust", "-E", "UTF8")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-o",
                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
-        return f"postgresql+psycopg2://autotune@127.0.0.1:{self.port}/postgres"  # initdb's default database
+        return f"postgresql://autotune@127.0.0.1:{self.port}/postgres"  # the plain form users type; initdb's database
 
     def stop(self) -> None:
         try:

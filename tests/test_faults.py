@@ -227,6 +227,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("search: negative seed", ["search", "--seed", "-1"], "--seed"),
         ("search: malformed storage URL", ["search", "--space", str(sp_ok), "--storage", "not a url", *rd],
          "--storage"),
+        ("search: storage driver missing", ["search", "--space", str(sp_ok), "--storage",
+                                            "postgresql+pg8000://u@127.0.0.1:1/db", *rd], "no module 'pg8000'"),
         ("search: storage with a bad scheme", ["search", "--space", str(sp_ok), "--storage", "nosuchdb://x/y", *rd],
          "--storage"),
         ("search: unwritable storage", ["search", "--space", str(sp_ok), "--storage",

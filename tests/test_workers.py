@@ -26,6 +26,17 @@ def postgres_url():
     pg.stop()
 
 
+def test_both_url_forms_users_type_open_the_store(postgres_url):
+    """`postgresql://` (psycopg 3, SQLAlchemy's default) and `postgresql+psycopg2://` reach the same server."""
+    from autotune.stores import open_storage
+
+    assert postgres_url.startswith("postgresql://")
+    for url in (postgres_url, postgres_url.replace("postgresql://", "postgresql+psycopg2://")):
+        storage = open_storage(url)
+        optuna.create_study(storage=storage, study_name=f"probe-{url.split(':', 1)[0]}", load_if_exists=True)
+        assert any(s.study_name.startswith("probe-") for s in optuna.get_all_study_summaries(storage))
+
+
 def test_two_workers_share_a_study_on_postgres(postgres_url, tmp_path):
     (tmp_path / "items.jsonl").write_text("".join(json.dumps({
         "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org"},
