@@ -38,7 +38,8 @@ def check_models(space: SpaceConfig, file: str) -> None:
 def trial_inputs(space: SpaceConfig, workload: WorkloadConfig, wl_file: Path) -> TrialInputs:
     items = read_dataset(workload, workload.dataset_path(wl_file))
     tasks, references = render_tasks(workload, items)
-    chosen = eval_ids([t["id"] for t in tasks], workload.eval_items, workload.seed)
+    n_items = None if workload.eval_items == "all" else workload.eval_items
+    chosen = eval_ids([t["id"] for t in tasks], n_items, workload.seed)
     first = set(chosen)  # the load walks the evaluation items first, so the measured loads grade most of them
     tasks = [t for t in tasks if t["id"] in first] + [t for t in tasks if t["id"] not in first]
     return TrialInputs(space=space, workload=workload, tasks=tasks, references=references,

@@ -100,6 +100,7 @@ class RichReporter:
         self.live = Live(Group(self.progress), console=self.console, refresh_per_second=4, transient=True) \
             if self.console.is_terminal else None
         self.current = -1
+        self.warned: set[str] = set()
 
     def __enter__(self) -> RichReporter:
         if self.live is not None:
@@ -145,6 +146,12 @@ class RichReporter:
 
     def trial_skipped(self, number: int, why: str) -> None:
         self.console.print(f"[yellow]trial {number} not measured[/] {why}")
+
+    def warn(self, key: str, text: str) -> None:
+        """A warning printed once per search, however many trials meet it."""
+        if key not in self.warned:
+            self.warned.add(key)
+            self.console.print(f"[yellow]warning:[/] {text}")
 
     def front(self, rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> None:
         if self.live is None:

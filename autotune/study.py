@@ -34,6 +34,7 @@ from autotune.errors import ConfigError, EngineLaunchError, TrackingError, Trial
 from autotune.front import front_rows, update_front
 from autotune.inputs import check_models, trial_inputs
 from autotune.knobs import ServerConfig, split_values
+from autotune.measure.eval_budget import costly_pass_warning, over_budget_warning
 from autotune.objectives import constraint_names, evaluate, knob_metrics
 from autotune.points import config_key
 from autotune.repeats import (
@@ -127,6 +128,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
         raise ConfigError("--study-name", "", "must be letters, digits, `.`, `_` or `-` (at most 100, no `/`)",
                           study_name)
     inputs = trial_inputs(space, workload, wl_file)  # every input checked before any study or run exists
+    _warn(reporter, "eval_budget", over_budget_warning(workload, len(inputs.eval_ids)))
     chosen = _checked(lambda: make_sampler(sampler, seed, n_trials, space), str(opts.space_file), sampler)
     run_dir = opts.run_dir.resolve()
     probe_dir(run_dir, "--run-dir", str(opts.run_dir))
@@ -449,7 +451,14 @@ def _one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, study_
         "autotune.fidelity": fidelity, **result.tags,
     }, tables=result.tables)
     reporter.trial_finished(trial.number, result.metrics, None)
+    _warn(reporter, "eval_cost", costly_pass_warning(result.metrics))
     return fidelity
+
+
+def _warn(reporter: Reporter, key: str, text: str | None) -> None:
+    """A warning through the reporter's optional `warn` hook (shown once per key)."""
+    if text and (warn := getattr(reporter, "warn", None)):
+        warn(key, text)
 
 
 def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fidelity: str, screen, started: float):

@@ -123,7 +123,8 @@ def markdown(e: dict) -> str:
         f"{e['search_span_s'] / 60:.1f} min, trial wall {wall / 60:.1f} min",
         f"- **measurement share: {e['measurement_share']:.1%}** (seconds inside level windows / trial wall); "
         f"with the evaluation pass (the quality window): {(e['window_s'] + e['completion_pass_s']) / wall:.1%}; "
-        f"load applied (warmup + window + drain): {e['load_share']:.1%}",
+        f"load applied (warmup + window + drain): {e['load_share']:.1%}; **evaluation completion pass: "
+        f"{e['completion_pass_s'] / wall:.1%}** of trial wall",
         f"- engine launches {e['launches']}, reuses {e['reuses']}, distinct server parts {e['distinct_server_parts']}"
         f"; startup {e['startup_s_total']:.0f} s in all ({e['startup_s_mean']:.1f} s per launch)", "",
         "| where the trial wall time went | seconds | share |", "|---|---|---|",

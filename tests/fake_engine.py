@@ -11,7 +11,8 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
   --max-num-seqs 12   -> every 4th request waits 30 s before answering (work left in flight at the drain)
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
-FAKE_ECHO_ENV (comma-separated), at start (the tuner's log pump must mask them), and with VLLM_API_KEY set it demands `Authorization: Bearer <key>` as vLLM does.
+FAKE_ECHO_ENV (comma-separated), at start (the tuner's log pump must mask them), and with VLLM_API_KEY set it
+demands `Authorization: Bearer <key>` as vLLM does.
 """
 
 from __future__ import annotations

@@ -105,3 +105,48 @@ def test_a_level_over_the_sla_lends_its_answered_attempts_never_its_misses():
                 answered_only=True)
     assert graded.scores == {"a": 0.0, "b": 0.5} and graded.missing == ["c"]
     assert graded.sources == {"a": "level-00", "b": "level-01"} and graded.failed == {"a"}
+
+
+def test_the_default_evaluation_set_is_bounded_and_all_is_explicit(tmp_path):
+    from autotune.config.workload import WorkloadConfig
+
+    base = {"name": "w", "dataset": "d.jsonl", "fields": [{"name": "x", "question": "X?"}],
+            "prompt": {"context": "{a}", "task": "X?"}}
+    assert WorkloadConfig.model_validate(base).eval_items == 40
+    assert WorkloadConfig.model_validate({**base, "eval_items": "all"}).eval_items == "all"
+    ids = [f"i{i}" for i in range(200)]
+    assert len(eval_ids(ids, WorkloadConfig.model_validate(base).eval_items, seed=0)) == 40
+
+
+def test_more_items_than_the_load_reaches_warns_with_the_numbers():
+    from autotune.config.workload import WorkloadConfig
+    from autotune.measure.eval_budget import costly_pass_warning, over_budget_warning, reachable_items
+
+    base = {"name": "w", "dataset": "d.jsonl", "fields": [{"name": "x", "question": "X?"}],
+            "prompt": {"context": "{a}", "task": "X?"}, "load_protocol": "capacity",
+            "capacity": {"start_rate": 0.5, "max_levels": 3, "level_s": 20, "warmup_s": 0}}
+    wl = WorkloadConfig.model_validate(base)
+    assert reachable_items(wl) == 70  # 0.5, 1 and 2 tasks/s for 20 s each
+    assert over_budget_warning(wl, 70) is None
+    assert "holds 200 items" in over_budget_warning(wl, 200) and "at most 70" in over_budget_warning(wl, 200)
+    closed = WorkloadConfig.model_validate({k: v for k, v in base.items() if k != "load_protocol"})
+    assert reachable_items(closed) is None and over_budget_warning(closed, 10_000) is None  # depends on the engine
+    assert costly_pass_warning({"eval_completion_s": 20, "trial_wall_s": 100}) is None
+    text = costly_pass_warning({"eval_completion_s": 60, "trial_wall_s": 100, "eval_completion_items": 150,
+                                "eval_items": 200})
+    assert "60%" in text and "150 of 200" in text
+
+
+def test_a_warning_is_shown_once_per_search():
+    import io
+
+    from rich.console import Console
+
+    from autotune.progress import RichReporter
+
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, width=200))
+    for _ in range(3):
+        reporter.warn("eval_cost", "grading quality cost a lot")
+    reporter.warn("eval_budget", "too many items")
+    assert out.getvalue().count("grading quality cost a lot") == 1 and "too many items" in out.getvalue()

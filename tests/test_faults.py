@@ -178,7 +178,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
     deep = tmp_path / "deep.yaml"
     deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
     dup_knob = space("dup-knob", "{python: /bin/sh}")
-    dup_knob.write_text(dup_knob.read_text() + "knobs:\n  max_num_seqs: {choices: [4]}\n  max_num_seqs: {choices: [8]}\n")
+    dup_knob.write_text(dup_knob.read_text() + "knobs:\n  max_num_seqs: {choices: [4]}\n"
+                        "  max_num_seqs: {choices: [8]}\n")
     dup_top = space("dup-top", "{python: /bin/sh}")
     dup_top.write_text(dup_top.read_text() + "sla: {ttft_ms: 100}\nsla: {ttft_ms: 900}\n")
     dup_list = space("dup-list", "{python: /bin/sh}")
@@ -199,7 +200,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("infinite window", ["validate", str(wl_inf)], "duration_s"),
         ("template attribute the input lacks", ["validate", str(wl_attr)], "prompt.context"),
         ("YAML nested too deeply", ["validate", str(deep)], "nested too deeply"),
-        ("space repeats a knob", ["validate", str(dup_knob)], "knobs.max_num_seqs: duplicate key on line 5 (first on line 4)"),
+        ("space repeats a knob", ["validate", str(dup_knob)],
+         "knobs.max_num_seqs: duplicate key on line 5 (first on line 4)"),
         ("space repeats a top-level key", ["validate", str(dup_top)], "sla: duplicate key on line 4"),
         ("space repeats a key inside a list item", ["validate", str(dup_list)], "constraints.0.value: duplicate"),
         ("workload repeats a nested key", ["validate", str(wl_dupkey)], "capacity.start_rate: duplicate key"),

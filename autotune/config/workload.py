@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -126,10 +126,11 @@ class WorkloadConfig(Strict):
     # open-loop load find each trial's capacity at SLA (the highest task rate that holds it)
     load_protocol: Literal["fixed", "capacity"] = "fixed"
     capacity: Capacity = Field(default_factory=Capacity)
-    # quality is graded on one fixed evaluation set for every trial of a study (paired comparisons): all tasks,
-    # or this many chosen by `seed`. Items the measured loads did not cover are run once at `eval_concurrency`
-    # closed-loop users after the load (the completion pass)
-    eval_items: int | None = Field(None, ge=1, le=1_000_000)
+    # quality is graded on one fixed evaluation set for every trial of a study (paired comparisons): this many
+    # tasks chosen by `seed` (40 by default, all when the dataset is smaller), or `all`. Items the measured loads
+    # did not cover are run once at `eval_concurrency` closed-loop users after the load (the completion pass),
+    # so the set's size bounds what grading costs (autotune.measure.eval_budget)
+    eval_items: Annotated[int, Field(ge=1, le=1_000_000)] | Literal["all"] = 40
     eval_concurrency: int = Field(4, ge=1, le=10_000)
 
     def dataset_path(self, workload_file: str | Path) -> Path:
