@@ -33,8 +33,9 @@ def measured_before(study, key: str, number: int, space: SpaceConfig):
     return None
 
 
-# launch failures that are properties of the server config; a taken port, a health timeout on a busy host or a
-# crash may not recur, so they never make a config `known_failure`
+# launch failures that are properties of the server config; a taken port, a health timeout on a busy host, damaged
+# weights (`broken_model`: once repaired, they serve) or a crash may not recur, so they never make a config
+# `known_failure`
 PERMANENT_LAUNCH_FAILURES = ("oom", "unsupported", "bad_config")
 # failures that are properties of the config itself: proposing it again cannot succeed (transient ones can)
 PERMANENT_FAILURES = (*PERMANENT_LAUNCH_FAILURES, "known_failure")

@@ -10,6 +10,7 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 15   -> never becomes healthy (hangs)
   --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
   --max-num-seqs 12   -> every 4th request waits 30 s before answering (work left in flight at the drain)
+  --model DIR holding a file CORRUPT -> dies at start as vLLM does on damaged weights (SafetensorError)
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
 FAKE_ECHO_ENV (comma-separated), at start (the tuner's log pump must mask them), and with VLLM_API_KEY set it
 demands `Authorization: Bearer <key>` as vLLM does.
@@ -30,6 +31,7 @@ ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--host", default="127.0.0.1")
 ap.add_argument("--served-model-name", default="fake")
 ap.add_argument("--max-num-seqs", type=int, default=8)
+ap.add_argument("--model", default="")
 args, _unknown = ap.parse_known_args()
 
 ECHO = set(os.environ.get("FAKE_ECHO_ENV", "").split(","))
@@ -38,6 +40,9 @@ for name, value in sorted(os.environ.items()):
         print(f"environment: {name}={value}", flush=True)
 API_KEY = os.environ.get("VLLM_API_KEY")
 
+if args.model and os.path.exists(os.path.join(args.model, "CORRUPT")):
+    print("safetensors_rust.SafetensorError: Error while deserializing header: MetadataIncompleteBuffer", flush=True)
+    sys.exit(1)
 if args.max_num_seqs == 13:  # an error message that quotes a secret, as careless tools do
     print(f"ValueError: max_num_seqs 13 is not supported by this fake engine (hf {os.environ.get('HF_TOKEN')})",
           flush=True)

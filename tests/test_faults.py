@@ -372,6 +372,57 @@ def test_port_taken_before_the_engine_binds_is_retried_on_a_new_port(setup, monk
     assert "Address already in use" in log  # the first attempt met the race
 
 
+def test_damaged_weights_are_a_broken_input_never_a_known_failure(setup, tmp_path):
+    """Weights the engine cannot read (a damage the header check cannot see) fail the trial as `broken_model`;
+    once repaired, the same server part launches again: the damage was never a property of the config."""
+    opts = setup("{value: 4}", n_trials=1)
+    (tmp_path / "CORRUPT").write_text("")
+    run_search(opts, NullReporter())
+    (failed,) = _study(opts).trials
+    assert failed.user_attrs["fail_reason"] == "broken_model", failed.user_attrs
+    (tmp_path / "CORRUPT").unlink()  # repaired
+    opts.n_trials = 2
+    summary = run_search(opts, NullReporter())
+    assert summary.trials_complete == 1
+    assert [t.user_attrs.get("fail_reason") for t in _study(opts).trials] == ["broken_model", None]
+
+
+def _truncated_model(folder: Path) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "model.safetensors"
+    save_file({"w": np.zeros((64, 64), dtype=np.float32)}, str(weights))
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    return folder
+
+
+def test_a_truncated_model_is_named_before_any_launch(setup, tmp_path):
+    """`validate` and `search` name the damaged file in one line (exit 2); the engine refuses it in milliseconds
+    as `broken_model` if it is damaged after the search began, and launches nothing."""
+    from autotune.config.space import EngineConfig
+    from autotune.engines.process import EngineRegistry
+    from autotune.engines.vllm import VLLMEngine
+    from autotune.errors import EngineLaunchError
+    from autotune.knobs import ServerConfig
+
+    opts = setup("{value: 4}", n_trials=1)
+    _truncated_model(tmp_path)
+    for args in (["validate", str(opts.space_file)], ["search", "--space", str(opts.space_file), "--run-dir",
+                                                       str(opts.run_dir)]):
+        res = cli_invoke(args)
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+        assert "knobs.model" in res.stderr and "model.safetensors is truncated" in res.stderr, res.stderr
+    engine = VLLMEngine(EngineConfig(command=[sys.executable, str(HERE / "fake_engine.py")]),
+                        EngineRegistry(tmp_path / "engines"))
+    started = time.monotonic()
+    with pytest.raises(EngineLaunchError) as err:
+        engine.launch(ServerConfig(model=str(tmp_path)), tmp_path / "engine.log")
+    assert err.value.reason == "broken_model" and time.monotonic() - started < 1
+    assert not (tmp_path / "engine.log").exists()  # nothing was started
+
+
 def test_transient_launch_failures_are_not_remembered(setup):
     """A health timeout (a busy host) may not recur: the same server config is launched again, unlike OOM."""
     opts = setup("{value: 15}", n_trials=2, max_failures=5)

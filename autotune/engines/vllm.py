@@ -17,12 +17,18 @@ from autotune.engines.process import EngineRegistry, flush_log, group_stopped, s
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
 from autotune.knobs import ServerConfig
 from autotune.models import registry as models
+from autotune.models.integrity import model_dir_problem
 from autotune.secrets import expand
 
 # log patterns -> failure reason tags, checked in order on the log tail of a dead engine
 FAILURE_PATTERNS = [
     # a race with another process for the port: transient, retried on a new port
     ("port_in_use", re.compile(r"Address already in use|EADDRINUSE|\[Errno 98\]", re.I)),
+    # damaged weights: a broken input, not a property of the config (never remembered as known_failure)
+    ("broken_model", re.compile(r"SafetensorError|Error while deserializing header|MetadataIncompleteBuffer|"
+                                r"incomplete metadata|file not fully covered|HeaderTooLarge|invalid load key|"
+                                r"PytorchStreamReader failed|unexpected EOF while reading|GGUF.*(truncated|invalid)",
+                                re.I)),
     ("oom", re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|"
                        r"insufficient.*(kv|memory)|No available memory for the cache blocks|"
                        r"larger than the available KV cache memory", re.I)),
@@ -111,6 +117,18 @@ def reset_prefix_cache(url: str) -> bool:
         return False
 
 
+def check_weights(server: ServerConfig) -> None:
+    """A model (or draft) whose weight files are damaged fails here in milliseconds, as `broken_model`, before a
+    launch that would take seconds and be misread as the config's fault."""
+    paths = [models.resolve(server.model, server.quantization)[0]]
+    if server.spec_method == "draft_model" and server.draft_model:
+        paths.append(models.resolve(server.draft_model)[0])
+    for path in paths:
+        if why := model_dir_problem(Path(path)):
+            raise EngineLaunchError(f"model {path} is damaged: {why} (repair or re-prepare it; it is not a property "
+                                    "of this config)", "broken_model")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -154,6 +172,7 @@ class VLLMEngine:
                     raise
 
     def _launch_once(self, server: ServerConfig, log_path: Path) -> EngineHandle:
+        check_weights(server)
         port = free_port(self.config.host)
         argv = build_argv(server, self.config, port)
         overrides = build_env(server, self.config)

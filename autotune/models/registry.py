@@ -128,12 +128,21 @@ def resolve(value: str, quantization: str = "none") -> tuple[str, str | None]:
 
 
 def problem(value: str, quantization: str = "none") -> str | None:
-    """Why this model value cannot be served here, or None."""
+    """Why this model value cannot be served here, or None. A damaged weight file (truncated, overwritten) is named
+    here, before any launch: it is a broken input, not a property of a config."""
+    from autotune.models.integrity import model_dir_problem
+
     value = variant_of(value, quantization) or value
     if value in BUNDLED:
         if not is_prepared(value):
             return f"bundled model is not prepared (run `autotune models prepare {value}`)"
+        if why := model_dir_problem(prepared_dir(value)):
+            return f"the prepared model is damaged: {why} (rebuild it: `autotune models prepare {value} --force`)"
         return None
-    if looks_like_path(value) and not Path(value).expanduser().exists():
-        return "model path does not exist"
+    if looks_like_path(value):
+        path = Path(value).expanduser()
+        if not path.exists():
+            return "model path does not exist"
+        if why := model_dir_problem(path):
+            return f"the model is damaged: {why}"
     return None
