@@ -11,6 +11,7 @@ Behaviours for failure-as-data tests:
   --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
   --max-num-seqs 12   -> every 4th request waits 30 s before answering (work left in flight at the drain)
   --model DIR holding a file CORRUPT -> dies at start as vLLM does on damaged weights (SafetensorError)
+  FAKE_FAULT=silent   -> accepts every chat request and never answers it, while /metrics keeps answering
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
 FAKE_ECHO_ENV (comma-separated), at start (the tuner's log pump must mask them), and with VLLM_API_KEY set it
 demands `Authorization: Bearer <key>` as vLLM does.
@@ -122,6 +123,8 @@ class Handler(BaseHTTPRequestHandler):
         if "regex" in (body.get("structured_outputs") or {}):
             self._send(400, b'{"error": {"message": "regex structured outputs are not supported by the fake"}}')
             return
+        if os.environ.get("FAKE_FAULT") == "silent":
+            time.sleep(3600)
         COUNT["post"] += 1
         COUNT["running"] += 1
         try:

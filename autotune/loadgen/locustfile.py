@@ -108,7 +108,9 @@ class Run:
     open_requests: dict[int, dict] = {}  # id(record) -> the request record, until its response ends
     outstanding = 0  # HTTP requests waiting on the engine
     last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
-    server_tokens: float | None = None  # the server's generation counter at the last stall check
+    server_tokens: float | None = None  # the server's generation counter, read halfway through a quiet spell
+    baseline_for = 0.0  # the quiet spell (its last_progress) that counter belongs to
+    hung_ts: float | None = None  # when the stall was confirmed
     hung_s: float | None = None  # a confirmed stall (seconds without progress when it was confirmed)
     stopping = False  # the drain is over: no more cooldown load
     early_stop: str | None = None  # a capacity level's verdict reached before its window's end
@@ -224,19 +226,28 @@ def _offering(t: float) -> bool:
 
 def _stall_s() -> float | None:
     """Seconds without progress when requests are outstanding and that exceeds stall_timeout_s, else None.
-    Before declaring a stall, ask the server: if it generated tokens since the last look (for another load
-    process, or for requests queued ahead of ours), it is alive, and the clock restarts."""
+    The server may be busy for another load process, or with requests queued ahead of ours: its generation
+    counter is read once halfway through a quiet spell and again at the timeout, and only a counter that did not
+    move confirms the stall. Detection takes the setting plus one /metrics round trip, not twice the setting."""
     if Run.hung_s is not None:  # confirmed once: never ask the frozen server again
         return Run.hung_s
-    idle = time.time() - Run.last_progress
-    if Run.outstanding == 0 or idle <= CFG["stall_timeout_s"]:
+    now = time.time()
+    idle = now - Run.last_progress
+    if Run.outstanding == 0 or idle <= CFG["stall_timeout_s"] / 2:
         return None
-    tokens = server_tokens(Run.host, timeout_s=min(5.0, CFG["stall_timeout_s"]))
-    if tokens is not None and (Run.server_tokens is None or tokens > Run.server_tokens):
-        Run.server_tokens = tokens
-        Run.last_progress = time.time()
+    if Run.baseline_for != Run.last_progress:  # the first look in this quiet spell: the counter to compare with
+        Run.baseline_for = Run.last_progress
+        Run.server_tokens = server_tokens(Run.host, timeout_s=min(5.0, CFG["stall_timeout_s"] / 2))
+        return None
+    if idle <= CFG["stall_timeout_s"]:
+        return None
+    # a server that did not answer /metrics at the halfway look is not asked again (a frozen one never answers)
+    tokens = None if Run.server_tokens is None else server_tokens(Run.host, min(5.0, CFG["stall_timeout_s"]))
+    if tokens is not None and tokens > Run.server_tokens:
+        Run.last_progress = time.time()  # the server made progress since the baseline: alive, a new spell
         return None
     Run.hung_s = time.time() - Run.last_progress
+    Run.hung_ts = time.time()
     return Run.hung_s
 
 
@@ -348,7 +359,7 @@ def _controller(environment, out: Path) -> None:
         "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stall_s is not None,
     }
     if stall_s is not None:
-        summary["stall_s"] = stall_s
+        summary["stall_s"], summary["stall_confirmed_ts"] = stall_s, Run.hung_ts
     for name, rows in ((f"requests{Run.suffix}.jsonl", Run.records), (f"tasks{Run.suffix}.jsonl", Run.tasks)):
         with (out / name).open("a") as f:
             for rec in rows:
