@@ -5,7 +5,8 @@ Secrets reach this process three ways: the tuner's own environment, a space's `e
 seen is registered here when its config is loaded, and every sink passes its text through `scrub()`, so a value
 never leaves the process whatever path it took (an error message quoting the engine log, a tag, a table).
 Names are kept: a deployment bundle refers to a secret by its environment variable name. A value is secret by its
-name (HF_TOKEN) or by its shape (a Bearer credential, a URL's userinfo, a known key format: secret_shapes.py).
+name (HF_TOKEN) or by its shape (a Bearer credential, a URL's userinfo, a known key format): secret_detect.py
+holds both rules, this module the registry and the sinks' scrubbing.
 """
 
 from __future__ import annotations
@@ -19,28 +20,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from autotune.secret_shapes import secret_parts
+from autotune.secret_detect import is_secret_name, secret_parts
 
-# a name is secret-looking when one of its words (split on _ - . and case changes) is one of these, or ends in
-# PASSWORD/SECRET/APIKEY (PGPASSWORD): TOKENIZERS_PARALLELISM and max_num_batched_tokens are not secrets
-SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "PWD", "AUTH",
-                "AUTHORIZATION", "CREDENTIAL", "CREDENTIALS", "PRIVATE", "BEARER", "COOKIE", "SIGNATURE"}
-SECRET_SUFFIXES = ("PASSWORD", "PASSWD", "SECRET", "APIKEY", "TOKEN")
-WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 MASK = "***"
 REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 MIN_LEN = 4  # shorter "secrets" (a flag value like `1`) would mask unrelated text and protect nothing
-NOT_SECRET = {"PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "KRB5CCNAME"}  # match the words, hold paths
 NOT_SECRET_VALUES = {"true", "false", "none", "null", "yes", "no", "on", "off"}
 
 _known: set[str] = set()
-
-
-def is_secret_name(name: str) -> bool:
-    if name.upper().lstrip("-") in NOT_SECRET:
-        return False
-    words = [w.upper() for w in WORD.findall(name)]
-    return any(w in SECRET_WORDS or w.endswith(SECRET_SUFFIXES) for w in words)
 
 
 def register(values: Iterable[str | None]) -> None:

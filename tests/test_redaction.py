@@ -56,7 +56,7 @@ def test_log_records_and_their_tracebacks_are_scrubbed():
 
 
 def test_secrets_are_recognised_by_their_shape_under_any_name():
-    from autotune.secret_shapes import secret_parts
+    from autotune.secret_detect import secret_parts
     from tests.test_faults import SHAPED
 
     for name, (value, secret) in SHAPED.items():
@@ -66,7 +66,7 @@ def test_secrets_are_recognised_by_their_shape_under_any_name():
 
 
 def test_ordinary_values_are_not_secrets_by_shape():
-    from autotune.secret_shapes import secret_parts
+    from autotune.secret_detect import secret_parts
 
     ordinary = {"LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin", "HOSTPORT": "localhost:8000",
                 "MSG": "Basic configuration mode", "URL": "http://127.0.0.1:8000/v1", "RUN_ID": "trial-0003",

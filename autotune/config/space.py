@@ -14,7 +14,7 @@ from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
 from autotune.knobs import KNOBS, check_value
 from autotune.metrics import TRIAL_METRICS
-from autotune.secret_shapes import secret_parts
+from autotune.secret_detect import secret_parts
 from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register_value
 from autotune.task_metrics import TASK_METRICS
 

@@ -1,4 +1,5 @@
-"""Secrets recognised by their shape, whatever the variable that holds them is called.
+"""What is a secret: a value under a secret-looking name (HF_TOKEN), or a credential recognised by its shape,
+whatever the variable that holds it is called.
 
 A credential often sits under a name with no secret word in it: `OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer
 ..."`, `HTTPS_PROXY=http://user:pw@proxy`, `DATABASE_URL=postgresql://u:pw@db/x`. `secret_parts()` returns the
@@ -20,6 +21,13 @@ import re
 from functools import cache
 from urllib.parse import urlsplit
 
+# a name is secret-looking when one of its words (split on _ - . and case changes) is one of these, or ends in
+# PASSWORD/SECRET/APIKEY (PGPASSWORD): TOKENIZERS_PARALLELISM and max_num_batched_tokens are not secrets
+SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "PWD", "AUTH",
+                "AUTHORIZATION", "CREDENTIAL", "CREDENTIALS", "PRIVATE", "BEARER", "COOKIE", "SIGNATURE"}
+SECRET_SUFFIXES = ("PASSWORD", "PASSWD", "SECRET", "APIKEY", "TOKEN")
+WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
+NOT_SECRET = {"PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "KRB5CCNAME"}  # match the words, hold paths
 # an HTTP auth scheme followed by its credential (RFC 7235): the credential is the secret, the word is not
 AUTH_SCHEME = re.compile(r"\b(?:Bearer|Basic|Token|ApiKey)\s+([A-Za-z0-9\-._~+/=:]{8,})", re.I)
 # formats detect-secrets 1.5 predates: OpenAI project/service keys and Hugging Face user tokens
@@ -34,6 +42,13 @@ HEADER_NAME = re.compile(r"(HEADERS?|COOKIES?)$", re.I)
 HEADER_PAIR = re.compile(r"(?:^|[,;\n&])\s*([A-Za-z0-9_.\-]+)\s*[=:]\s*([^,;\n&]+)")
 ENTROPY_MIN_LEN = 16
 ENTROPY_BITS = 3.5  # bits per char: random base64/hex of 16+ chars is 3.6-5; words and ids are 2.5-3.3
+
+
+def is_secret_name(name: str) -> bool:
+    if name.upper().lstrip("-") in NOT_SECRET:
+        return False
+    words = [w.upper() for w in WORD.findall(name)]
+    return any(w in SECRET_WORDS or w.endswith(SECRET_SUFFIXES) for w in words)
 
 
 @cache
@@ -121,8 +136,6 @@ def header_like(name: str, value: str) -> bool:
 
 def header_secrets(value: str) -> list[str]:
     """In a header list: the value of a secret-named header, and any high-entropy header value."""
-    from autotune.secrets import is_secret_name  # the name rule lives there; it imports this module at load
-
     found: list[str] = []
     for key, raw in HEADER_PAIR.findall(value):
         val = raw.strip()
