@@ -116,7 +116,7 @@ def search(
 ) -> None:
     """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""
     from autotune.progress import RichReporter, print_front
-    from autotune.study import SearchOptions, run_search
+    from autotune.search.study import SearchOptions, run_search
 
     opts = SearchOptions(space_file=space, workload_file=workload, n_trials=n_trials, timeout_s=timeout, seed=seed,
                          study_name=study_name, storage=storage, run_dir=run_dir, mlflow_uri=mlflow_uri,
@@ -146,7 +146,7 @@ def validate(
     """Check config files without running anything."""
     from autotune.config import load_workload, load_yaml
     from autotune.config.space import load_space
-    from autotune.inputs import check_models
+    from autotune.search.inputs import check_models
 
     for f in files:
         data = load_yaml(f)
@@ -179,7 +179,7 @@ def export(
                                             min=0.05, max=1)] = 0.8,
 ) -> None:
     """Pick the recommended trial by policy; write a deployable bundle; tag its MLflow run `recommended`."""
-    from autotune.export import export_bundle
+    from autotune.ops.export import export_bundle
 
     st = load_study(study, storage or default_storage(run_dir), _storage_option(storage))
     bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla, headroom)
@@ -220,7 +220,7 @@ def nightly(
 ) -> None:
     """Resume, test the recommended config against its baseline in fresh interleaved windows, search on, re-export;
     exit 5 on a significant regression."""
-    from autotune.nightly import parse_forced, run_nightly
+    from autotune.ops.nightly import parse_forced, run_nightly
     from autotune.progress import RichReporter
     forced = parse_forced(force or [])
     with RichReporter(out) as reporter:
@@ -248,7 +248,7 @@ def report(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default reports/<study>).")] = None,
 ) -> None:
     """Write markdown + PNG tables of formats, constraints, architectures, repair and cache from finished studies."""
-    from autotune.report import write_report
+    from autotune.ops.report import write_report
 
     path = write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") / "+".join(study),
                         _storage_option(storage))

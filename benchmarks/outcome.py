@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.config.knobs import KNOBS, ClientConfig, ServerConfig, TrialConfig
 from autotune.config.space import SpaceConfig, load_space
-from autotune.knobs import KNOBS, ClientConfig, ServerConfig, TrialConfig
 from autotune.measure.regression import Window
 
 GOAL_RATIO = 3.0
@@ -117,7 +117,7 @@ def defaults_server(space: SpaceConfig, model: str | None = None, fallback: Serv
 
 def parse_client(text: str | None) -> dict[str, Any]:
     """`k=v,k=v` of client knobs, typed and checked against the knob registry."""
-    from autotune.nightly import parse_forced
+    from autotune.ops.nightly import parse_forced
 
     if not text:
         return {}
@@ -139,7 +139,7 @@ def from_study(name: str, run_dir: Path, storage: str | None, policy: str, min_q
                space: SpaceConfig | None) -> tuple[TrialConfig, str, Any]:
     """The config `autotune export --pick POLICY` would export from the study (export's candidates + pick)."""
     from autotune.errors import ConfigError
-    from autotune.export import candidates, pick
+    from autotune.ops.export import candidates, pick
     from autotune.stores import default_storage, load_study
 
     study = load_study(name, storage or default_storage(run_dir.resolve()), "--storage" if storage else "--run-dir")
@@ -177,7 +177,7 @@ def measure_outcome(sides: list[Side], inputs, out_dir: Path, windows: int = 2, 
     from autotune.engines.keeper import EngineKeeper
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
-    from autotune.nightly import measure_window
+    from autotune.ops.nightly import measure_window
     from autotune.secrets import redact, redact_argv
 
     engine = engine or VLLMEngine(inputs.space.engine, EngineRegistry(out_dir / "engines"))
@@ -219,7 +219,7 @@ def _mean(xs: list[float]) -> float:
 def side_summary(run: SideRun, usd_per_hour: float) -> dict[str, Any]:
     """One side over its measured windows; quality from each item's mean score over the windows."""
     from autotune.measure.compare import quality_interval
-    from autotune.metrics import usd_per_1k
+    from autotune.measure.request_metrics import usd_per_1k
 
     ok = [w for w in run.windows if w.ok]
 
@@ -435,9 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.windows < 1:
         ap.error("--windows must be >= 1")
 
-    from autotune.inputs import trial_inputs
     from autotune.models import registry as models
-    from autotune.study import SearchOptions, load_inputs
+    from autotune.search.inputs import trial_inputs
+    from autotune.search.study import SearchOptions, load_inputs
 
     space_file, wl_file = args.space, args.workload
     if args.study:

@@ -5,7 +5,7 @@
 
 Each replay runs the tuner's loop on an in-memory study: ask (in batches of the tuner's batch size), `suggest`,
 then "measure" by looking the config up in the table (`benchmarks/record_table.py`) and drawing ONE of its
-recorded repeats, so the noise a sampler sees is the engine's. Re-proposals follow autotune.repeats: not measured
+recorded repeats, so the noise a sampler sees is the engine's. Re-proposals follow autotune.search.repeats: not measured
 or counted, told the config's observed estimate; after REPEAT_STREAK in a row an unmeasured config is enqueued.
 After n counted trials a user keeps the Pareto front of what was OBSERVED (feasible only); we score it at the
 configs' TRUE values (repeat means), as hypervolume relative to the true front's (pymoo's HV, every objective
@@ -33,7 +33,6 @@ import optuna
 
 from autotune.config.space import SearchDefaults, SpaceConfig, load_space
 from autotune.objectives import constraint_names, evaluate
-from autotune.repeats import PERMANENT_FAILURES, REPEAT_STREAK, enqueue_unmeasured
 from autotune.samplers.optuna_sampler import (
     MAX_BATCH,
     SAMPLERS,
@@ -44,6 +43,7 @@ from autotune.samplers.optuna_sampler import (
     set_constraints,
     suggest,
 )
+from autotune.search.repeats import PERMANENT_FAILURES, REPEAT_STREAK, enqueue_unmeasured
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (0.05, 0.10, 0.15, 0.25)  # budgets reported, as shares of the grid's trials
@@ -157,14 +157,14 @@ class Replay:
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, metrics: dict[str, float], space: SpaceConfig) -> None:
-    ev = evaluate(metrics, space.objectives, space.constraints)  # as autotune.study._record
+    ev = evaluate(metrics, space.objectives, space.constraints)  # as autotune.search.study._record
     set_constraints(trial, constraint_names(space.constraints, metrics), ev.violations)
     study.tell(trial, ev.values)
 
 
 def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: int, batch: int,
            n_trials: int) -> Replay:
-    """One seeded study of `budget` counted trials, the tuner's loop (autotune.study.run_search) with the table
+    """One seeded study of `budget` counted trials, the tuner's loop (autotune.search.study.run_search) with the table
     standing in for the engine."""
     out = Replay(sampler, seed)
     started = time.perf_counter()
@@ -172,27 +172,27 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(directions=[o.direction for o in space.objectives],
                                     sampler=make_sampler(sampler, seed, n_trials, space))
-        observed: dict[Key, list[dict[str, float]]] = {}  # complete observations: "measured" for autotune.repeats
+        observed: dict[Key, list[dict[str, float]]] = {}  # complete observations ("measured": search/repeats.py)
         first: dict[Key, int] = {}
-        failed_for_good: set[Key] = set()  # configs that failed for their own reasons (autotune.repeats)
+        failed_for_good: set[Key] = set()  # failed for their own reasons (search/repeats.py)
         draws: Counter[Key] = Counter()
         streak = 0
         while len(out.log) < budget:
             asked = []
-            # the tuner's batch rule (autotune.study): all asked before any is told. The tuner then runs a batch
+            # the tuner's batch rule (autotune.search.study): all asked before any is told. The tuner then runs a batch
             # grouped by server part; with no engine here the order changes nothing the sampler sees
             for _ in range(min(ask_size(study.sampler, study, batch), MAX_BATCH, budget - len(out.log))):
                 asked.append(study.ask())
                 suggest(asked[-1], space)
             for trial in asked:
                 key = key_of(trial.params)
-                if key in observed:  # autotune.repeats.tell_repeat: the known estimate, not measured, not counted
+                if key in observed:  # repeats.tell_repeat: the known estimate, not measured, not counted
                     trial.set_user_attr("duplicate_of", first[key])
                     _tell(study, trial, mean_metrics(observed[key]), space)
                     out.re_proposals += 1
                     streak += 1
                     continue
-                if key in failed_for_good:  # autotune.repeats.tell_failed_repeat: FAIL again, not run, not counted
+                if key in failed_for_good:  # repeats.tell_failed_repeat: FAIL again, not run, not counted
                     trial.set_user_attr("duplicate_of", first[key])
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     out.re_proposals += 1

@@ -195,7 +195,7 @@ def window_stats(load_dir: Path) -> dict[str, float]:
     """One load window (a capacity level or a fixed-load window), from the stamped token arrivals of every call
     (warmup and drain calls included) inside [warmup end, measurement end]:
     - tokens_per_s: tokens that arrived inside the window / the window (the level row's `output_tokens_per_s`,
-      `autotune.metrics.tokens_in_window`, counts the same way);
+      `autotune.measure.request_metrics.tokens_in_window`, counts the same way);
     - batch: the mean number of sequences decoding in the window (each call from its first to its last token,
       clipped to the window); batch_gauge: vLLM's `num_requests_running` polled at ~1 Hz (prefill included);
     - context_tokens: mean prompt + half the completion of the calls decoding in the window."""

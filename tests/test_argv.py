@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from autotune.config.knobs import ServerConfig
 from autotune.config.space import EngineConfig
 from autotune.engines.vllm import build_argv, build_env
 from autotune.errors import EngineLaunchError
-from autotune.knobs import ServerConfig
 
 ENGINE = EngineConfig(python="/opt/engine/bin/python")
 

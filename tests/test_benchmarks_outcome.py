@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from autotune.config.knobs import ClientConfig, ServerConfig, TrialConfig
 from autotune.config.space import load_space
 from autotune.engines.vllm import build_argv, build_env
-from autotune.knobs import ClientConfig, ServerConfig, TrialConfig
 from tests.conftest import REPO, load_benchmark
 from tests.test_study import EXTRACTION_WORKLOAD, write_items
 
@@ -94,8 +94,8 @@ def fake_space(tmp_path, write):
 
 
 def test_the_outcome_core_measures_both_sides_and_their_ratios(fake_space, tmp_path):
-    from autotune.inputs import trial_inputs
-    from autotune.study import SearchOptions, load_inputs
+    from autotune.search.inputs import trial_inputs
+    from autotune.search.study import SearchOptions, load_inputs
 
     space, workload, wl_file = load_inputs(SearchOptions(space_file=fake_space))
     inputs = trial_inputs(space, workload, wl_file)

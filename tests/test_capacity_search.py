@@ -8,7 +8,7 @@ import math
 
 import psutil
 
-from autotune.study import run_search
+from autotune.search.study import run_search
 from tests.test_study import NullReporter, _mlflow_runs, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 

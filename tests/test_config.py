@@ -97,7 +97,7 @@ def test_missing_file():
 
 
 def test_model_path_that_does_not_exist(write):
-    from autotune.inputs import check_models
+    from autotune.search.inputs import check_models
 
     path = write("space.yaml", "name: t\n" + ENGINE + "knobs:\n  model: {choices: [./no/such/model]}\n")
     space = load_space(path)
@@ -140,7 +140,7 @@ def test_bring_your_own_scorer(write, tmp_path):
     (tmp_path / "myscore.py").write_text("def score(answer, reference):\n    return float(answer.get('a') == "
                                          "reference['a'])\n")
     wl = write("wl.yaml", WL + "scorer: myscore:score\n")
-    from autotune.workloads.scorers import resolve_scorer, safe_score
+    from autotune.config.scorers import resolve_scorer, safe_score
 
     fn = resolve_scorer(load_workload(wl).scorer, tmp_path)
     assert safe_score(fn, {"a": "1"}, {"a": "1"}) == 1.0 and safe_score(fn, {}, {"a": "1"}) == 0.0
@@ -171,8 +171,8 @@ def test_enqueued_configs_must_fit_the_space(write):
 
 
 def test_gpu_space_builds_cuda_argv():
+    from autotune.config.knobs import split_values
     from autotune.engines.vllm import build_argv
-    from autotune.knobs import split_values
 
     space = load_space(REPO / "search_spaces/gpu-llama8b.yaml", check_paths=False)
     cfg = split_values({"model": "meta-llama/Llama-3.1-8B-Instruct", "quantization": "fp8", "max_num_seqs": 64,

@@ -14,7 +14,7 @@ import pytest
 
 from autotune.engines.process import group_alive
 from autotune.models.registry import is_prepared
-from autotune.study import SearchOptions, run_search
+from autotune.search.study import SearchOptions, run_search
 from tests.conftest import REPO
 from tests.test_study import NullReporter
 
@@ -140,7 +140,7 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
     import httpx
     import optuna
 
-    from autotune.export import export_bundle
+    from autotune.ops.export import export_bundle
 
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
     bundle, chosen, _ = export_bundle(study, "knee", tmp_path / "exports")
@@ -235,7 +235,7 @@ def test_real_engine_capacity_search_brackets_and_sizes_the_export(tmp_path: Pat
 
     import optuna
 
-    from autotune.export import export_bundle
+    from autotune.ops.export import export_bundle
 
     assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
     space = _one_trial_space(write, "cap", workload="""\

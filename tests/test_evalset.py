@@ -7,7 +7,7 @@ import json
 
 from autotune.measure.compare import paired_quality
 from autotune.measure.evalset import ItemScores, completion_config, eval_ids
-from autotune.study import run_search
+from autotune.search.study import run_search
 from tests.test_study import NullReporter, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from autotune.config.space import SpaceConfig
-from autotune.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
-from autotune.study import run_search
+from autotune.ops.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
+from autotune.search.study import run_search
 from tests.conftest import cli_invoke
 from tests.test_study import NullReporter, _mlflow_runs, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
@@ -119,10 +119,10 @@ def test_cli_export_tags_the_mlflow_run(setup, tmp_path):
 def test_helm_values_deploy_what_was_measured(device):
     """The image follows the engine's device, the model is the path or id vLLM loaded, the engine env is carried
     (secrets by name), and no flag is given twice (dtype and max-model-len live in vllmConfig only)."""
+    from autotune.config.knobs import ClientConfig, ServerConfig, TrialConfig
     from autotune.config.space import EngineConfig
     from autotune.engines.vllm import build_argv
-    from autotune.export import deploy_env, helm_values
-    from autotune.knobs import ClientConfig, ServerConfig, TrialConfig
+    from autotune.ops.export import deploy_env, helm_values
 
     engine = EngineConfig(device=device, python="/usr/bin/python3", env={"HF_TOKEN": "${HF_TOKEN}", "A": "1"})
     server = ServerConfig(model="/models/m", dtype="float32", max_model_len=1024, max_num_seqs=8,

@@ -13,7 +13,7 @@ import psutil
 
 from autotune.engines.process import group_alive, start_group, terminate_group
 from autotune.loadgen.runner import merge_summaries
-from autotune.study import run_search
+from autotune.search.study import run_search
 from tests import test_study
 from tests.test_study import NullReporter, _mlflow_runs, _study
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.study import SearchOptions, run_search
+from autotune.search.study import SearchOptions, run_search
 from tests.conftest import cli_invoke
 from tests.test_study import HERE, NullReporter, _mlflow_runs, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)
@@ -281,7 +281,7 @@ def test_unexpected_error_in_a_trial_fails_trial_run_and_parent(setup, monkeypat
     def broken(*a, **k):
         raise RuntimeError("deliberate bug in the measurement")
 
-    monkeypatch.setattr("autotune.screening.run_trial", broken)
+    monkeypatch.setattr("autotune.search.screening.run_trial", broken)
     with pytest.raises(RuntimeError):
         run_search(opts, NullReporter())
     trial = _study(opts).trials[0]
@@ -401,11 +401,11 @@ def _truncated_model(folder: Path) -> Path:
 def test_a_truncated_model_is_named_before_any_launch(setup, tmp_path):
     """`validate` and `search` name the damaged file in one line (exit 2); the engine refuses it in milliseconds
     as `broken_model` if it is damaged after the search began, and launches nothing."""
+    from autotune.config.knobs import ServerConfig
     from autotune.config.space import EngineConfig
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
     from autotune.errors import EngineLaunchError
-    from autotune.knobs import ServerConfig
 
     opts = setup("{value: 4}", n_trials=1)
     _truncated_model(tmp_path)
@@ -513,7 +513,7 @@ def test_a_damaged_bundle_is_one_line_for_nightly(setup, tmp_path):
 def test_interrupt_between_batched_trials_leaves_none_running(setup, monkeypatch):
     """Ctrl-C while the front is updated between two trials of a batch: the asked, unstarted ones are
     interrupted (re-enqueued), none stays RUNNING."""
-    import autotune.study as study_mod
+    import autotune.search.study as study_mod
 
     opts = setup("{choices: [2, 4]}", n_trials=3)
     opts.space_file.write_text(opts.space_file.read_text().replace("batch: 1}", "batch: 3}"))

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from autotune.config.knobs import split_values
 from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.errors import ConfigError, TrialRejected
 from autotune.fmware import formats as F
 from autotune.fmware.app import AppConfig, request
 from autotune.fmware.runner import run_task
-from autotune.knobs import split_values
 from autotune.loadgen.runner import app_config
 
 LABELS = ("positive", "negative", "n/a (mixed)")
@@ -126,7 +126,7 @@ def test_choice_for_several_fields_is_an_unsupported_trial_before_any_request(tm
     config = split_values({"constrained": "choice", "output_format": "minimal"})
     inputs = SimpleNamespace(workload=workload, examples=[])
     with pytest.raises(TrialRejected, match="constrained=choice needs") as exc:
-        from autotune.trial import run_trial
+        from autotune.search.trial import run_trial
         run_trial(config, inputs, keeper=None, trial_dir=tmp_path / "t", phase=lambda _: None)  # no engine touched
     assert exc.value.reason == "unsupported"
 

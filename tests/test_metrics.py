@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from autotune.metrics import itls_s, meets_sla, percentiles, summarize, tpot_s, usd_per_1k
+from autotune.measure.request_metrics import itls_s, meets_sla, percentiles, summarize, tpot_s, usd_per_1k
 
 
 def rec(ttft, e2e, tokens, token_ts=None, ok=True, phase="measure", prompt=10):
@@ -67,7 +67,7 @@ def test_cost_per_1k():
 
 
 def test_itl_is_per_token_when_chunks_carry_several():
-    from autotune.metrics import itls_s
+    from autotune.measure.request_metrics import itls_s
 
     spec = {"token_ts": [0.10, 0.16, 0.25], "token_counts": [1, 4, 5]}  # 3 tokens in 60 ms, then 1 in 90 ms
     assert itls_s(spec) == pytest.approx([0.02, 0.02, 0.02, 0.09])
@@ -95,7 +95,7 @@ def test_probe_summaries():
 
 
 def test_tokens_in_window_counts_only_tokens_that_streamed_in_during_it():
-    from autotune.metrics import tokens_in_window
+    from autotune.measure.request_metrics import tokens_in_window
 
     recs = [{"send_ts": 100.0, "token_ts": [0.5, 1.0, 3.0], "token_counts": [1, 3, 4]},  # 4 tokens at 100.5-103
             {"send_ts": 101.5, "token_ts": [0.2, 2.0], "token_counts": [2, 5]},  # 2 at 101.7, 3 at 103.5

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from autotune.nightly import parse_forced
-from autotune.study import run_search
+from autotune.ops.nightly import parse_forced
+from autotune.search.study import run_search
 from tests.conftest import cli_invoke
 from tests.test_study import NullReporter, _study
 from tests.test_study import setup as setup  # noqa: F401 (the fixture)

@@ -10,9 +10,9 @@ import optuna
 import pytest
 
 from autotune.config.space import Constraint, Objective
-from autotune.export import candidates
-from autotune.front import front_rows
-from autotune.points import config_points
+from autotune.ops.export import candidates
+from autotune.search.config_points import config_points
+from autotune.search.front import front_rows
 
 
 class Space:
@@ -75,10 +75,10 @@ def test_identical_trials_merge_and_failed_confirmations_are_not_recommended():
 
 
 def test_a_trial_from_before_config_keys_merges_with_a_new_trial_of_its_config():
+    from autotune.config.knobs import split_values
     from autotune.config.space import load_space
-    from autotune.knobs import split_values
-    from autotune.points import config_key, trial_key
     from autotune.samplers.optuna_sampler import suggest
+    from autotune.search.config_points import config_key, trial_key
 
     space = load_space("search_spaces/quickstart.yaml", check_paths=False)
     old = optuna.create_study(directions=["minimize"] * 3)
@@ -93,9 +93,9 @@ def test_a_trial_from_before_config_keys_merges_with_a_new_trial_of_its_config()
 def test_a_changed_pick_is_distinguishable_only_by_a_tested_difference(monkeypatch):
     """nightly re-exports a new pick only when the front's Holm-tested differences tell it from the incumbent;
     with the noise unknown (no config measured twice) a point estimate alone never replaces it."""
-    from autotune import nightly
+    from autotune.ops import nightly
 
-    monkeypatch.setattr("autotune.front.study_workload", lambda study: None)
+    monkeypatch.setattr("autotune.search.front.study_workload", lambda study: None)
     study = _study()
     items = {f"i{i}": 1.0 for i in range(10)}
     _trial(study, "A", 1000.0, 4.0, items, 0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from autotune.report import FORMAT_COLS, NONE, _n_tasks, _table
-from autotune.study import run_search
+from autotune.ops.report import FORMAT_COLS, NONE, _n_tasks, _table
+from autotune.search.study import run_search
 from autotune.tracking.study_figures import hypervolume_curve, hypervolume_png
 from tests.conftest import cli_invoke
 from tests.test_study import NullReporter

@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from autotune.config.knobs import ClientConfig, split_values
 from autotune.config.space import SpaceConfig
-from autotune.knobs import ClientConfig, split_values
 from autotune.samplers.optuna_sampler import make_sampler, suggest
 
 SPACE = SpaceConfig.model_validate({

@@ -16,7 +16,7 @@ import optuna
 import psutil
 import pytest
 
-from autotune.study import SearchOptions, run_search
+from autotune.search.study import SearchOptions, run_search
 
 HERE = Path(__file__).parent
 
@@ -195,7 +195,7 @@ def test_poisson_arrivals_and_journal_storage(setup, tmp_path):
     opts.storage = f"journal:///{tmp_path / 'journal.log'}"
     summary = run_search(opts, NullReporter())
     assert summary.trials_complete == 1
-    from autotune.study import open_storage
+    from autotune.search.study import open_storage
 
     study = optuna.load_study(study_name="s", storage=open_storage(opts.storage))
     m = study.trials[0].user_attrs["metrics"]
@@ -315,13 +315,13 @@ def test_multi_fidelity_screens_out_hopeless_configs(setup):
     assert (opts.run_dir / "s" / "trial-0001" / "screen").is_dir()
     assert not (opts.run_dir / "s" / "trial-0001" / "tasks.jsonl").exists(), "no full window for trial 1"
     assert t1.state == optuna.trial.TrialState.PRUNED and t1.values is None, "the sampler never sees short values"
-    from autotune.export import export_bundle
+    from autotune.ops.export import export_bundle
 
     # `max p95_task_ms` would pick the slow, screened trial if it were a candidate (its files are under screen/)
     bundle, chosen, _ = export_bundle(_study(opts), "max p95_task_ms", opts.run_dir / "exports")
     assert chosen.number == 0 and json.loads((bundle / "bundle.json").read_text())["trial"] == 0
     from autotune.config.space import load_space
-    from autotune.confirm import screening_summary
+    from autotune.search.confirm import screening_summary
 
     screen = screening_summary(_study(opts), load_space(opts.space_file, check_paths=False))
     assert screen["screened_out"] == 1 and screen["audited"] == 1 and screen["would_reach_front"] == []
@@ -330,7 +330,7 @@ def test_multi_fidelity_screens_out_hopeless_configs(setup):
 
 def test_screening_margin_is_calibrated_from_screen_and_full_pairs():
     from autotune.config.space import Objective
-    from autotune.screening import MIN_PAIRS, margins
+    from autotune.search.screening import MIN_PAIRS, margins
 
     class Space:
         objectives = [Objective(metric="p95_task_ms", direction="minimize")]
@@ -367,8 +367,8 @@ def test_a_re_proposed_config_is_told_not_measured_and_a_covered_space_stops(set
 
 def test_confirm_remeasures_the_front_on_fresh_engines_without_the_selecting_window(setup):
     from autotune.config.space import load_space
-    from autotune.confirm import survival_summary
-    from autotune.front import front_rows
+    from autotune.search.confirm import survival_summary
+    from autotune.search.front import front_rows
 
     opts = setup("{choices: [2, 4]}", n_trials=2)
     opts.confirm = 2

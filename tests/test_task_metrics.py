@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from autotune.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
+from autotune.measure.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
 
 
 def span(node, start, end, kind="fm", tin=10, tout=5):

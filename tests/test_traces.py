@@ -160,7 +160,7 @@ def test_a_trace_failure_is_recorded_not_raised(store, tmp_path):
 
 
 def test_study_logs_traces_for_every_trial(setup):  # noqa: F811
-    from autotune.study import run_search
+    from autotune.search.study import run_search
 
     opts = setup("{choices: [2, 4]}", n_trials=2)
     assert run_search(opts, NullReporter()).trials_complete == 2

@@ -33,7 +33,7 @@ def _keep(path: Path) -> None:
 
 
 def test_runs_table_and_traces_tab_in_mlflow_ui(setup, tmp_path):  # noqa: F811
-    from autotune.study import run_search
+    from autotune.search.study import run_search
     from autotune.tracking.mlflow_tracker import latest_study_url
     from autotune.tracking.views import runs_table_url
 

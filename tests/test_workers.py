@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.front import front_rows
+from autotune.search.front import front_rows
 from tests.postgres import Postgres
 from tests.test_study import HERE
 

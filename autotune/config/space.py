@@ -10,13 +10,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autotune.config.knobs import KNOBS, check_value
 from autotune.config.loader import load_yaml, parse_model
 from autotune.errors import ConfigError
-from autotune.knobs import KNOBS, check_value
-from autotune.metrics import TRIAL_METRICS
+from autotune.measure.request_metrics import TRIAL_METRICS
+from autotune.measure.task_metrics import TASK_METRICS
 from autotune.secret_detect import secret_parts
 from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register_value
-from autotune.task_metrics import TASK_METRICS
 
 KNOWN_METRICS = {**TRIAL_METRICS, **TASK_METRICS}
 

@@ -175,7 +175,7 @@ def load_workload(path: str | Path, host_checks: bool = True) -> WorkloadConfig:
             raise ConfigError(str(path), "api_key", f"refers to ${{{ref}}}, which is not set in this environment",
                               show_value=False)
         register([api_key if ref is None else os.environ.get(ref)])
-    from autotune.workloads.scorers import resolve_scorer
+    from autotune.config.scorers import resolve_scorer
 
     resolve_scorer(wl.scorer, Path(path).parent, str(path))
     return wl

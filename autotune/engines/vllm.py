@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from autotune.config.knobs import ServerConfig
 from autotune.config.space import EngineConfig
 from autotune.engines.base import EngineHandle
 from autotune.engines.process import EngineRegistry, flush_log, group_stopped, start_group, terminate_group
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
-from autotune.knobs import ServerConfig
 from autotune.models import registry as models
 from autotune.models.integrity import model_dir_problem
 from autotune.secrets import expand

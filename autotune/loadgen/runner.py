@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autotune.config.knobs import ClientConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
-from autotune.knobs import ClientConfig
 from autotune.secrets import carries_secret
 from autotune.workloads.dataset import read_jsonl
 

@@ -18,7 +18,7 @@ from autotune.loadgen.standby import StandbyPool
 from autotune.measure.attainment import Verdict, judge, task_meets
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.measure.evalset import ItemScores
-from autotune.metrics import percentiles, tokens_in_window, tpot_s
+from autotune.measure.request_metrics import percentiles, tokens_in_window, tpot_s
 
 
 @dataclass

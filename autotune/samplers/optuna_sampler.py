@@ -8,8 +8,8 @@ from typing import Any
 
 import optuna
 
+from autotune.config.knobs import KNOBS
 from autotune.config.space import SpaceConfig
-from autotune.knobs import KNOBS
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "pymoo-nsga2", "pymoo-nsga3", "pymoo-moead")
 

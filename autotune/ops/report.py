@@ -102,7 +102,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     from collections import Counter
 
     from autotune.config.space import load_space
-    from autotune.front import front_rows
+    from autotune.search.front import front_rows
     from autotune.tracking.plots import pareto_html, pareto_png
     from autotune.tracking.study_figures import (
         HV_REFERENCE,
@@ -161,9 +161,9 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
                    knobs: list[str]) -> list[str]:
     """The front, one row per config with 95% intervals and its "equivalent within noise" class, the tested
     differences between its members, and how much of it survived confirmation."""
-    from autotune.confirm import screening_summary, survival_summary
-    from autotune.front import study_workload
-    from autotune.points import ALPHA, config_points, judge_front, resolution, study_noise
+    from autotune.search.config_points import ALPHA, config_points, judge_front, resolution, study_noise
+    from autotune.search.confirm import screening_summary, survival_summary
+    from autotune.search.front import study_workload
 
     objectives = [o.metric for o in space.objectives]
     cols = objectives + [c for c in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load", "quality")

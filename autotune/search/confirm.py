@@ -2,8 +2,8 @@
 
 The front members (configs) at the end of the search get K more windows each. Every round starts by stopping
 the engine, so each round's windows run on engines launched for that round: launch-to-launch variance is part
-of what the repeats see. The windows merge into their config's point (autotune.points); a confirmed config is
-then estimated from its confirmation windows only, because the search window that put it on the front was
+of what the repeats see. The windows merge into their config's point (search/config_points.py); a confirmed
+config is then estimated from its confirmation windows only, because the search window that put it on the front was
 selected for being good. The front as it stood before confirmation is recorded (`confirm_front`), so the report
 can say how much of it survived. A failed confirmation window is kept as such and counted, never dropped.
 """
@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 import optuna
 
+from autotune.config.knobs import TrialConfig
 from autotune.config.space import SpaceConfig
-from autotune.knobs import TrialConfig
-from autotune.points import config_points, window_of
+from autotune.search.config_points import config_points, window_of
 
 
 def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter, k: int) -> None:
     """K rounds over the front recorded before the first confirmation and today's front (a resumed study's new
     members too); resumable: a config's done rounds are skipped."""
     from autotune.errors import TrialError
-    from autotune.front import front_rows
-    from autotune.trial import run_trial
+    from autotune.search.front import front_rows
+    from autotune.search.trial import run_trial
 
     current = [r["config_key"] for r in front_rows(study, space)[1]]
     before = study.user_attrs.get("confirm_front")
@@ -68,7 +68,7 @@ def audit_screening(study, space: SpaceConfig, inputs, keeper, study_dir: Path, 
     """With screening and `--confirm`: measure every screened-out config once at full fidelity, so the report can
     say what screening lost (how many would have reached the front) next to what it saved. Resumable."""
     from autotune.errors import TrialError
-    from autotune.trial import run_trial
+    from autotune.search.trial import run_trial
 
     screened = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
                 if t.user_attrs.get("fidelity") == "screen" and t.user_attrs.get("duplicate_of") is None]
@@ -90,9 +90,9 @@ def audit_screening(study, space: SpaceConfig, inputs, keeper, study_dir: Path, 
 def screening_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
     """What screening saved (full windows skipped, in estimated seconds) and lost (screened-out configs whose
     audited full window would have been on the front); None when nothing was screened out."""
-    from autotune.front import front_rows
     from autotune.objectives import evaluate
     from autotune.pareto import front_indices
+    from autotune.search.front import front_rows
 
     screened = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
                 if t.user_attrs.get("fidelity") == "screen" and t.user_attrs.get("duplicate_of") is None]
@@ -122,7 +122,7 @@ def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
     """How much of the pre-confirmation front is still on the front of the confirmed estimates; None when the
     study was not confirmed."""
     from autotune.measure.compare import survival
-    from autotune.points import resolution, study_noise
+    from autotune.search.config_points import resolution, study_noise
 
     before = study.user_attrs.get("confirm_front")
     if not before:

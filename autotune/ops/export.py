@@ -22,10 +22,10 @@ import optuna
 import yaml
 
 from autotune import __version__
+from autotune.config.knobs import TrialConfig
 from autotune.config.space import KNOWN_METRICS, SpaceConfig, load_space
 from autotune.config.workload import load_workload
 from autotune.errors import ConfigError
-from autotune.knobs import TrialConfig
 from autotune.pareto import front_indices
 from autotune.secrets import carries_secret, reference, scrub_obj
 
@@ -49,7 +49,7 @@ def candidates(study: optuna.Study, space: SpaceConfig | None = None) -> list[Ca
     trial or a re-proposal never). Each carries its config's merged estimate (the confirmation windows once
     confirmed) under its first trial's number."""
     from autotune.objectives import evaluate
-    from autotune.points import config_points
+    from autotune.search.config_points import config_points
 
     if space is None:
         if "space_file" not in study.user_attrs:  # a study from before recorded spaces: its trials as they are
@@ -315,8 +315,8 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
 def window_cis(study, space: SpaceConfig, chosen: Candidate) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, low, high): window objectives from the study's pooled window-to-window noise (NaN bounds
     when no config was measured twice), quality from a bootstrap over the evaluation items."""
-    from autotune.front import study_workload
-    from autotune.points import config_points, intervals, resolution, study_noise
+    from autotune.search.config_points import config_points, intervals, resolution, study_noise
+    from autotune.search.front import study_workload
 
     points = config_points(study, space)
     cp = next((p for p in points if p.key == chosen.user_attrs.get("config_key")), None)

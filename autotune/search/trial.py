@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.config.knobs import TrialConfig
+from autotune.config.scorers import Scorer, safe_score
 from autotune.config.space import SpaceConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.engines import prometheus
@@ -17,15 +19,13 @@ from autotune.engines.keeper import EngineKeeper
 from autotune.engines.vllm import reset_prefix_cache
 from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
-from autotune.knobs import TrialConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
 from autotune.loadgen.standby import StandbyPool
 from autotune.measure.evalset import ItemScores, completion_config
 from autotune.measure.levels import run_levels
-from autotune.metrics import summarize, usd_per_1k
+from autotune.measure.request_metrics import summarize, usd_per_1k
+from autotune.measure.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
 from autotune.secrets import expand, redact_argv
-from autotune.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
-from autotune.workloads.scorers import Scorer, safe_score
 
 Phase = Callable[[str], None]
 

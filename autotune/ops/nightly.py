@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.config.knobs import KNOBS, TrialConfig, check_value
 from autotune.config.space import load_space
 from autotune.config.workload import load_workload
 from autotune.errors import ConfigError, TrialError
-from autotune.knobs import KNOBS, TrialConfig, check_value
 from autotune.measure.regression import Comparison, Gate, Window, compare_arms, gates, power_warning
 from autotune.secrets import scrub, scrub_obj
 
@@ -112,10 +112,10 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     from autotune.engines.keeper import EngineKeeper
     from autotune.engines.process import EngineRegistry
     from autotune.engines.vllm import VLLMEngine
-    from autotune.export import candidates, export_bundle, pick
-    from autotune.inputs import trial_inputs
+    from autotune.ops.export import candidates, export_bundle, pick
+    from autotune.search.inputs import trial_inputs
+    from autotune.search.study import SearchOptions, run_search
     from autotune.stores import load_study, probe_dir
-    from autotune.study import SearchOptions, run_search
 
     study = load_study(study_name, storage, storage_option)
     for folder, option in ((reports / study_name, "--reports"), (exports, "--exports")):
@@ -164,7 +164,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
         keeper.close()
     verdict = compare_arms(windows["baseline"], windows["current"], window_gates, alpha, quality_tolerance)
 
-    from autotune.study import finished_trials
+    from autotune.search.study import finished_trials
 
     done = finished_trials(study)  # measured trials: re-proposals of a measured config do not count toward n_trials
     if new_trials > 0:
@@ -195,8 +195,8 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
 def distinguishable(study, space, a: int, b: int) -> bool:
     """Whether the configs of trials a and b differ on some objective by the front's Holm-tested differences;
     False when the noise is unknown: a new pick by point estimate alone does not replace a recommendation."""
-    from autotune.front import study_workload
-    from autotune.points import config_points, judge_front, resolution, study_noise
+    from autotune.search.config_points import config_points, judge_front, resolution, study_noise
+    from autotune.search.front import study_workload
 
     points = config_points(study, space)
     pair = [next((cp for cp in points if n in [t.number for t in cp.trials]), None) for n in (a, b)]
@@ -218,7 +218,7 @@ def apply_forced(config: TrialConfig, forced: dict[str, Any]) -> TrialConfig:
 
 def measure_window(config: TrialConfig, inputs, keeper, trial_dir: Path, label: str, reporter=None) -> Window:
     """One run of one arm; a TrialError is a failed window (with its reason), not an exception."""
-    from autotune.trial import run_trial
+    from autotune.search.trial import run_trial
 
     def phase(name: str) -> None:
         if reporter is not None:

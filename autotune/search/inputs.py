@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autotune.config.knobs import ServerConfig
+from autotune.config.scorers import resolve_scorer
 from autotune.config.space import SpaceConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.errors import ConfigError
-from autotune.knobs import ServerConfig
 from autotune.measure.evalset import eval_ids
 from autotune.models import registry as models
-from autotune.trial import TrialInputs
+from autotune.search.trial import TrialInputs
 from autotune.workloads.dataset import few_shot_examples, read_dataset, render_tasks
-from autotune.workloads.scorers import resolve_scorer
 
 
 def check_models(space: SpaceConfig, file: str) -> None:

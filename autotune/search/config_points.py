@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import optuna
 
+from autotune.config.knobs import TrialConfig
 from autotune.config.space import SpaceConfig
-from autotune.knobs import TrialConfig
 from autotune.measure.compare import (
     QUALITY,
     Noise,
@@ -47,7 +47,7 @@ def trial_key(t, space: SpaceConfig | None = None) -> str:
     if t.user_attrs.get("config_key"):
         return t.user_attrs["config_key"]
     if space is not None:
-        from autotune.knobs import split_values
+        from autotune.config.knobs import split_values
         from autotune.samplers.optuna_sampler import suggest
 
         try:

@@ -35,7 +35,7 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
     each window objective's interval (`<metric>_low`/`_high`, from the study's pooled window noise) and the
     front members' "equivalent within noise" class (`class`, Holm-tested differences)."""
     from autotune.objectives import evaluate
-    from autotune.points import config_points, intervals, judge_front, resolution, study_noise
+    from autotune.search.config_points import config_points, intervals, judge_front, resolution, study_noise
 
     points = config_points(study, space)
     rows, kept = [], []

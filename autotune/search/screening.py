@@ -19,9 +19,9 @@ import optuna
 from scipy import stats
 
 from autotune.engines.keeper import EngineKeeper
-from autotune.front import could_reach_front
 from autotune.objectives import evaluate
-from autotune.trial import TrialInputs, run_trial
+from autotune.search.front import could_reach_front
+from autotune.search.trial import TrialInputs, run_trial
 
 MIN_PAIRS = 3
 

@@ -3,18 +3,18 @@
 Samplers (TPE above all, on small categorical spaces) propose a measured config again. Such a trial is told the
 config's current estimate without a measurement, marked `duplicate_of`, and does not count toward n_trials;
 after REPEAT_STREAK in a row the search draws an unmeasured config at random instead. Deliberate repeats are
-`--confirm` windows, which merge into the same point (autotune.points).
+`--confirm` windows, which merge into the same point (autotune.search.config_points).
 """
 
 from __future__ import annotations
 
 import optuna
 
+from autotune.config.knobs import ServerConfig, split_values
 from autotune.config.space import SpaceConfig
-from autotune.knobs import ServerConfig, split_values
 from autotune.objectives import constraint_names, evaluate
-from autotune.points import config_key, config_points, trial_key
 from autotune.samplers.optuna_sampler import set_constraints, suggest
+from autotune.search.config_points import config_key, config_points, trial_key
 
 
 def repeat_proposals(study) -> int:

@@ -25,19 +25,20 @@ import optuna
 import psutil
 
 from autotune import __version__
+from autotune.config.knobs import ServerConfig, split_values
 from autotune.config.space import STUDY_NAME, SpaceConfig, load_space, workload_path
 from autotune.config.workload import WorkloadConfig, load_workload
 from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry
 from autotune.engines.vllm import VLLMEngine
 from autotune.errors import ConfigError, EngineLaunchError, TrackingError, TrialError, TrialRejected
-from autotune.front import front_rows, update_front
-from autotune.inputs import check_models, trial_inputs
-from autotune.knobs import ServerConfig, split_values
 from autotune.measure.eval_budget import costly_pass_warning, over_budget_warning
 from autotune.objectives import constraint_names, evaluate, knob_metrics
-from autotune.points import config_key
-from autotune.repeats import (
+from autotune.samplers.optuna_sampler import MAX_BATCH, ask_size, grid_size, make_sampler, set_constraints, suggest
+from autotune.search.config_points import config_key
+from autotune.search.front import front_rows, update_front
+from autotune.search.inputs import check_models, trial_inputs
+from autotune.search.repeats import (
     REPEAT_STREAK,
     enqueue_unmeasured,
     failed_before,
@@ -47,8 +48,8 @@ from autotune.repeats import (
     tell_failed_repeat,
     tell_repeat,
 )
-from autotune.samplers.optuna_sampler import MAX_BATCH, ask_size, grid_size, make_sampler, set_constraints, suggest
-from autotune.screening import measure
+from autotune.search.screening import measure
+from autotune.search.trial import TrialInputs
 from autotune.secrets import scrub
 from autotune.stores import (
     contention,
@@ -59,7 +60,6 @@ from autotune.stores import (
 )
 from autotune.tracking.mlflow_tracker import MlflowTracker, probe_store
 from autotune.tracking.views import reproduce_command
-from autotune.trial import TrialInputs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -220,7 +220,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
                     break
                 repeats = 0
         if opts.confirm and not stopped.startswith("failure budget"):
-            from autotune.confirm import audit_screening, confirm_front
+            from autotune.search.confirm import audit_screening, confirm_front
 
             confirm_front(study, space, inputs, keeper, tracker, run_dir / study_name, reporter, opts.confirm)
             audit_screening(study, space, inputs, keeper, run_dir / study_name, reporter)

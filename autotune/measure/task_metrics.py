@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from autotune.metrics import percentiles
+from autotune.measure.request_metrics import percentiles
 
 TASK_METRICS: dict[str, str] = {
     **{f"p{p}_task_ms": f"p{p} end-to-end task latency (ms)" for p in (50, 90, 95, 99)},
