@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from autotune.engines import prometheus
-from autotune.workloads.dataset import read_jsonl
+from autotune.loadgen.records import read_jsonl
 
 
 def window(load_dir: Path) -> dict[str, float] | None:

@@ -199,7 +199,7 @@ def window_stats(load_dir: Path) -> dict[str, float]:
     - batch: the mean number of sequences decoding in the window (each call from its first to its last token,
       clipped to the window); batch_gauge: vLLM's `num_requests_running` polled at ~1 Hz (prefill included);
     - context_tokens: mean prompt + half the completion of the calls decoding in the window."""
-    from autotune.workloads.dataset import read_jsonl
+    from autotune.loadgen.records import read_jsonl
 
     summaries = [json.loads(p.read_text()) for p in sorted(load_dir.glob("summary*.json"))]
     if not summaries or "warmup_end" not in summaries[0] or "measure_end" not in summaries[0]:

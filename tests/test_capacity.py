@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from autotune.measure.attainment import early_stop, judge
+from autotune.loadgen.load_config import LoadConfig
 from autotune.measure.capacity import CapacitySearch, LevelResult
+from autotune.sla import early_stop, judge
 
 
 def _run(search: CapacitySearch, capacity: float) -> CapacitySearch:
@@ -55,7 +56,7 @@ def test_verdicts_are_tests_on_the_interval():
 def test_the_wilson_interval_is_scipys():
     from scipy.stats import binomtest
 
-    from autotune.measure.attainment import wilson
+    from autotune.sla import wilson
 
     for judged in (1, 2, 7, 30, 200):
         for met in sorted({0, 1, judged // 3, judged - 1, judged}):
@@ -105,7 +106,7 @@ def test_each_level_walks_the_evaluation_items_earlier_levels_did_not_grade_firs
 
 
 def test_a_task_is_good_only_if_it_and_every_call_meet_their_limits():
-    from autotune.measure.attainment import known_miss, task_meets
+    from autotune.sla import known_miss, task_meets
 
     fm = {"kind": "fm", "ttft_s": 0.2, "ms": 1200.0, "tokens_out": 11}  # TPOT = (1.2 - 0.2) / 10 = 100 ms
     task = {"ok": True, "latency_s": 1.5, "spans": [fm, {"kind": "cpu", "ms": 1.0}]}
@@ -130,6 +131,9 @@ def test_the_levels_chart_draws_every_level_and_the_frontier(tmp_path):
     assert list(frontier.get_xdata()) == [1, 2, 3, 4]
 
 
+BASE = LoadConfig(tasks=[{"id": "e0"}], app={})
+
+
 def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
     """`min_expected_tasks`: a level whose window would expect fewer arrivals is lengthened (n / rate); the first
     level never abandons its tasks on a failed verdict (its latencies are objectives), later ones do."""
@@ -143,7 +147,7 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
     def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
         seen.append(cfg)
         tasks = [{"phase": "measure", "ok": False, "latency_s": 99.0, "send_ts": 1.0}] * 3
-        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg["duration_s"]})
+        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
 
     cap = Capacity(start_rate=0.5, tolerance=1.0, max_levels=3, level_s=5, min_expected_tasks=4, min_rate=0.1)
     inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
@@ -152,13 +156,13 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
     orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
     levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
     try:
-        run = levels.run_levels("http://x", {}, inputs, tmp_path, lambda s: None, None, lambda load: None)
+        run = levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
     finally:
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
     assert [lv.rate for lv in run.levels] == [0.5, 0.25, 0.125] and run.capacity == 0
-    assert all(c["eval_seen"] == [] for c in seen)  # failed levels' unanswered attempts grade nothing
-    assert [c["duration_s"] for c in seen] == [8.0, 16.0, 32.0]
-    assert [c["level"]["abandon_on_fail"] for c in seen] == [False, True, True]
+    assert all(c.eval_seen == [] for c in seen)  # failed levels' unanswered attempts grade nothing
+    assert [c.duration_s for c in seen] == [8.0, 16.0, 32.0]
+    assert [c.level.abandon_on_fail for c in seen] == [False, True, True]
 
 
 def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
@@ -179,7 +183,7 @@ def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
         else:  # overloaded: e2 answered, e3 missed
             tasks = [{**good, "id": "e2", "latency_s": 99.0}, {**good, "id": "e3", "ok": False}] \
                 + [{**good, "ok": False}] * 20
-        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg["duration_s"]})
+        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
 
     cap = Capacity(start_rate=1, tolerance=0.3, max_levels=3, level_s=5, min_tasks=4)
     inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30), eval_ids=["e0", "e1", "e2",
@@ -189,7 +193,7 @@ def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
     orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
     levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
     try:
-        levels.run_levels("http://x", {}, inputs, tmp_path, lambda s: None, None, lambda load: None)
+        levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
     finally:
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
-    assert [c["eval_seen"] for c in seen] == [[], ["e0", "e1"], ["e0", "e1", "e2"]]
+    assert [c.eval_seen for c in seen] == [[], ["e0", "e1"], ["e0", "e1", "e2"]]

@@ -41,11 +41,13 @@ def test_first_attempt_counts_failures_score_zero_cooldown_ignored(tmp_path):
 
 
 def test_completion_config_runs_each_missing_item_once(tmp_path):
+    from autotune.loadgen.load_config import LoadConfig
+
     tasks = [{"id": f"i{i}"} for i in range(10)]
-    cfg = completion_config({"seed": 0, "processes": 3}, tasks, ["i7", "i2"], users=4, request_timeout_s=60,
-                            out_dir=tmp_path)
-    assert cfg["once"] and cfg["processes"] == 1 and [t["id"] for t in cfg["tasks"]] == ["i7", "i2"]
-    assert cfg["arrival"] == {"mode": "closed", "users": 2} and cfg["warmup_s"] == 0
+    base = LoadConfig(tasks=tasks, app={}, seed=0, processes=3)
+    cfg = completion_config(base, tasks, ["i7", "i2"], users=4, request_timeout_s=60, out_dir=tmp_path)
+    assert cfg.once and cfg.processes == 1 and [t["id"] for t in cfg.tasks] == ["i7", "i2"]
+    assert (cfg.arrival.mode, cfg.arrival.users) == ("closed", 2) and cfg.warmup_s == 0
 
 
 def test_every_window_of_a_config_is_graded_on_the_same_items(setup, tmp_path):
@@ -105,6 +107,23 @@ def test_a_level_over_the_sla_lends_its_answered_attempts_never_its_misses():
                 answered_only=True)
     assert graded.scores == {"a": 0.0, "b": 0.5} and graded.missing == ["c"]
     assert graded.sources == {"a": "level-00", "b": "level-01"} and graded.failed == {"a"}
+
+
+def test_the_load_config_refuses_an_unknown_key_on_read(tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    from autotune.loadgen.load_config import LoadConfig, read_load_config
+
+    path = tmp_path / "load-config.json"
+    cfg = LoadConfig(tasks=[{"id": "a"}], app={})
+    path.write_text(cfg.model_dump_json())
+    assert read_load_config(path) == cfg
+    path.write_text(cfg.model_dump_json()[:-1] + ', "duraton_s": 5}')  # a misspelt key
+    with pytest.raises(ValidationError, match="duraton_s"):
+        read_load_config(path)
+    with pytest.raises(ValidationError, match="level"):
+        cfg.with_(level={"target": 0.95, "confidence": 0.9, "min_tasks": 5, "sla": {}, "bogus": 1})
 
 
 def test_the_default_evaluation_set_is_bounded_and_all_is_explicit(tmp_path):

@@ -440,7 +440,7 @@ def test_permanent_launch_failures_are_remembered(setup):
 
 def test_stopped_process_has_no_secret_in_environment_of_load_generator(monkeypatch):
     """The load generator's environment holds no secret-looking variable except the one bearer token it needs."""
-    from autotune.loadgen.runner import clean_env
+    from autotune.loadgen.launch import clean_env
 
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-123456")
     assert "SOME_SERVICE_TOKEN" not in clean_env() and "PATH" in clean_env()

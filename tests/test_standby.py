@@ -8,7 +8,8 @@ import time
 
 import psutil
 
-from autotune.loadgen.runner import clean_env
+from autotune.loadgen.launch import clean_env
+from autotune.loadgen.load_config import BUILT_IN
 from autotune.loadgen.standby import StandbyPool
 
 CLOCK_PROBE = """
@@ -24,7 +25,7 @@ def test_a_standby_that_waited_keeps_its_timers(tmp_path):
     """A standby blocks on stdin with gevent's loop clock standing still; a timer armed after it is told its load
     must still run its full length (a stale clock fired Locust's run-time timer early and cut levels short)."""
     cfg = tmp_path / "load-config.json"
-    cfg.write_text("{}")
+    cfg.write_text(BUILT_IN.model_dump_json())  # a valid config: an invalid one is refused on read
     proc = subprocess.Popen([sys.executable, "-c", CLOCK_PROBE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**clean_env(), "AUTOTUNE_LOAD_CONFIG": "-"}, text=True)
     assert "standing by" in proc.stdout.readline()

@@ -7,7 +7,8 @@ import re
 
 from autotune.config.workload import load_workload
 from autotune.workloads import arithmetic
-from autotune.workloads.dataset import few_shot_examples, read_jsonl, render_tasks
+from autotune.loadgen.records import read_jsonl
+from autotune.workloads.dataset import few_shot_examples, render_tasks
 from tests.conftest import REPO
 
 

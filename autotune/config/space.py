@@ -12,13 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autotune.config.knobs import KNOBS, check_value
 from autotune.config.loader import load_yaml, parse_model
+from autotune.config.metric_names import KNOWN_METRICS
 from autotune.errors import ConfigError
-from autotune.measure.request_metrics import TRIAL_METRICS
-from autotune.measure.task_metrics import TASK_METRICS
 from autotune.secret_detect import secret_parts
 from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register_value
-
-KNOWN_METRICS = {**TRIAL_METRICS, **TASK_METRICS}
 
 DEFAULT_ENGINE_PYTHON = ".venv-engine/bin/python"
 

@@ -7,9 +7,8 @@ requests, chains really wait. It runs by hand too:
     AUTOTUNE_LOAD_CONFIG=runs/<study>/trial-0003/load/load-config.json \
         locust -f autotune/loadgen/locustfile.py --host http://127.0.0.1:8000 --headless -u 8 -r 8
 
-Without AUTOTUNE_LOAD_CONFIG it sends a built-in task in closed loop. The config (written by autotune) holds:
-tasks [{id, context, task, questions}], app (the client knobs, see fmware.app.AppConfig), model, seed,
-arrival {mode, rate, users}, warmup_s, duration_s, drain_timeout_s, request_timeout_s, stall_timeout_s, out_dir.
+Without AUTOTUNE_LOAD_CONFIG it sends a built-in task in closed loop. The config (written by autotune) is a
+LoadConfig (autotune/loadgen/load_config.py, every key documented there), validated on read.
 
 Arrival models: `closed` - every user starts its next task when the previous one ends; `poisson` - every
 user draws exponential gaps at rate/users and starts tasks without waiting (open loop; the superposition
@@ -42,42 +41,26 @@ from locust.exception import StopUser
 from autotune.fmware.app import AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.runner import run_task
-from autotune.loadgen import STANDBY_READY
+from autotune.loadgen.launch import STANDBY_READY
+from autotune.loadgen.load_config import BUILT_IN, LoadConfig, read_load_config
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, server_tokens, watch_loop
 from autotune.loadgen.schedule import poisson_arrivals, process_seed, task_order
-from autotune.measure.attainment import early_stop, known_miss, task_meets
-
-DEFAULT_CONFIG = {
-    "tasks": [{"id": "hello", "context": "Greet the reader.", "task": "Say hello in five words.",
-               "questions": {"greeting": "Say hello in five words."}}],
-    "app": {"fields": ["greeting"], "output_format": "minimal", "max_tokens": 32},
-    "model": None,  # None: ask the server for its first model
-    "seed": 0,
-    "arrival": {"mode": "closed", "users": 1},
-    "warmup_s": 2.0,
-    "duration_s": 10.0,
-    "drain_timeout_s": 30.0,
-    "request_timeout_s": 120.0,
-    "stall_timeout_s": 20.0,
-    "out_dir": "locust-out",
-}
+from autotune.sla import early_stop, known_miss, task_meets
 
 
-def _load_config() -> dict:
+def _load_config() -> LoadConfig:
+    """The run's LoadConfig (autotune.loadgen.load_config), validated: an unknown key is an error, not ignored."""
     path = os.environ.get("AUTOTUNE_LOAD_CONFIG")
     if path == "-":  # a standby (autotune.loadgen.standby): imported, it blocks until told its config's path
         print(STANDBY_READY, flush=True)
         path = sys.stdin.readline().strip()
         if not path:  # closed unused
             raise SystemExit(0)
-    cfg = dict(DEFAULT_CONFIG)
-    if path:
-        cfg.update(json.loads(Path(path).read_text()))
-    return cfg
+    return read_load_config(path) if path else BUILT_IN
 
 
 CFG = _load_config()
-APP = AppConfig.from_dict(CFG["app"])
+APP = AppConfig.from_dict(CFG.app)
 # one cache per load process, shared by every user; the embedder loads before the first user starts
 
 
@@ -124,7 +107,7 @@ class Run:
     records: list[dict] = []
     tasks: list[dict] = []
     rusage0 = None
-    model: str | None = CFG["model"]
+    model: str | None = CFG.model
     role = "local"
     index = 0
     suffix = ""
@@ -148,11 +131,11 @@ class Done:
 def _on_init(environment, **_):
     opts = environment.parsed_options
     # a standby was started before its load was known: the config sizes it (a manual `locust -u 8` is left alone)
-    if os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-" and CFG.get("load_users") and opts is not None:
-        opts.num_users = opts.spawn_rate = CFG["load_users"]
-        opts.run_time = CFG.get("run_time_s") or opts.run_time
-    if CFG.get("host") and not environment.host:
-        environment.host = CFG["host"]
+    if os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-" and CFG.load_users and opts is not None:
+        opts.num_users = opts.spawn_rate = CFG.load_users
+        opts.run_time = CFG.run_time_s or opts.run_time
+    if CFG.host and not environment.host:
+        environment.host = CFG.host
     if _role(environment) == "master":
         environment.runner.register_message("autotune_done", lambda msg, **kw: Done.workers.add(msg.data))
 
@@ -173,17 +156,16 @@ def _on_start(environment, **_):
     Run.t0 = time.time()
     Run.last_progress = Run.t0
     Run.host = environment.host
-    Run.warmup_end = Run.t0 + CFG["warmup_s"]
-    Run.measure_end = Run.warmup_end + CFG["duration_s"]
+    Run.warmup_end = Run.t0 + CFG.warmup_s
+    Run.measure_end = Run.warmup_end + CFG.duration_s
     Run.rusage0 = resource.getrusage(resource.RUSAGE_SELF)
     Run.role = _role(environment)
     Run.index = getattr(environment.runner, "worker_index", 0) if Run.role == "worker" else 0
     # the evaluation items first (those earlier levels did not grade first), so the measured load grades them;
     # workers walk the dataset in different orders
-    Run.order = task_order([t["id"] for t in CFG["tasks"]], CFG.get("eval_first") or 0, set(CFG.get("eval_seen", ())),
-                           CFG["seed"] + Run.index)
-    Run.queue = list(range(len(CFG["tasks"]))) if CFG.get("once") else []
-    out = Path(CFG["out_dir"])
+    Run.order = task_order([t["id"] for t in CFG.tasks], CFG.eval_first, set(CFG.eval_seen), CFG.seed + Run.index)
+    Run.queue = list(range(len(CFG.tasks))) if CFG.once else []
+    out = Path(CFG.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if Run.role == "master":  # runs no users: snapshots /metrics, waits for the workers, quits
         gevent.spawn(_master_controller, environment, out)
@@ -196,12 +178,12 @@ def _on_start(environment, **_):
 
 def _master_controller(environment, out: Path) -> None:
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
-    scrape(environment.host, out / "metrics-before.txt", CFG["stall_timeout_s"])
+    scrape(environment.host, out / "metrics-before.txt", CFG.stall_timeout_s)
     _poll(environment)  # the master polls for every worker, until the window's end
     # the window itself, not the window plus the drain
-    scrape(environment.host, out / "metrics-after.txt", CFG["stall_timeout_s"])
+    scrape(environment.host, out / "metrics-after.txt", CFG.stall_timeout_s)
     expected = max(1, environment.runner.worker_count)
-    deadline = Run.measure_end + CFG["drain_timeout_s"] + 15
+    deadline = Run.measure_end + CFG.drain_timeout_s + 15
     while len(Done.workers) < expected and time.time() < deadline:
         gevent.sleep(0.1)
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -221,7 +203,7 @@ def _offering(t: float) -> bool:
     the window has finished: the window's last tasks meet the same concurrency as its first, not a falling one."""
     if t < Run.measure_end:
         return True
-    return Run.measured_in_flight > 0 and t < Run.measure_end + CFG["drain_timeout_s"] and not Run.stopping
+    return Run.measured_in_flight > 0 and t < Run.measure_end + CFG.drain_timeout_s and not Run.stopping
 
 
 def _stall_s() -> float | None:
@@ -233,16 +215,16 @@ def _stall_s() -> float | None:
         return Run.hung_s
     now = time.time()
     idle = now - Run.last_progress
-    if Run.outstanding == 0 or idle <= CFG["stall_timeout_s"] / 2:
+    if Run.outstanding == 0 or idle <= CFG.stall_timeout_s / 2:
         return None
     if Run.baseline_for != Run.last_progress:  # the first look in this quiet spell: the counter to compare with
         Run.baseline_for = Run.last_progress
-        Run.server_tokens = server_tokens(Run.host, timeout_s=min(5.0, CFG["stall_timeout_s"] / 2))
+        Run.server_tokens = server_tokens(Run.host, timeout_s=min(5.0, CFG.stall_timeout_s / 2))
         return None
-    if idle <= CFG["stall_timeout_s"]:
+    if idle <= CFG.stall_timeout_s:
         return None
     # a server that did not answer /metrics at the halfway look is not asked again (a frozen one never answers)
-    tokens = None if Run.server_tokens is None else server_tokens(Run.host, min(5.0, CFG["stall_timeout_s"]))
+    tokens = None if Run.server_tokens is None else server_tokens(Run.host, min(5.0, CFG.stall_timeout_s))
     if tokens is not None and tokens > Run.server_tokens:
         Run.last_progress = time.time()  # the server made progress since the baseline: alive, a new spell
         return None
@@ -261,22 +243,22 @@ def _wait(until: float, busy=None, step: float = 0.2) -> bool:
 
 
 def _level_open() -> bool:
-    """A capacity level stays open until its verdict can no longer change (autotune.measure.attainment)."""
-    level, now = CFG["level"], time.time()
+    """A capacity level stays open until its verdict can no longer change (autotune.sla)."""
+    level, now = CFG.level, time.time()
     if now < Run.warmup_end:
         return True
     met = missed = pending = 0
     for t in Run.tasks:
         if t["phase"] == "measure":
-            good = task_meets(t, level["sla"])
+            good = task_meets(t, level.sla)
             met, missed = met + good, missed + (not good)
     for t in Run.open_tasks.values():
         if t["phase"] == "measure":
-            if known_miss(t, now, level["sla"]):
+            if known_miss(t, now, level.sla):
                 missed += 1
             else:
                 pending += 1
-    Run.early_stop = early_stop(met, missed, pending, level["target"], level["confidence"], level["min_tasks"])
+    Run.early_stop = early_stop(met, missed, pending, level.target, level.confidence, level.min_tasks)
     return Run.early_stop is None
 
 
@@ -286,7 +268,7 @@ def _draining() -> bool:
     operating load, whose latencies are objectives)."""
     if Run.measured_in_flight == 0:
         return False
-    if (CFG.get("level") or {}).get("abandon_on_fail") and (Run.early_stop == "fail" or not _level_open()):
+    if CFG.level is not None and CFG.level.abandon_on_fail and (Run.early_stop == "fail" or not _level_open()):
         return Run.early_stop != "fail"
     return True
 
@@ -324,19 +306,19 @@ def _controller(environment, out: Path) -> None:
     wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
     ok = _wait(Run.warmup_end)
     if ok and Run.role == "local":
-        scrape(environment.host, out / "metrics-before.txt", CFG["stall_timeout_s"])
+        scrape(environment.host, out / "metrics-before.txt", CFG.stall_timeout_s)
         gevent.spawn(_poll, environment)
     gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
-    busy = _level_open if CFG.get("level") else _once_busy if CFG.get("once") else None
-    ok = ok and _wait(Run.measure_end, busy, step=0.5 if CFG.get("level") else 0.1)
+    busy = _level_open if CFG.level is not None else _once_busy if CFG.once else None
+    ok = ok and _wait(Run.measure_end, busy, step=0.5 if CFG.level else 0.1)
     if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
     if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
         if ok:
-            scrape(environment.host, out / "metrics-after.txt", CFG["stall_timeout_s"])
+            scrape(environment.host, out / "metrics-after.txt", CFG.stall_timeout_s)
         else:
             (out / "metrics-after.txt").write_text("# not scraped: engine hung\n")
-    ok = ok and _wait(Run.measure_end + CFG["drain_timeout_s"], _draining, step=0.05)
+    ok = ok and _wait(Run.measure_end + CFG.drain_timeout_s, _draining, step=0.05)
     Run.stopping = True  # the cooldown load stops offering; what the window started and did not finish is abandoned
     stall_s = _stall_s()
     drained_s = time.time() - Run.measure_end
@@ -346,7 +328,7 @@ def _controller(environment, out: Path) -> None:
     wall = time.time() - Run.t0
     summary = {
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
-        "measure_s": Run.measure_end - Run.warmup_end if Run.early_stop else CFG["duration_s"],
+        "measure_s": Run.measure_end - Run.warmup_end if Run.early_stop else CFG.duration_s,
         "early_stop": Run.early_stop, "drain_s": drained_s,
         "abandoned_in_flight": abandoned_tasks,
         "scheduled_in_window": sum(Run.warmup_end <= t < Run.measure_end for t in Run.scheduled),
@@ -354,7 +336,7 @@ def _controller(environment, out: Path) -> None:
         "loop_lag_p99_ms": lag_ms(Run.loop_lags, 99), "loop_lag_max_ms": lag_ms(Run.loop_lags, 100),
         "abandoned_requests": abandoned_requests,
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
-        "arrival": CFG["arrival"], "standby": os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-",
+        "arrival": CFG.arrival.model_dump(), "standby": os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-",
         "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
         "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stall_s is not None,
     }
@@ -389,19 +371,18 @@ class ChatUser(HttpUser):
 
     @task
     def next_task(self):
-        arrival = CFG["arrival"]
-        if arrival["mode"] == "poisson":
-            self.open_loop(arrival["rate"])
+        if CFG.arrival.mode == "poisson":
+            self.open_loop(CFG.arrival.rate)
             raise StopUser()
-        if not _offering(time.time()) or (CFG.get("once") and not Run.queue):
+        if not _offering(time.time()) or (CFG.once and not Run.queue):
             raise StopUser()
-        self.one_task(None, Run.queue.pop(0) if CFG.get("once") else None)
+        self.one_task(None, Run.queue.pop(0) if CFG.once else None)
 
     def open_loop(self, rate: float) -> None:
         """Walk an absolute, seeded Poisson schedule (this process's share of the rate): each task starts at its
         scheduled time, and its latency runs from that time, so a late generator shows as lag."""
-        users = max(1, CFG.get("load_users") or self.environment.runner.user_count)  # all processes' users
-        for scheduled in poisson_arrivals(rate / users, Run.t0, process_seed(CFG["seed"], Run.index)):
+        users = max(1, CFG.load_users or self.environment.runner.user_count)  # all processes' users
+        for scheduled in poisson_arrivals(rate / users, Run.t0, process_seed(CFG.seed, Run.index)):
             if not _offering(scheduled):
                 return
             Run.scheduled.append(scheduled)
@@ -409,8 +390,8 @@ class ChatUser(HttpUser):
             gevent.spawn(self.one_task, scheduled)
 
     def one_task(self, scheduled: float | None, index: int | None = None):
-        n = next(Run.counter) * max(1, CFG.get("processes", 1)) + Run.index  # unique across load processes
-        item = CFG["tasks"][Run.order[n % len(Run.order)] if index is None else index]
+        n = next(Run.counter) * CFG.processes + Run.index  # unique across load processes
+        item = CFG.tasks[Run.order[n % len(Run.order)] if index is None else index]
         item = {**item, "source": {"n": n, "id": item["id"]}}
         send_ts = time.time()
         origin = send_ts if scheduled is None else scheduled  # open loop: the arrival, not the wake-up
@@ -435,7 +416,7 @@ class ChatUser(HttpUser):
         """One streaming FM call; the record goes to requests.jsonl and back to the DAG executor."""
         payload = {
             "model": Run.model, "messages": req["messages"], "max_tokens": req["max_tokens"],
-            "temperature": req["temperature"], "seed": CFG["seed"] + 16 * task_n + req.get("sample", 0),
+            "temperature": req["temperature"], "seed": CFG.seed + 16 * task_n + req.get("sample", 0),
             # continuous usage: each chunk says how many tokens are out so far, so ITL is per token (spec decoding
             # streams several tokens per chunk)
             "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True},
@@ -457,7 +438,7 @@ class ChatUser(HttpUser):
         try:
             with self.client.post("/v1/chat/completions", json=payload, stream=True, catch_response=True,
                                   name=(req.get("node") or "chat").split(".")[0],
-                                  timeout=CFG["request_timeout_s"]) as resp:
+                                  timeout=CFG.request_timeout_s) as resp:
                 Run.last_progress = time.time()  # any response (headers, an error status) is progress
                 rec["status"] = resp.status_code
                 if resp.status_code != 200:

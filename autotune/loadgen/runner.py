@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,19 +10,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autotune.config.knobs import ClientConfig
 from autotune.config.workload import WorkloadConfig
 from autotune.engines.process import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
-from autotune.secrets import carries_secret
-from autotune.workloads.dataset import read_jsonl
-
-if TYPE_CHECKING:
-    from autotune.loadgen.standby import StandbyPool
-
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+from autotune.loadgen.launch import LOCUSTFILE, clean_env
+from autotune.loadgen.load_config import LoadConfig
+from autotune.loadgen.records import read_jsonl
+from autotune.loadgen.standby import StandbyPool
 
 
 @dataclass
@@ -57,56 +53,37 @@ def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[di
 
 
 def load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict[str, Any]],
-                examples: list[dict[str, Any]], model: str, out_dir: Path) -> dict[str, Any]:
-    return {
-        "tasks": tasks,
-        "app": app_config(workload, client, examples),
-        "model": model,
-        "seed": workload.seed,
-        "arrival": workload.arrival.model_dump(),
-        "warmup_s": workload.warmup_s,
-        "duration_s": workload.duration_s,
-        "drain_timeout_s": workload.drain_timeout_s,
-        "request_timeout_s": workload.request_timeout_s,
-        "stall_timeout_s": workload.stall_timeout_s,
-        "processes": workload.processes,
-        "out_dir": str(out_dir),
-    }
+                examples: list[dict[str, Any]], model: str, out_dir: Path, eval_first: int = 0) -> LoadConfig:
+    return LoadConfig(
+        tasks=tasks, app=app_config(workload, client, examples), model=model, seed=workload.seed,
+        arrival=workload.arrival.model_dump(), warmup_s=workload.warmup_s, duration_s=workload.duration_s,
+        drain_timeout_s=workload.drain_timeout_s, request_timeout_s=workload.request_timeout_s,
+        stall_timeout_s=workload.stall_timeout_s, processes=workload.processes, out_dir=str(out_dir),
+        eval_first=eval_first)
 
 
-def locust_argv(url: str, cfg: dict[str, Any]) -> list[str]:
+def locust_argv(url: str, cfg: LoadConfig) -> list[str]:
     """One Locust process, or with `processes` > 1 Locust's distributed mode on this host (a master that
     runs no users plus N worker processes), for loads one process (one core) cannot generate."""
-    users = load_users(cfg)
-    extra = ["--processes", str(cfg["processes"])] if cfg.get("processes", 1) > 1 else []
-    hard_limit = run_time_s(cfg)
+    users = cfg.users()
+    extra = ["--processes", str(cfg.processes)] if cfg.processes > 1 else []
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", url, "--headless",
-        "-u", str(users), "-r", str(users), "--run-time", f"{hard_limit}s", "--stop-timeout", "5",
+        "-u", str(users), "-r", str(users), "--run-time", f"{cfg.backstop_s()}s", "--stop-timeout", "5",
         "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", *extra,
     ]
 
 
-def run_time_s(cfg: dict[str, Any]) -> int:
-    """Locust's own run-time backstop: the load's whole span and a margin."""
-    return int(cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 30)
-
-
-def load_users(cfg: dict[str, Any]) -> int:
-    arrival = cfg["arrival"]
-    return arrival["users"] if arrival["mode"] == "closed" else max(1, cfg.get("processes", 1))
-
-
-def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[], None] | None = None,
+def run_load(url: str, cfg: LoadConfig, out_dir: Path, on_tick: Callable[[], None] | None = None,
              api_key: str | None = None, standbys: StandbyPool | None = None) -> LoadResult:
     """Run Locust in its own process group (a standby from `standbys` when one is free: a single process, the
     same api_key); any failure becomes LoadGenError quoting its output, a frozen engine (the load generator's
     no-progress watchdog fired) EngineHung."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # users, backstop and host travel in the config too: a standby started before they were known applies them
-    cfg = {**cfg, "load_users": load_users(cfg), "run_time_s": run_time_s(cfg), "host": url}
+    cfg = cfg.with_(load_users=cfg.users(), run_time_s=cfg.backstop_s(), host=url)
     cfg_path = out_dir / "load-config.json"
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+    cfg_path.write_text(cfg.model_dump_json(indent=2))
     env = {**clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path.resolve())}
     if api_key:  # through the environment, never the config file on disk
         env["AUTOTUNE_API_KEY"] = api_key
@@ -119,7 +96,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     # locust.conf or pyproject.toml from its working directory, and the user's project files must not change
     # (or, half-edited, break) the load a trial measures
     proc = None
-    fits = standbys is not None and standbys.api_key == api_key and cfg.get("processes", 1) <= 1
+    fits = standbys is not None and standbys.api_key == api_key and cfg.processes <= 1
     standby = standbys.take() if fits else None
     if standby is not None:
         proc = standby.go(cfg_path)
@@ -129,7 +106,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
             log_path = standby.log_path
     if proc is None:
         proc = start_group(argv, env, log_path, cwd=out_dir.resolve())
-    limit = cfg["warmup_s"] + cfg["duration_s"] + cfg["drain_timeout_s"] + 90  # backstop: locust itself stuck
+    limit = cfg.warmup_s + cfg.duration_s + cfg.drain_timeout_s + 90  # backstop: locust itself stuck
     try:
         code = _wait(proc, limit, on_tick)
     except subprocess.TimeoutExpired:
@@ -145,7 +122,7 @@ def run_load(url: str, cfg: dict[str, Any], out_dir: Path, on_tick: Callable[[],
     summary = merge_summaries([json.loads(p.read_text()) for p in summaries]) if summaries else {}
     if summary.get("engine_hung"):  # checked first: the frozen engine is the cause of whatever else went wrong
         raise EngineHung(f"no token or response from the engine for {summary.get('stall_s', 0):.1f} s while "
-                         f"requests were waiting (stall_timeout_s {cfg.get('stall_timeout_s', 20.0):g} s)")
+                         f"requests were waiting (stall_timeout_s {cfg.stall_timeout_s:g} s)")
     if code != 0 or not summaries:
         flush_log(proc)
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
@@ -200,7 +177,3 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _read(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
-
-def clean_env() -> dict[str, str]:
-    # keep secrets out of the load generator's environment except what it needs
-    return {k: v for k, v in os.environ.items() if not carries_secret(k, v)}

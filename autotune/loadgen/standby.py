@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from autotune.engines.process import group_alive, start_group, terminate_group
-from autotune.loadgen import STANDBY_READY as READY
-from autotune.loadgen.runner import LOCUSTFILE, clean_env
+from autotune.loadgen.launch import LOCUSTFILE, clean_env
+from autotune.loadgen.launch import STANDBY_READY as READY
 
 
 class Standby:

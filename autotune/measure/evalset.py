@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.loadgen.load_config import LoadConfig
+
 # attempts at these phases were made at the load being measured; cooldown tasks are not (only fast ones are kept)
 GRADED_PHASES = ("warmup", "measure")
 
@@ -80,13 +82,13 @@ class ItemScores:
         return path
 
 
-def completion_config(base_cfg: dict[str, Any], tasks: list[dict[str, Any]], missing: list[str], users: int,
-                      request_timeout_s: float, out_dir: Path) -> dict[str, Any]:
+def completion_config(base_cfg: LoadConfig, tasks: list[dict[str, Any]], missing: list[str], users: int,
+                      request_timeout_s: float, out_dir: Path) -> LoadConfig:
     """Load config of the completion pass: each missing item exactly once (`once`), `users` closed-loop users."""
     by_id = {t["id"]: t for t in tasks}
     todo = [by_id[i] for i in missing]
     users = max(1, min(users, len(todo)))
     rounds = math.ceil(len(todo) / users) + 1
-    return {**base_cfg, "tasks": todo, "once": True, "processes": 1, "arrival": {"mode": "closed", "users": users},
-            "warmup_s": 0.0, "duration_s": min(86_400.0, request_timeout_s * rounds), "drain_timeout_s": 5.0,
-            "out_dir": str(out_dir)}
+    return base_cfg.with_(tasks=todo, once=True, processes=1, arrival={"mode": "closed", "users": users},
+                          warmup_s=0.0, duration_s=min(86_400.0, request_timeout_s * rounds), drain_timeout_s=5.0,
+                          out_dir=str(out_dir))

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from autotune.engines.vllm import reset_prefix_cache
+from autotune.loadgen.load_config import LoadConfig
 from autotune.loadgen.runner import LoadResult, run_load
 from autotune.loadgen.standby import StandbyPool
-from autotune.measure.attainment import Verdict, judge, task_meets
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.measure.evalset import ItemScores
 from autotune.measure.request_metrics import percentiles, tokens_in_window, tpot_s
+from autotune.sla import Verdict, judge, task_meets
 
 
 @dataclass
@@ -49,7 +50,7 @@ def sla_of(space) -> dict[str, float | None]:
     return {"task_ms": space.sla.task_ms, "ttft_ms": space.sla.ttft_ms, "tpot_ms": space.sla.tpot_ms}
 
 
-def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase: Callable[[str], None],
+def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
                api_key: str | None, first_level_check: Callable[[LoadResult], None],
                standbys: StandbyPool | None = None) -> CapacityRun:
     """Bracket then bisect on task rate; the engine keeps running across levels (and for the next trial). Each
@@ -83,11 +84,11 @@ def run_levels(url: str, base_cfg: dict[str, Any], inputs, out_dir: Path, phase:
         phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s")
         level_dir = out_dir / f"level-{len(levels):02d}"
         window = max(cap.level_s, cap.min_expected_tasks / rate)
-        cfg = {**base_cfg, "arrival": {"mode": "poisson", "rate": rate, "users": None}, "warmup_s": cap.warmup_s,
-               "duration_s": window, "drain_timeout_s": drain, "out_dir": str(level_dir),
-               "eval_seen": sorted(covered.scores),
-               "level": {"target": space.sla.attainment, "confidence": cap.confidence, "min_tasks": cap.min_tasks,
-                         "sla": sla, "abandon_on_fail": bool(levels)}}
+        cfg = base_cfg.with_(arrival={"mode": "poisson", "rate": rate, "users": None}, warmup_s=cap.warmup_s,
+                             duration_s=window, drain_timeout_s=drain, out_dir=str(level_dir),
+                             eval_seen=sorted(covered.scores),
+                             level={"target": space.sla.attainment, "confidence": cap.confidence,
+                                    "min_tasks": cap.min_tasks, "sla": sla, "abandon_on_fail": bool(levels)})
         started = time.monotonic()
         cold = reset_prefix_cache(url)
         load = run_load(url, cfg, level_dir, api_key=api_key, standbys=standbys)

@@ -14,47 +14,7 @@ from typing import Any
 
 import numpy as np
 
-PERCENTILES = (50, 90, 95, 99)
-LATENCIES = ("ttft", "tpot", "itl", "e2e")
-
-# Every metric a trial can report; objectives and constraints must name one of these.
-TRIAL_METRICS: dict[str, str] = {
-    **{f"p{p}_{lat}_ms": f"p{p} {lat} latency (ms), client side" for p in PERCENTILES for lat in LATENCIES},
-    **{f"mean_{lat}_ms": f"mean {lat} latency (ms), client side" for lat in LATENCIES},
-    "requests_ok": "successful requests in the measurement window",
-    "requests_failed": "failed requests in the measurement window",
-    "error_rate": "failed / all requests in the measurement window",
-    "requests_per_s": "successful requests per second",
-    "output_tokens_per_s": "generated tokens per second (successful requests)",
-    "input_tokens_per_request": "mean prompt tokens per request",
-    "output_tokens_per_request": "mean completion tokens per request",
-    "truncated_rate": "share of successful requests cut off by max_tokens (finish_reason length)",
-    "sla_attainment": "share of requests (failures count as misses) meeting every SLA threshold",
-    "goodput_rps": "SLA-meeting requests per second",
-    "usd_per_1k_requests": "hardware $/h turned into $ per 1000 requests at the measured throughput",
-    "achieved_rate_rps": "FM calls sent per second in the measurement window (calls, not tasks)",
-    "loadgen_cpu_s": "CPU seconds used by the load generator process",
-    "loadgen_cpu_share": "load generator CPU seconds per wall second (1.0 = one core)",
-    "loop_lag_p99_ms": "p99 of how late the load generator's event loop woke (CPU work on it delays timestamps; ms)",
-    "loop_lag_max_ms": "the worst event-loop stall of the load generator in the run (ms)",
-    "server_ttft_mean_ms": "server-side mean TTFT from /metrics deltas (ms)",
-    "server_generation_tokens": "generation tokens counted by the server in the window",
-    "server_preemptions": "preemptions in the window",
-    "server_kv_cache_usage_perc": "KV-cache usage at the end of the window (0..1, mean over engine processes)",
-    "server_kv_cache_usage_mean": "KV-cache usage polled at ~1 Hz through the window: mean (0..1)",
-    "server_kv_cache_usage_max": "KV-cache usage polled at ~1 Hz through the window: max (0..1)",
-    "server_running_mean": "requests running in the engine, polled at ~1 Hz through the window: mean",
-    "server_waiting_mean": "requests waiting in the engine's queue, polled at ~1 Hz through the window: mean",
-    "server_waiting_max": "requests waiting in the engine's queue, polled at ~1 Hz through the window: max",
-    "spec_draft_tokens": "speculative tokens drafted in the window",
-    "spec_accepted_tokens": "speculative tokens accepted in the window",
-    "spec_acceptance_rate": "accepted / drafted speculative tokens",
-    "startup_s": "engine launch to /health OK (s); 0 when the trial reused a running engine",
-    "engine_reused": "1 when the trial reused the previous trial's engine (only client knobs changed)",
-    "measure_s": "length of the measurement window (s)",
-    "trial_wall_s": "whole trial: launch, warmup, window, drain, teardown, scoring (s)",
-    "measure_share": "measure_s / trial_wall_s: the share of trial time spent measuring",
-}
+from autotune.config.metric_names import PERCENTILES
 
 
 def percentiles(values: Sequence[float], ps: Iterable[int] = PERCENTILES) -> dict[int, float]:

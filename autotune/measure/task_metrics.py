@@ -17,58 +17,6 @@ import numpy as np
 
 from autotune.measure.request_metrics import percentiles
 
-TASK_METRICS: dict[str, str] = {
-    **{f"p{p}_task_ms": f"p{p} end-to-end task latency (ms)" for p in (50, 90, 95, 99)},
-    "mean_task_ms": "mean end-to-end task latency (ms)",
-    "tasks_ok": "completed tasks in the measurement window",
-    "task_error_rate": "failed / all tasks in the measurement window",
-    "tasks_per_s": "completed tasks per second",
-    "task_sla_attainment": "share of tasks (failures count as misses) within sla.task_ms",
-    "task_goodput_tps": "tasks per second that completed within sla.task_ms",
-    "fm_calls_per_task": "FM calls per completed task",
-    "input_tokens_per_task": "prompt tokens per completed task (all its FM calls)",
-    "output_tokens_per_task": "completion tokens per completed task (all its FM calls)",
-    "quality": "mean score over the study's fixed evaluation set, each item once, failures 0 (0..1)",
-    "quality_ci_low": "lower bound of the 95% bootstrap interval (over evaluation items) on quality",
-    "quality_ci_high": "upper bound of the 95% bootstrap interval (over evaluation items) on quality",
-    "eval_items": "items in the study's fixed evaluation set (workload `eval_items`, default all)",
-    "eval_failed_items": "evaluation items whose graded attempt failed, timed out or was abandoned (scored 0)",
-    "eval_completion_items": "evaluation items the measured loads did not reach, run by the completion pass",
-    "eval_missing_items": "evaluation items no attempt reached (scored 0; nonzero when the completion pass broke)",
-    "eval_completion_s": "wall seconds of the evaluation completion pass",
-    "validity_rate": "share of FM replies that parsed strictly in the output format on the first try, every "
-                     "labelled field holding one of its declared labels",
-    "answer_complete_rate": "share of tasks whose final answer has every field (after repair)",
-    "repair_cpu_rate": "share of FM replies salvaged by CPU repair",
-    "reask_rate": "share of FM replies that needed a reask call",
-    "reask_success_rate": "share of reask calls whose reply parsed",
-    "reask_ms_per_task": "time spent in reask calls per task (ms)",
-    "reask_tokens_per_task": "prompt + completion tokens of reask calls per task",
-    "parse_ms_per_task": "time spent parsing/salvaging replies per task (ms, CPU)",
-    "judge_calls_per_task": "judge calls per task (architecture judge)",
-    "cache_hit_rate": "share of tasks answered from the semantic cache",
-    "cache_false_hit_rate": "share of cache hits scoring lower than the fresh answer they reuse",
-    "cache_saved_ms_per_task": "latency saved by the cache per task: hit rate x (miss - hit latency) (ms)",
-    "cache_lookup_ms": "mean semantic cache lookup time, embedding included (ms)",
-    "critical_path_dominant_share": "share of p95-tail task time spent in the node that dominates it",
-    "usd_per_1k_tasks": "hardware $/h per 1000 tasks: at capacity (capacity protocol), else at the measured rate",
-    "target_task_rate": "offered task arrival rate, tasks/s (open loop; NaN in closed loop)",
-    "achieved_task_rate": "tasks started per second in the measurement window (compare with target_task_rate)",
-    "schedule_lag_p95_ms": "p95 of how late tasks started after their scheduled arrival (open loop; ms)",
-    "schedule_lag_max_ms": "the latest start after a scheduled arrival (open loop; ms)",
-    "abandoned_tasks": "tasks of the window still in flight when the drain ended (counted as failures)",
-    "capacity_tps": "capacity at SLA: the highest task rate (tasks/s, one replica) whose level held the SLA",
-    "p95_task_ms_at_load": "p95 task latency at the workload's stated operating load (capacity.start_rate)",
-    "operating_rate": "the stated operating load (tasks/s) the *_at_load metrics are read at",
-    "capacity_levels": "load levels the capacity search measured",
-    "capacity_search_s": "wall seconds the capacity search spent on its levels",
-    "loadgen_standby_wait_s": "seconds levels waited for their load generators to import (a reused engine)",
-    "traces_logged": "sampled tasks written as MLflow traces (p95 tail + typical; 0 when writing them failed)",
-    "trace_write_s": "seconds spent writing the task traces after the window (not part of any measurement)",
-    "loadgen_standby_dropped": "standby load generators stopped for not importing within 30 s (their loads "
-                               "started fresh processes)",
-}
-
 
 def _measured(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in tasks if t.get("phase") == "measure"]

@@ -130,7 +130,7 @@ def _knee(cands: list[Candidate], space: SpaceConfig) -> Candidate:
 
 def measured_tasks(path: Path) -> list[dict[str, Any]]:
     """A trial's completed tasks of the measurement window (none when the file is missing)."""
-    from autotune.workloads.dataset import read_jsonl
+    from autotune.loadgen.records import read_jsonl
 
     return [t for t in read_jsonl(path, missing_ok=True) if t.get("phase") == "measure" and t.get("ok")]
 

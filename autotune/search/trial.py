@@ -19,6 +19,7 @@ from autotune.engines.keeper import EngineKeeper
 from autotune.engines.vllm import reset_prefix_cache
 from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware.app import AppConfig
+from autotune.loadgen.load_config import LoadConfig
 from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
 from autotune.loadgen.standby import StandbyPool
 from autotune.measure.evalset import ItemScores, completion_config
@@ -147,9 +148,9 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
     files["engine.log"] = handle.log_path
     (trial_dir / "engine-argv.json").write_text(json.dumps(redact_argv(handle.argv), indent=2))
     files["engine-argv.json"] = trial_dir / "engine-argv.json"
+    # the tasks list starts with the evaluation items: the load walks them first
     cfg = load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
-                      trial_dir / "load")
-    cfg["eval_first"] = len(inputs.eval_ids)  # the tasks list starts with the evaluation items: walk them first
+                      trial_dir / "load", eval_first=len(inputs.eval_ids))
     phase("warming")
     t0 = time.monotonic()
     try:
@@ -230,7 +231,7 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
                        tags={"autotune.capacity_stop": run.search.stop_reason}, item_scores=dict(graded.scores))
 
 
-def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: dict[str, Any], inputs: TrialInputs, trial_dir: Path,
+def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: LoadConfig, inputs: TrialInputs, trial_dir: Path,
           phase: Phase, complete: bool = True, answered: list[tuple[LoadResult, str]] = (),
           standbys: StandbyPool | None = None) -> tuple[ItemScores, float]:
     """Each evaluation item's first attempt in the (scored) loads, in load order; then its first answered attempt
@@ -244,7 +245,7 @@ def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: dict[str, Any], in
     return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase, standbys) if complete else 0.0
 
 
-def complete_eval(url: str, cfg: dict[str, Any], inputs: TrialInputs, graded: ItemScores, out_dir: Path,
+def complete_eval(url: str, cfg: LoadConfig, inputs: TrialInputs, graded: ItemScores, out_dir: Path,
                   phase: Phase, standbys: StandbyPool | None = None) -> float:
     """Run the evaluation items the measured loads did not cover, each once, at a moderate closed-loop load
     (`eval_concurrency` users); their failures score 0. Seconds spent (0 when nothing was missing)."""
