@@ -6,8 +6,8 @@ import json
 import re
 
 from autotune.config.workload import load_workload
-from autotune.workloads import arithmetic
 from autotune.loadgen.records import read_jsonl
+from autotune.workloads import arithmetic
 from autotune.workloads.dataset import few_shot_examples, render_tasks
 from tests.conftest import REPO
 
