@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from autotune import __version__
+from autotune.config.samplers import sampler_help
 from autotune.errors import AutotuneError
 from autotune.secrets import install_log_scrubbing, scrub
 from autotune.stores import default_mlflow_uri, default_storage, load_study
@@ -108,8 +109,7 @@ def search(
     mlflow_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite under --run-dir).")]
     = None,
     max_failures: Annotated[int | None, typer.Option(help="Failed trials tolerated before stopping.", min=0)] = None,
-    sampler: Annotated[str | None, typer.Option(help="tpe | nsga2 | nsga3 | gp | random | grid | pymoo-nsga2 | "
-                                                     "pymoo-nsga3 | pymoo-moead (default: the space's).")] = None,
+    sampler: Annotated[str | None, typer.Option(help=f"{sampler_help()} (default: the space's).")] = None,
     confirm: Annotated[int, typer.Option(help="Re-measure every front member K times at the end (noise, "
                                               "distinguishability in `autotune report`).", min=0, max=50)] = 0,
     run_dir: RunDir = Path("runs"),

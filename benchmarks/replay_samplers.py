@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import optuna
 
+from autotune.config.samplers import SAMPLERS
 from autotune.config.space import SearchDefaults, SpaceConfig, load_space
 from autotune.objectives import constraint_names, evaluate
+from autotune.samplers.distributions import distributions
 from autotune.samplers.optuna_sampler import (
     MAX_BATCH,
-    SAMPLERS,
     ask_size,
-    distributions,
     grid_size,
     make_sampler,
     set_constraints,
@@ -181,7 +181,7 @@ def replay(table: Table, space: SpaceConfig, sampler: str, seed: int, budget: in
             asked = []
             # the tuner's batch rule (autotune.search.study): all asked before any is told. The tuner then runs a batch
             # grouped by server part; with no engine here the order changes nothing the sampler sees
-            for _ in range(min(ask_size(study.sampler, study, batch), MAX_BATCH, budget - len(out.log))):
+            for _ in range(min(ask_size(study.sampler, study, batch, n_trials), MAX_BATCH, budget - len(out.log))):
                 asked.append(study.ask())
                 suggest(asked[-1], space)
             for trial in asked:

@@ -8,8 +8,9 @@ import math
 import optuna
 import pytest
 
+from autotune.config.samplers import SAMPLERS
 from autotune.config.space import load_space
-from autotune.samplers.optuna_sampler import SAMPLERS, make_sampler, set_constraints, suggest
+from autotune.samplers.optuna_sampler import make_sampler, set_constraints, suggest
 
 SPACE = """\
 name: contract
@@ -157,7 +158,7 @@ def test_independent_asks_are_the_ones_asked_one_by_one(space, name):
 
     sp = space(name)
     batched, single = new_study(sp, name, seed=5), new_study(sp, name, seed=5)
-    n = min(ask_size(batched.sampler, batched, batch=2), 6)
+    n = min(ask_size(batched.sampler, batched, batch=2, n_trials=12), 6)
     assert n >= 2  # every one of these samplers starts with independent draws (at least its batch)
     asked = [batched.ask() for _ in range(n)]
     in_batch = [suggest(t, sp) for t in asked]
@@ -174,8 +175,26 @@ def test_independent_asks_are_the_ones_asked_one_by_one(space, name):
     assert in_batch == one_by_one
     if name in ("tpe", "gp"):  # the model starts after its random start: only the batch is asked at once
         run(single, sp, 12)
-        assert ask_size(single.sampler, single, batch=2) == 2 and ask_size(single.sampler, single, batch=1) == 1
+        assert ask_size(single.sampler, single, 2, 12) == 2 and ask_size(single.sampler, single, 1, 12) == 1
     if name in ("nsga2", "pymoo-nsga2", "pymoo-moead"):  # a generation's free places, never random fill-ins
         run(single, sp, 9)
-        size = ask_size(single.sampler, single, batch=64)
+        size = ask_size(single.sampler, single, batch=64, n_trials=12)
         assert 1 <= size <= 4 and (name != "pymoo-moead" or size == 1)
+
+
+def test_every_place_that_names_samplers_derives_from_the_registry():
+    """The space's Literal, `search --help` and the README list exactly the registry's names, and each factory
+    builds a sampler."""
+    import re
+    from typing import get_args
+
+    from autotune.config.space import SearchDefaults
+    from tests.conftest import REPO, cli_invoke
+
+    names = list(SAMPLERS)
+    assert list(get_args(SearchDefaults.model_fields["sampler"].annotation)) == names
+    help_text = re.sub(r"[\s│]+", " ", cli_invoke(["search", "--help"]).output)
+    assert " | ".join(names) in help_text
+    readme = (REPO / "README.md").read_text()
+    paragraph = readme[readme.index("lists them):"):readme.index("all seeded.")]
+    assert re.findall(r"`([a-z0-9-]+)`", paragraph) == names

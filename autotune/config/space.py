@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from autotune.config.knobs import KNOBS, check_value
 from autotune.config.loader import load_yaml, parse_model
 from autotune.config.metric_names import KNOWN_METRICS
+from autotune.config.samplers import SamplerName
 from autotune.errors import ConfigError
 from autotune.secret_detect import secret_parts
 from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register_value
@@ -154,8 +155,7 @@ class SearchDefaults(Strict):
     n_trials: int = Field(6, ge=1)
     max_failures: int = Field(5, ge=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    sampler: Literal["tpe", "nsga2", "nsga3", "gp", "random", "grid", "pymoo-nsga2", "pymoo-nsga3",
-                     "pymoo-moead"] = "tpe"
+    sampler: SamplerName = "tpe"  # the registry's names (config/samplers.py)
     # warm start: configs measured first in a new study (e.g. today's production config); knob -> value
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
     # multi-fidelity: measure every trial for `screening_s` first; only one that could still reach the front

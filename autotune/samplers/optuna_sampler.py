@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from typing import Any
 
 import optuna
 
-from autotune.config.knobs import KNOBS
+from autotune.config.samplers import SAMPLERS, population, random_start
 from autotune.config.space import SpaceConfig
-
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "pymoo-nsga2", "pymoo-nsga3", "pymoo-moead")
-
-
-def distributions(space: SpaceConfig) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Every sampled knob as the Optuna distribution `suggest` uses for it (fixed `value` knobs excluded)."""
-    out: dict[str, optuna.distributions.BaseDistribution] = {}
-    for name, spec in space.knobs.items():
-        if spec.value is not None:
-            continue
-        if spec.choices is not None:
-            out[name] = optuna.distributions.CategoricalDistribution(spec.choices)
-        elif KNOBS[name].type is int:
-            out[name] = optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log,
-                                                             step=int(spec.step or 1))
-        else:
-            out[name] = optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
-    return out
+from autotune.samplers.distributions import distributions
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -51,43 +35,59 @@ def grid_size(space: SpaceConfig) -> int:
 
 
 def make_sampler(name: str, seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
-    """One seeded sampler by name. Few trials are affordable, so population samplers get small populations
-    and model-based ones leave their random start early."""
-    pop = max(4, min(20, n_trials // 3))
-    startup = max(2, min(4, n_trials // 2))
+    """One seeded sampler by its registry name (autotune/config/samplers.py)."""
+    entry = SAMPLERS.get(name)
+    if entry is None:
+        raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
+    module, _, function = entry.factory.partition(":")
+    factory = getattr(importlib.import_module(module), function)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":  # model knobs jointly (conditional groups)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
-                                              constant_liar=True)  # a batch's running trials are not proposed again
-        if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
-        if name == "nsga3":
-            return optuna.samplers.NSGAIIISampler(seed=seed, population_size=pop)
-        if name == "gp":  # Gaussian process (needs torch, which the tuner env has for the semantic cache)
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "grid":  # brute force: every combination of the `choices` knobs, in a seeded order
-            return AskTellGridSampler(grid_space(space), seed=seed)
-        if name.startswith("pymoo-"):
-            from autotune.samplers.pymoo_sampler import PymooSampler
+        return factory(seed, n_trials, space)
 
-            return PymooSampler(name.removeprefix("pymoo-"), distributions(space), len(space.objectives),
-                                len(space.constraints), seed=seed, pop_size=pop)
-    raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLERS)}")
+
+# factories named by the registry: (seed, n_trials, space) -> sampler. Few trials are affordable, so population
+# samplers get small populations and model-based ones leave their random start early.
+
+def tpe(seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    # model knobs jointly (conditional groups); a batch's running trials are not proposed again (constant liar)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=random_start(n_trials), multivariate=True,
+                                      group=True, constant_liar=True)
+
+
+def nsga2(seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=population(n_trials))
+
+
+def nsga3(seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population(n_trials))
+
+
+def gp(seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    # Gaussian process (needs torch, which the tuner env has for the semantic cache)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=random_start(n_trials),
+                                     warn_independent_sampling=False)
+
+
+def random(seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def grid(seed: int, n_trials: int, space: SpaceConfig) -> optuna.samplers.BaseSampler:
+    # brute force: every combination of the `choices` knobs, in a seeded order
+    return AskTellGridSampler(grid_space(space), seed=seed)
 
 
 MAX_BATCH = 64  # trials asked at once (running trials hold their engine's place in the order)
 
 
-def ask_size(sampler: optuna.samplers.BaseSampler, study: optuna.Study, batch: int) -> int:
+def ask_size(sampler: optuna.samplers.BaseSampler, study: optuna.Study, batch: int, n_trials: int) -> int:
     """How many trials to ask at once (before the caps of the search loop). A sampler's independent draws (a random
     start, a grid, random) are asked together: they do not depend on any result, so asked together and run in any
     order they are exactly the trials it would have proposed one by one, and the search can group them by server
     part (one launch per part) without biasing what is measured. A genetic sampler gets exactly the free places of
     its current generation (more would be random fill-ins or overfill the generation). Model-guided samplers get
-    `batch`; `batch` 1 means one trial at a time, always."""
+    `batch`; `batch` 1 means one trial at a time, always. `n_trials`: the budget the sampler was made for."""
     from autotune.samplers.pymoo_sampler import PymooSampler
 
     if batch == 1:
@@ -96,11 +96,14 @@ def ask_size(sampler: optuna.samplers.BaseSampler, study: optuna.Study, batch: i
     if isinstance(sampler, optuna.samplers.RandomSampler | optuna.samplers.GridSampler):
         return 10**6
     if isinstance(sampler, optuna.samplers.TPESampler | optuna.samplers.GPSampler):
-        return max(batch, sampler._n_startup_trials - len(study.get_trials(deepcopy=False, states=states)))
+        return max(batch, random_start(n_trials) - len(study.get_trials(deepcopy=False, states=states)))
     if isinstance(sampler, PymooSampler):
         return max(1, sampler.free_slots(study))
-    if isinstance(sampler, optuna.samplers._ga._base.BaseGASampler):
-        # Optuna's rule: a new trial joins the newest generation until `population_size` of it are COMPLETE
+    if isinstance(sampler, optuna.samplers.BaseGASampler):
+        # Optuna's rule: a new trial joins the newest generation until `population_size` of it are COMPLETE.
+        # The generation of a RUNNING trial has no public reader: `get_trial_generation` assigns one to a trial
+        # that has none (a side effect on trials this function only counts) and `get_population` lists COMPLETE
+        # trials only; so the key is read as Optuna itself stores it (a private name, pinned by optuna<6).
         key, pop = sampler._get_generation_key(), sampler.population_size or 1
         trials = study.get_trials(deepcopy=False)
         gens = [g for t in trials if (g := t.system_attrs.get(key)) is not None]

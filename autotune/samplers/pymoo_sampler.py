@@ -20,6 +20,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from autotune.config.samplers import population
+from autotune.samplers.distributions import distributions
+
 GEN, IDX = "pymoo:generation", "pymoo:index"
 ALGORITHMS = ("nsga2", "nsga3", "moead")
 PENALTY = 1e6
@@ -185,3 +188,22 @@ class PymooSampler(optuna.samplers.BaseSampler):
         """The point actually measured (a rerun or a worker may differ from the replayed proposal)."""
         return np.array([encode(d, t.params[n]) if n in t.params else fallback[i]
                          for i, (n, d) in enumerate(self.space.items())])
+
+
+# factories named by the sampler registry (autotune/config/samplers.py): (seed, n_trials, space) -> sampler
+
+def _pymoo(algorithm: str, seed: int, n_trials: int, space) -> PymooSampler:
+    return PymooSampler(algorithm, distributions(space), len(space.objectives), len(space.constraints), seed=seed,
+                        pop_size=population(n_trials))
+
+
+def nsga2(seed: int, n_trials: int, space) -> PymooSampler:
+    return _pymoo("nsga2", seed, n_trials, space)
+
+
+def nsga3(seed: int, n_trials: int, space) -> PymooSampler:
+    return _pymoo("nsga3", seed, n_trials, space)
+
+
+def moead(seed: int, n_trials: int, space) -> PymooSampler:
+    return _pymoo("moead", seed, n_trials, space)

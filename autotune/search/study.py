@@ -194,7 +194,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
             # a sampler's independent draws (random start, one generation) are asked at once: grouped by server
             # part they cost one launch per part; model-guided asks come `search.batch` at a time (batch 1: one
             # trial at a time, in the sampler's order)
-            size = min(ask_size(chosen, study, space.search.batch), MAX_BATCH,
+            size = min(ask_size(chosen, study, space.search.batch, n_trials), MAX_BATCH,
                        n_trials - finished_trials(study) - _running_elsewhere(study))
             pending = _ask_batch(study, space, size, keeper.warm()) if size > 1 else [None]
             try:
