@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from autotune import __version__
-from autotune.config.samplers import sampler_help
+from autotune.config import sampler_help
 from autotune.errors import AutotuneError
 from autotune.secrets import install_log_scrubbing, scrub
 from autotune.stores import default_mlflow_uri, default_storage, load_study
@@ -116,7 +116,7 @@ def search(
 ) -> None:
     """Run a multi-objective search: real engine, real load, metrics and Pareto front in MLflow."""
     from autotune.progress import RichReporter, print_front
-    from autotune.search.study import SearchOptions, run_search
+    from autotune.search import SearchOptions, run_search
 
     opts = SearchOptions(space_file=space, workload_file=workload, n_trials=n_trials, timeout_s=timeout, seed=seed,
                          study_name=study_name, storage=storage, run_dir=run_dir, mlflow_uri=mlflow_uri,
@@ -144,9 +144,8 @@ def validate(
                                                    "validated elsewhere).")] = True,
 ) -> None:
     """Check config files without running anything."""
-    from autotune.config import load_workload, load_yaml
-    from autotune.config.space import load_space
-    from autotune.search.inputs import check_models
+    from autotune.config import load_space, load_workload, load_yaml
+    from autotune.search import check_models
 
     for f in files:
         data = load_yaml(f)
@@ -179,13 +178,13 @@ def export(
                                             min=0.05, max=1)] = 0.8,
 ) -> None:
     """Pick the recommended trial by policy; write a deployable bundle; tag its MLflow run `recommended`."""
-    from autotune.ops.export import export_bundle
+    from autotune.ops import export_bundle
 
     st = load_study(study, storage or default_storage(run_dir), _storage_option(storage))
     bundle, chosen, rule = export_bundle(st, pick, out_dir, target_rate, min_quality, min_sla, headroom)
     run_id = chosen.user_attrs.get("mlflow_run_id")
     if run_id:
-        from autotune.tracking.mlflow_tracker import MlflowTracker
+        from autotune.tracking import MlflowTracker
 
         MlflowTracker(st.user_attrs.get("mlflow_uri"), study, create_parent=False).recommend(run_id, bundle)
     out.print(f"trial {chosen.number} chosen by {rule}; bundle: {bundle}", soft_wrap=True)
@@ -220,7 +219,7 @@ def nightly(
 ) -> None:
     """Resume, test the recommended config against its baseline in fresh interleaved windows, search on, re-export;
     exit 5 on a significant regression."""
-    from autotune.ops.nightly import parse_forced, run_nightly
+    from autotune.ops import parse_forced, run_nightly
     from autotune.progress import RichReporter
     forced = parse_forced(force or [])
     with RichReporter(out) as reporter:
@@ -248,7 +247,7 @@ def report(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default reports/<study>).")] = None,
 ) -> None:
     """Write markdown + PNG tables of formats, constraints, architectures, repair and cache from finished studies."""
-    from autotune.ops.report import write_report
+    from autotune.ops import write_report
 
     path = write_report(study, storage or default_storage(run_dir), out_dir or Path("reports") / "+".join(study),
                         _storage_option(storage))
@@ -268,7 +267,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 5000,
 ) -> None:
     """Start the MLflow UI for the study store."""
-    from autotune.tracking.mlflow_tracker import latest_study_url
+    from autotune.tracking import latest_study_url
 
     uri = mlflow_uri or default_mlflow_uri(run_dir)
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
@@ -288,8 +287,7 @@ def models_list() -> None:
     """Show bundled models and whether they are prepared."""
     from rich.table import Table
 
-    from autotune.models.prepare import DEFAULT_QUANT_PYTHON
-    from autotune.models.registry import BUNDLED, is_prepared, prepared_dir, shipped_file
+    from autotune.models import BUNDLED, DEFAULT_QUANT_PYTHON, is_prepared, prepared_dir, shipped_file
 
     table = Table(title="bundled models")
     for col in ("name", "prepared", "package installed", "path", "description"):
@@ -314,10 +312,10 @@ def models_prepare(
     force: Annotated[bool, typer.Option(help="Rebuild even when verified.")] = False,
 ) -> None:
     """Convert shipped GGUF models into vLLM-loadable directories (idempotent, checksum-verified, offline)."""
-    from autotune.models.prepare import prepare
+    from autotune.models import prepare_model
 
     for name in names or ["smollm2-135m"]:
-        prepare(name, engine_python, force=force, log=out.print, quant_python=quant_python)
+        prepare_model(name, engine_python, force=force, log=out.print, quant_python=quant_python)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from autotune.config.space import Constraint, Objective, SpaceConfig
+from autotune.config import Constraint, Objective, SpaceConfig
 
 # A NaN/inf metric cannot satisfy a constraint; Optuna wants finite numbers.
 UNMEASURABLE = 1e12

@@ -20,7 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
-from autotune.engines import prometheus
+from autotune.engines.prometheus import parse_metrics, window_deltas
 from autotune.loadgen.records import read_jsonl
 
 
@@ -39,7 +39,7 @@ def window(load_dir: Path) -> dict[str, float] | None:
     calls = [r for r in records if start <= r["send_ts"] + r["e2e_s"] < end]
     if not calls or not first:
         return None
-    d = prometheus.window_deltas(prometheus.parse(before.read_text()), prometheus.parse(after.read_text()))
+    d = window_deltas(parse_metrics(before.read_text()), parse_metrics(after.read_text()))
     out = {"client_ttft_ms": statistics.fmean(r["ttft_s"] for r in first) * 1000.0,
            "server_ttft_ms": d.get("server_ttft_mean_ms", float("nan")),
            "client_e2e_ms": statistics.fmean(r["e2e_s"] for r in calls) * 1000.0,

@@ -157,7 +157,7 @@ class Replay:
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, metrics: dict[str, float], space: SpaceConfig) -> None:
-    ev = evaluate(metrics, space.objectives, space.constraints)  # as autotune.search.study._record
+    ev = evaluate(metrics, space.objectives, space.constraints)  # as search/one_trial._record
     set_constraints(trial, constraint_names(space.constraints, metrics), ev.violations)
     study.tell(trial, ev.values)
 

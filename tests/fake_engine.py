@@ -1,17 +1,20 @@
 """A stand-in OpenAI-compatible streaming server for fast tests of the trial pipeline (not the real path).
 
-Accepts vLLM's argv (uses --port, --host, --served-model-name, --max-num-seqs; ignores the rest).
+Accepts vLLM's argv (uses --port, --host, --served-model-name, --max-num-seqs, --model; ignores the rest).
 Answers in whatever output format the prompt's instruction asks for (autotune/fmware/formats.py wording),
 with the values in VALUES; requests with a `structured_outputs` regex get HTTP 400 (to test `unsupported`), ones
 with a `choice` list get the VALUES answer when it is a choice, else the first choice.
-Behaviours for failure-as-data tests:
-  --max-num-seqs 13   -> dies at start with an 'unsupported' error
-  --max-num-seqs 14   -> dies at start with an out-of-memory error
-  --max-num-seqs 15   -> never becomes healthy (hangs)
-  --max-num-seqs 1    -> streams 10x slower (a regression for nightly tests)
-  --max-num-seqs 12   -> every 4th request waits 30 s before answering (work left in flight at the drain)
-  --model DIR holding a file CORRUPT -> dies at start as vLLM does on damaged weights (SafetensorError)
-  FAKE_FAULT=silent   -> accepts every chat request and never answers it, while /metrics keeps answering
+
+Faults are chosen explicitly, never by a knob's value alone: FAKE_FAULTS (in the space's `engine.env`) maps a
+`--max-num-seqs` value, or `*` for every launch, to a fault: `FAKE_FAULTS: "13:unsupported,*:slow"`.
+  unsupported  dies at start with an 'unsupported' error (quoting HF_TOKEN, as careless tools do)
+  oom          dies at start with an out-of-memory error
+  hang         never becomes healthy
+  slow         streams 10x slower (a regression for nightly tests)
+  stuck        every 4th request waits 30 s before answering (work left in flight at the drain)
+  silent       accepts every chat request and never answers it, while /metrics keeps answering
+A --model directory holding a file CORRUPT dies at start as vLLM does on damaged weights (SafetensorError);
+removing the file is the repair.
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
 FAKE_ECHO_ENV (comma-separated), at start (the tuner's log pump must mask them), and with VLLM_API_KEY set it
 demands `Authorization: Bearer <key>` as vLLM does.
@@ -36,6 +39,9 @@ ap.add_argument("--model", default="")
 args, _unknown = ap.parse_known_args()
 
 ECHO = set(os.environ.get("FAKE_ECHO_ENV", "").split(","))
+FAULTS = dict(item.split(":", 1) for item in os.environ.get("FAKE_FAULTS", "").split(",") if ":" in item)
+FAULT = FAULTS.get(str(args.max_num_seqs)) or FAULTS.get("*")
+assert FAULT in (None, "unsupported", "oom", "hang", "slow", "stuck", "silent"), f"unknown fault {FAULT!r}"
 for name, value in sorted(os.environ.items()):
     if "TOKEN" in name or "KEY" in name or name in ECHO:
         print(f"environment: {name}={value}", flush=True)
@@ -44,14 +50,14 @@ API_KEY = os.environ.get("VLLM_API_KEY")
 if args.model and os.path.exists(os.path.join(args.model, "CORRUPT")):
     print("safetensors_rust.SafetensorError: Error while deserializing header: MetadataIncompleteBuffer", flush=True)
     sys.exit(1)
-if args.max_num_seqs == 13:  # an error message that quotes a secret, as careless tools do
-    print(f"ValueError: max_num_seqs 13 is not supported by this fake engine (hf {os.environ.get('HF_TOKEN')})",
-          flush=True)
+if FAULT == "unsupported":  # an error message that quotes a secret, as careless tools do
+    print(f"ValueError: max_num_seqs {args.max_num_seqs} is not supported by this fake engine "
+          f"(hf {os.environ.get('HF_TOKEN')})", flush=True)
     sys.exit(1)
-if args.max_num_seqs == 14:
+if FAULT == "oom":
     print("torch.OutOfMemoryError: out of memory allocating the KV cache", flush=True)
     sys.exit(1)
-if args.max_num_seqs == 15:
+if FAULT == "hang":
     time.sleep(3600)
 
 COUNT = {"post": 0, "running": 0}
@@ -123,7 +129,7 @@ class Handler(BaseHTTPRequestHandler):
         if "regex" in (body.get("structured_outputs") or {}):
             self._send(400, b'{"error": {"message": "regex structured outputs are not supported by the fake"}}')
             return
-        if os.environ.get("FAKE_FAULT") == "silent":
+        if FAULT == "silent":
             time.sleep(3600)
         COUNT["post"] += 1
         COUNT["running"] += 1
@@ -136,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
         if SERVICE_S:
             with SLOTS:
                 time.sleep(SERVICE_S)
-        if args.max_num_seqs == 12 and COUNT["post"] % 4 == 0:
+        if FAULT == "stuck" and COUNT["post"] % 4 == 0:
             time.sleep(30)
         max_tokens = body.get("max_tokens", 16)
         reply = answer_for(body["messages"][-1]["content"])
@@ -149,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         start = time.time()
         for i, p in enumerate(pieces):
-            time.sleep(0.02 if args.max_num_seqs == 1 else 0.002)  # max-num-seqs 1: a deliberately slow engine
+            time.sleep(0.02 if FAULT == "slow" else 0.002)  # a deliberately slow engine
             if i == 0:
                 STATE["ttft_sum"] += time.time() - start
                 STATE["ttft_count"] += 1

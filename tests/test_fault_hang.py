@@ -81,12 +81,9 @@ def test_frozen_engine_is_a_failed_engine_hung_trial(setup, tmp_path):
 def test_silent_engine_that_answers_metrics_is_hung_after_the_setting_not_twice(setup, tmp_path):
     """Requests accepted and never answered while /metrics still answers (its counter stands still): the stall is
     confirmed at the setting plus a /metrics round trip, not at twice the setting."""
-    opts = setup("{value: 4}", n_trials=1, max_failures=0)
+    opts = setup("{value: 4}", n_trials=1, max_failures=0, faults="*:silent")
     stall = 4.0
     _workload(tmp_path, duration_s=30, drain_timeout_s=30, stall_timeout_s=stall)
-    space = opts.space_file.read_text().replace("shutdown_timeout_s: 3", "shutdown_timeout_s: 3\n  env: "
-                                                 "{FAKE_FAULT: silent}")
-    opts.space_file.write_text(space)
     run_search(opts, NullReporter())
     trial = _study(opts).trials[0]
     assert trial.user_attrs["fail_reason"] == "engine_hung", trial.user_attrs
@@ -98,9 +95,9 @@ def test_silent_engine_that_answers_metrics_is_hung_after_the_setting_not_twice(
 
 
 def test_slow_but_streaming_engine_is_not_hung(setup, tmp_path):
-    """The fake's max_num_seqs 1 streams a chunk every 20 ms; a 0.3 s stall timeout is far above the gap but
+    """The fake's `slow` fault streams a chunk every 20 ms; a 0.3 s stall timeout is far above the gap but
     below a whole request: progress is counted per chunk, not per response."""
-    opts = setup("{value: 1}", n_trials=1, max_failures=0)
+    opts = setup("{value: 1}", n_trials=1, max_failures=0, faults="1:slow")
     _workload(tmp_path, stall_timeout_s=0.3)
     summary = run_search(opts, NullReporter())
     assert summary.trials_complete == 1, _study(opts).trials[0].user_attrs.get("fail_message")

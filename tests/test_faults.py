@@ -75,7 +75,7 @@ def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
         f"name: s\nworkload: wl.yaml\nengine:\n  command: [{sys.executable}, {HERE / 'fake_engine.py'}]\n"
         f"  startup_timeout_s: 5\n  shutdown_timeout_s: 3\n  env:\n    HF_TOKEN: {SECRETS['HF_TOKEN']}\n"
         f"    OPENAI_API_KEY: {SECRETS['OPENAI_API_KEY']}\n    VLLM_API_KEY: '${{AT_TEST_SERVER_KEY}}'\n"
-        f"    FAKE_ECHO_ENV: {','.join(SHAPED)}\n"
+        f"    FAKE_ECHO_ENV: {','.join(SHAPED)}\n    FAKE_FAULTS: '13:unsupported'\n"
         + "".join(f"    {name}: {json.dumps(value)}\n" for name, (value, _) in SHAPED.items()) +
         f"knobs:\n  model: {{value: {tmp_path}}}\n  max_num_seqs: {{choices: [4, 13]}}\n"
         "search: {n_trials: 3, sampler: grid, max_failures: 3, batch: 1}\n")
@@ -425,13 +425,13 @@ def test_a_truncated_model_is_named_before_any_launch(setup, tmp_path):
 
 def test_transient_launch_failures_are_not_remembered(setup):
     """A health timeout (a busy host) may not recur: the same server config is launched again, unlike OOM."""
-    opts = setup("{value: 15}", n_trials=2, max_failures=5)
+    opts = setup("{value: 15}", n_trials=2, max_failures=5, faults="15:hang")
     run_search(opts, NullReporter())
     assert [t.user_attrs["fail_reason"] for t in _study(opts).trials] == ["health_timeout", "health_timeout"]
 
 
 def test_permanent_launch_failures_are_remembered(setup):
-    opts = setup("{value: 14}", n_trials=2, max_failures=5)
+    opts = setup("{value: 14}", n_trials=2, max_failures=5, faults="14:oom")
     run_search(opts, NullReporter())
     reasons = [t.user_attrs["fail_reason"] for t in _study(opts).trials]
     assert reasons[0] == "oom" and len(reasons) >= 2 and set(reasons[1:]) == {"known_failure"}
@@ -481,7 +481,7 @@ def test_engine_frozen_during_launch_fails_in_seconds(setup, tmp_path):
 
     from autotune.engines.process import group_alive
 
-    opts = setup("{value: 15}", n_trials=1, max_failures=0)  # 15: the stand-in never becomes healthy
+    opts = setup("{value: 15}", n_trials=1, max_failures=0, faults="15:hang")  # never becomes healthy
     opts.space_file.write_text(opts.space_file.read_text().replace("startup_timeout_s: 3", "startup_timeout_s: 60"))
     frozen: list[int] = []
 

@@ -75,7 +75,8 @@ def test_itl_is_per_token_when_chunks_carry_several():
 
 
 def test_gauges_average_shares_and_sum_counts_over_engine_processes():
-    from autotune.engines.prometheus import gauges, parse, window_deltas
+    from autotune.engines.prometheus import gauges, window_deltas
+    from autotune.engines.prometheus import parse_metrics as parse
 
     text = ('vllm:kv_cache_usage_perc{engine="0"} 0.2\nvllm:kv_cache_usage_perc{engine="1"} 0.6\n'
             'vllm:num_requests_waiting{engine="0"} 3\nvllm:num_requests_waiting{engine="1"} 4\n')

@@ -35,7 +35,7 @@ def _common(opts, tmp_path, confirm: int) -> list[str]:
 
 
 def test_nightly_twice_ok_then_a_forced_regression_fails(setup, tmp_path):
-    opts = setup("{choices: [4, 8]}", n_trials=2)
+    opts = setup("{choices: [4, 8]}", n_trials=2, faults="1:slow")  # the forced max_num_seqs=1 streams slowly
     run_search(opts, NullReporter())
     _short_windows(opts)
     before = len(_study(opts).trials)
@@ -73,7 +73,7 @@ def test_nightly_twice_ok_then_a_forced_regression_fails(setup, tmp_path):
 
 
 def test_a_current_config_that_cannot_start_is_a_regression_naming_the_reason(setup, tmp_path):
-    opts = setup("{value: 4}", n_trials=1)
+    opts = setup("{value: 4}", n_trials=1, faults="13:unsupported")
     run_search(opts, NullReporter())
     _short_windows(opts)
     res = cli_invoke(["nightly", *_common(opts, tmp_path, 2), "--new-trials", "0", "--force", "max_num_seqs=13"])

@@ -11,7 +11,7 @@ import pytest
 
 from autotune.config.space import Constraint, Objective
 from autotune.ops.export import candidates
-from autotune.search.config_points import config_points
+from autotune.search.config_points import study_points
 from autotune.search.front import front_rows
 
 
@@ -66,7 +66,7 @@ def test_identical_trials_merge_and_failed_confirmations_are_not_recommended():
     _trial(study, "A", 1000.0, 4.0, items, 0)
     _trial(study, "A", 1100.0, 4.0, items, 1)  # the same config measured again (e.g. another worker)
     _trial(study, "C", 900.0, 4.0, items, 2)
-    points = config_points(study, Space)
+    points = study_points(study, Space)
     assert [(cp.key, [t.number for t in cp.trials]) for cp in points] == [("A", [0, 1]), ("C", [2])]
     study.set_user_attr("confirm", {"C": [{"metrics": {}, "items": {}, "round": 0, "failed": "engine_hung"}]})
     cands = candidates(study, Space)

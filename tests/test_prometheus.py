@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from autotune.engines.prometheus import histogram_delta, parse, window_deltas
+from autotune.engines.prometheus import histogram_delta, window_deltas
+from autotune.engines.prometheus import parse_metrics as parse
 
 BEFORE = """# TYPE vllm:generation_tokens counter
 vllm:generation_tokens_total{engine="0",model_name="m"} 100.0

@@ -21,7 +21,8 @@ def test_hypervolume_never_decreases():
 
 
 def test_report_files(setup, tmp_path):
-    opts = setup("{choices: [2, 4, 13]}", n_trials=4, client="  output_format: {choices: [json, yaml]}")
+    opts = setup("{choices: [2, 4, 13]}", n_trials=4, client="  output_format: {choices: [json, yaml]}",
+                 faults="13:unsupported")
     run_search(opts, NullReporter())
     out = tmp_path / "rep"
     res = cli_invoke(["report", "--study", "s", "--run-dir", str(opts.run_dir), "--out", str(out)])
@@ -32,7 +33,7 @@ def test_report_files(setup, tmp_path):
     assert "Pareto front (" in md and "Hypervolume (scaled objectives) after each trial" in md
     assert "reference point 10% beyond the worst value" in md
     assert "| windows | n tasks | n items | class |" in md
-    if "13" in md:  # max_num_seqs 13 makes the fake engine refuse to start
+    if "13" in md:  # max_num_seqs 13 is the fake engine's `unsupported` fault: it refuses to start
         assert "Failures by reason: unsupported" in md
 
 

@@ -64,7 +64,9 @@ def setup(tmp_path, write):
         """)
 
     def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
-             arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random") -> SearchOptions:
+             arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random",
+             faults: str = "") -> SearchOptions:
+        """`faults`: the stand-in engine's explicit faults by max_num_seqs value (tests/fake_engine.py)."""
         wl = (tmp_path / "wl.yaml").read_text().replace("{mode: closed, users: 2}", arrival)
         (tmp_path / "wl.yaml").write_text(wl)
         space = write("space.yaml", f"""\
@@ -74,6 +76,7 @@ def setup(tmp_path, write):
               command: [{sys.executable}, {HERE / 'fake_engine.py'}]
               startup_timeout_s: 3
               shutdown_timeout_s: 3
+              env: {{FAKE_FAULTS: "{faults}"}}
             knobs:
               model: {{value: {tmp_path}}}
               max_num_seqs: {seqs}
@@ -134,7 +137,7 @@ def test_complete_trials_measured_and_tracked(setup):
 
 
 def test_failed_launches_are_data_and_budget_stops(setup):
-    opts = setup("{choices: [13, 14]}", n_trials=10, max_failures=1)
+    opts = setup("{choices: [13, 14]}", n_trials=10, max_failures=1, faults="13:unsupported,14:oom")
     reporter = NullReporter()
     summary = run_search(opts, reporter)
     assert summary.trials_complete == 0 and summary.trials_failed == 2
@@ -151,7 +154,7 @@ def test_failed_launches_are_data_and_budget_stops(setup):
 
 
 def test_health_timeout_is_a_failed_trial(setup):
-    opts = setup("{value: 15}", n_trials=1, max_failures=0)
+    opts = setup("{value: 15}", n_trials=1, max_failures=0, faults="15:hang")
     summary = run_search(opts, NullReporter())
     assert summary.trials_failed == 1
     assert _study(opts).trials[0].user_attrs["fail_reason"] == "health_timeout"
@@ -195,7 +198,7 @@ def test_poisson_arrivals_and_journal_storage(setup, tmp_path):
     opts.storage = f"journal:///{tmp_path / 'journal.log'}"
     summary = run_search(opts, NullReporter())
     assert summary.trials_complete == 1
-    from autotune.search.study import open_storage
+    from autotune.stores import open_storage
 
     study = optuna.load_study(study_name="s", storage=open_storage(opts.storage))
     m = study.trials[0].user_attrs["metrics"]
@@ -295,9 +298,9 @@ def test_mlflow_store_failure_mid_search_is_one_line_and_loses_no_trial(setup):
 
 
 def test_multi_fidelity_screens_out_hopeless_configs(setup):
-    """A short screening window first: the slow config (max_num_seqs 1 streams 10x slower in the fake) is
+    """A short screening window first: the slow config (max_num_seqs 1, the fake's `slow` fault: 10x slower) is
     dominated by the front even with the margin, so it never gets the full window; the other one does."""
-    opts = setup("{choices: [4, 1]}", n_trials=2)
+    opts = setup("{choices: [4, 1]}", n_trials=2, faults="1:slow")
     text = opts.space_file.read_text().replace(
         "search: {", "search: {screening_s: 0.8, screening_margin: 0.1, enqueue: [{max_num_seqs: 4}, "
                      "{max_num_seqs: 1}], ").replace(
@@ -458,7 +461,7 @@ def test_a_failed_engine_config_is_not_launched_again(setup):
     """Random keeps proposing max_num_seqs 13 (unsupported): it is launched once; re-proposals are recorded as
     `known_failure` without starting an engine, and count neither as trials nor against the failure budget (it
     is the same failure). With every config measured or failed, the search stops instead of looping."""
-    opts = setup("{choices: [13, 4]}", n_trials=6, max_failures=1)
+    opts = setup("{choices: [13, 4]}", n_trials=6, max_failures=1, faults="13:unsupported")
     summary = run_search(opts, NullReporter())
     trials = [t for t in _study(opts).trials if t.params["max_num_seqs"] == 13]
     reasons = [t.user_attrs.get("fail_reason") for t in trials]
@@ -474,7 +477,7 @@ def test_work_in_flight_at_the_drain_end_is_abandoned_not_dropped(setup):
     """Open loop on an engine that leaves every 4th request hanging: tasks of the window still in flight when the
     drain ends are failures with their elapsed time, load keeps being offered (cooldown) until then, and the
     schedule's lag is recorded next to the target rate in tasks/s."""
-    opts = setup("{value: 12}", n_trials=1, arrival="{mode: poisson, rate: 6}")
+    opts = setup("{value: 12}", n_trials=1, arrival="{mode: poisson, rate: 6}", faults="12:stuck")
     wl = opts.space_file.parent / "wl.yaml"
     wl.write_text(wl.read_text().replace("drain_timeout_s: 5", "drain_timeout_s: 1.5"))
     run_search(opts, NullReporter())

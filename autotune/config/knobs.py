@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from autotune.fmware.app import ARCHITECTURES, CONSTRAINTS, PROMPT_VARIANTS, REPAIRS
-from autotune.fmware.formats import FORMATS
+from autotune.fmware import ARCHITECTURES, CONSTRAINTS, FORMATS, PROMPT_VARIANTS, REPAIRS
 
 Part = Literal["server", "client"]
 SPEC_METHODS = ("none", "ngram", "draft_model")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autotune.config.knobs import ServerConfig
+from autotune.config import ServerConfig
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from autotune.config.knobs import ServerConfig
+from autotune.config import ServerConfig
 from autotune.engines.base import Engine, EngineHandle
 from autotune.engines.process import group_members, terminate_group
 

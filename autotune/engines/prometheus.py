@@ -36,7 +36,7 @@ def gauges(text: str) -> dict[str, float]:
     return {k: (sum(v) / len(v) if k in MEAN_GAUGES else sum(v)) for k, v in sums.items() if v}
 
 
-def parse(text: str) -> dict[str, float]:
+def parse_metrics(text: str) -> dict[str, float]:
     """Sum samples over labels (one engine, one model) -> {sample name: value}; histogram buckets kept by le."""
     out: dict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from autotune.config.knobs import ServerConfig
-from autotune.config.space import EngineConfig
+from autotune.config import EngineConfig, ServerConfig
 from autotune.engines.base import EngineHandle
 from autotune.engines.process import EngineRegistry, flush_log, group_stopped, start_group, terminate_group
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
-from autotune.models import registry as models
-from autotune.models.integrity import model_dir_problem
+from autotune.models import model_dir_problem
+from autotune.models import resolve as resolve_model
 from autotune.secrets import expand
 
 # log patterns -> failure reason tags, checked in order on the log tail of a dead engine
@@ -55,7 +54,7 @@ def speculative_config(s: ServerConfig) -> dict | None:
     elif s.spec_method == "draft_model":
         if not s.draft_model:
             raise EngineLaunchError("spec_method draft_model needs the draft_model knob", reason="bad_config")
-        cfg["model"] = models.resolve(s.draft_model)[0]
+        cfg["model"] = resolve_model(s.draft_model)[0]
     return cfg
 
 
@@ -71,7 +70,7 @@ def _bool(argv: list[str], name: str, value: bool | None) -> None:
 
 def build_argv(s: ServerConfig, engine: EngineConfig, port: int) -> list[str]:
     """The engine command line as an argv list (never a shell string)."""
-    model_path, quant = models.resolve(s.model, s.quantization)
+    model_path, quant = resolve_model(s.model, s.quantization)
     argv = engine.launcher() + ["--model", model_path, "--served-model-name", s.model]
     argv += ["--host", engine.host, "--port", str(port)]
     if s.dtype != "auto":
@@ -120,9 +119,9 @@ def reset_prefix_cache(url: str) -> bool:
 def check_weights(server: ServerConfig) -> None:
     """A model (or draft) whose weight files are damaged fails here in milliseconds, as `broken_model`, before a
     launch that would take seconds and be misread as the config's fault."""
-    paths = [models.resolve(server.model, server.quantization)[0]]
+    paths = [resolve_model(server.model, server.quantization)[0]]
     if server.spec_method == "draft_model" and server.draft_model:
-        paths.append(models.resolve(server.draft_model)[0])
+        paths.append(resolve_model(server.draft_model)[0])
     for path in paths:
         if why := model_dir_problem(Path(path)):
             raise EngineLaunchError(f"model {path} is damaged: {why} (repair or re-prepare it; it is not a property "

@@ -25,7 +25,6 @@ writes what it has and marks the summary `engine_hung` (autotune turns that into
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import resource
@@ -38,12 +37,11 @@ import scipy.special  # noqa: F401  a level judges itself (Wilson interval) as i
 from locust import HttpUser, events, task
 from locust.exception import StopUser
 
-from autotune.fmware.app import AppConfig
-from autotune.fmware.cache import SemanticCache, minilm_embedder
-from autotune.fmware.runner import run_task
+from autotune.fmware import AppConfig, SemanticCache, minilm_embedder, run_task
 from autotune.loadgen.launch import STANDBY_READY
 from autotune.loadgen.load_config import BUILT_IN, LoadConfig, read_load_config
-from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, server_tokens, watch_loop
+from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, watch_loop
+from autotune.loadgen.run_state import Run, abandon, stall_s, wait
 from autotune.loadgen.schedule import poisson_arrivals, process_seed, task_order
 from autotune.sla import early_stop, known_miss, task_meets
 
@@ -77,40 +75,7 @@ if CACHE is not None:
 # the event loop's clock stood still while a standby blocked on its config and while the embedder loaded: refresh
 # it, or Locust's run-time timer (and every gevent timer) measured from the stale time fires early by those seconds
 gevent.get_hub().loop.update_now()
-
-
-class Run:
-    """Shared state of one load run (one per Locust process)."""
-
-    t0 = 0.0
-    warmup_end = 0.0
-    measure_end = 0.0
-    in_flight = 0  # tasks started and not finished (a task may be in a CPU node, not waiting on the engine)
-    measured_in_flight = 0  # of those, the ones started in the window: cooldown load runs until they finish
-    open_tasks: dict[int, dict] = {}  # n -> the task's start record, until it finishes
-    open_requests: dict[int, dict] = {}  # id(record) -> the request record, until its response ends
-    outstanding = 0  # HTTP requests waiting on the engine
-    last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
-    server_tokens: float | None = None  # the server's generation counter, read halfway through a quiet spell
-    baseline_for = 0.0  # the quiet spell (its last_progress) that counter belongs to
-    hung_ts: float | None = None  # when the stall was confirmed
-    hung_s: float | None = None  # a confirmed stall (seconds without progress when it was confirmed)
-    stopping = False  # the drain is over: no more cooldown load
-    early_stop: str | None = None  # a capacity level's verdict reached before its window's end
-    queue: list[int] = []  # `once` (the evaluation completion pass): task indexes not started yet
-    scheduled: list[float] = []  # open loop: every arrival the schedule produced (the generator's fidelity)
-    gauge_samples: list[dict[str, float]] = []  # /metrics gauges polled through the window
-    loop_lags: list[float] = []  # how late the event loop woke from 50 ms sleeps (s)
-    host = ""
-    counter = itertools.count()
-    order: list[int] = []
-    records: list[dict] = []
-    tasks: list[dict] = []
-    rusage0 = None
-    model: str | None = CFG.model
-    role = "local"
-    index = 0
-    suffix = ""
+Run.model = CFG.model
 
 
 def _role(environment) -> str:
@@ -206,42 +171,6 @@ def _offering(t: float) -> bool:
     return Run.measured_in_flight > 0 and t < Run.measure_end + CFG.drain_timeout_s and not Run.stopping
 
 
-def _stall_s() -> float | None:
-    """Seconds without progress when requests are outstanding and that exceeds stall_timeout_s, else None.
-    The server may be busy for another load process, or with requests queued ahead of ours: its generation
-    counter is read once halfway through a quiet spell and again at the timeout, and only a counter that did not
-    move confirms the stall. Detection takes the setting plus one /metrics round trip, not twice the setting."""
-    if Run.hung_s is not None:  # confirmed once: never ask the frozen server again
-        return Run.hung_s
-    now = time.time()
-    idle = now - Run.last_progress
-    if Run.outstanding == 0 or idle <= CFG.stall_timeout_s / 2:
-        return None
-    if Run.baseline_for != Run.last_progress:  # the first look in this quiet spell: the counter to compare with
-        Run.baseline_for = Run.last_progress
-        Run.server_tokens = server_tokens(Run.host, timeout_s=min(5.0, CFG.stall_timeout_s / 2))
-        return None
-    if idle <= CFG.stall_timeout_s:
-        return None
-    # a server that did not answer /metrics at the halfway look is not asked again (a frozen one never answers)
-    tokens = None if Run.server_tokens is None else server_tokens(Run.host, min(5.0, CFG.stall_timeout_s))
-    if tokens is not None and tokens > Run.server_tokens:
-        Run.last_progress = time.time()  # the server made progress since the baseline: alive, a new spell
-        return None
-    Run.hung_s = time.time() - Run.last_progress
-    Run.hung_ts = time.time()
-    return Run.hung_s
-
-
-def _wait(until: float, busy=None, step: float = 0.2) -> bool:
-    """Sleep until `until` (or until busy() turns false), watching for a stall; False when the engine stalled."""
-    while time.time() < until and (busy is None or busy()):
-        if _stall_s() is not None:
-            return False
-        gevent.sleep(min(step, max(0.0, until - time.time())))
-    return _stall_s() is None
-
-
 def _level_open() -> bool:
     """A capacity level stays open until its verdict can no longer change (autotune.sla)."""
     level, now = CFG.level, time.time()
@@ -281,22 +210,6 @@ def _once_busy() -> bool:
     return False
 
 
-def _abandon(now: float) -> tuple[int, int]:
-    """Work of the window still in flight when the drain ends is a failure, with the elapsed time as its latency:
-    dropping it would take the slowest tasks out of both the error rate and the percentiles."""
-    tasks = [t for t in Run.open_tasks.values() if t["phase"] == "measure"]
-    for t in tasks:
-        origin = t["scheduled_ts"] or t["send_ts"]
-        Run.tasks.append({**t, "ok": False, "abandoned": True, "latency_s": now - origin, "service_s": None,
-                          "error": "abandoned: still in flight when the drain ended", "fm_calls": 0, "tokens_in": 0,
-                          "tokens_out": 0, "spans": [], "parses": [], "critical_path": []})
-    requests = [r for r in Run.open_requests.values() if r["phase"] == "measure"]
-    for r in requests:
-        Run.records.append({**r, "ok": False, "abandoned": True, "e2e_s": now - r["send_ts"],
-                            "error": "abandoned: no complete response when the drain ended"})
-    return len(tasks), len(requests)
-
-
 def _poll(environment) -> None:
     poll_gauges(environment.host, Run.gauge_samples, lambda: time.time() < Run.measure_end and Run.hung_s is None)
 
@@ -304,13 +217,13 @@ def _poll(environment) -> None:
 def _controller(environment, out: Path) -> None:
     """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit. Every
     wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
-    ok = _wait(Run.warmup_end)
+    ok = wait(Run.warmup_end, CFG.stall_timeout_s)
     if ok and Run.role == "local":
         scrape(environment.host, out / "metrics-before.txt", CFG.stall_timeout_s)
         gevent.spawn(_poll, environment)
     gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
     busy = _level_open if CFG.level is not None else _once_busy if CFG.once else None
-    ok = ok and _wait(Run.measure_end, busy, step=0.5 if CFG.level else 0.1)
+    ok = ok and wait(Run.measure_end, CFG.stall_timeout_s, busy, step=0.5 if CFG.level else 0.1)
     if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
     if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
@@ -318,11 +231,11 @@ def _controller(environment, out: Path) -> None:
             scrape(environment.host, out / "metrics-after.txt", CFG.stall_timeout_s)
         else:
             (out / "metrics-after.txt").write_text("# not scraped: engine hung\n")
-    ok = ok and _wait(Run.measure_end + CFG.drain_timeout_s, _draining, step=0.05)
+    ok = ok and wait(Run.measure_end + CFG.drain_timeout_s, CFG.stall_timeout_s, _draining, step=0.05)
     Run.stopping = True  # the cooldown load stops offering; what the window started and did not finish is abandoned
-    stall_s = _stall_s()
+    stalled = stall_s(CFG.stall_timeout_s)
     drained_s = time.time() - Run.measure_end
-    abandoned_tasks, abandoned_requests = _abandon(time.time())
+    abandoned_tasks, abandoned_requests = abandon(time.time())
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru.ru_utime - Run.rusage0.ru_utime) + (ru.ru_stime - Run.rusage0.ru_stime)
     wall = time.time() - Run.t0
@@ -338,10 +251,10 @@ def _controller(environment, out: Path) -> None:
         "loadgen_cpu_s": cpu, "loadgen_wall_s": wall, "loadgen_cpu_share": cpu / wall if wall else 0.0,
         "arrival": CFG.arrival.model_dump(), "standby": os.environ.get("AUTOTUNE_LOAD_CONFIG") == "-",
         "records": len(Run.records), "tasks": len(Run.tasks), "model": Run.model,
-        "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stall_s is not None,
+        "cache_entries": len(CACHE) if CACHE is not None else None, "engine_hung": stalled is not None,
     }
-    if stall_s is not None:
-        summary["stall_s"], summary["stall_confirmed_ts"] = stall_s, Run.hung_ts
+    if stalled is not None:
+        summary["stall_s"], summary["stall_confirmed_ts"] = stalled, Run.hung_ts
     for name, rows in ((f"requests{Run.suffix}.jsonl", Run.records), (f"tasks{Run.suffix}.jsonl", Run.tasks)):
         with (out / name).open("a") as f:
             for rec in rows:

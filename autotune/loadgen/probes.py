@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gevent
 
-from autotune.engines.prometheus import gauges
+from autotune.engines import gauges
 
 GAUGE_KEYS = (("vllm:kv_cache_usage_perc", "server_kv_cache_usage"), ("vllm:num_requests_running", "server_running"),
               ("vllm:num_requests_waiting", "server_waiting"))

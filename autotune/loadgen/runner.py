@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotune.config.knobs import ClientConfig
-from autotune.config.workload import WorkloadConfig
-from autotune.engines.process import flush_log, start_group, terminate_group
+from autotune.config import ClientConfig, WorkloadConfig
+from autotune.engines import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
 from autotune.loadgen.launch import LOCUSTFILE, clean_env
 from autotune.loadgen.load_config import LoadConfig
@@ -52,7 +51,7 @@ def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[di
     }
 
 
-def load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict[str, Any]],
+def build_load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict[str, Any]],
                 examples: list[dict[str, Any]], model: str, out_dir: Path, eval_first: int = 0) -> LoadConfig:
     return LoadConfig(
         tasks=tasks, app=app_config(workload, client, examples), model=model, seed=workload.seed,

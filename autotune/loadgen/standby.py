@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from autotune.engines.process import group_alive, start_group, terminate_group
+from autotune.engines import group_alive, start_group, terminate_group
 from autotune.loadgen.launch import LOCUSTFILE, clean_env
 from autotune.loadgen.launch import STANDBY_READY as READY
 

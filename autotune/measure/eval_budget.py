@@ -8,7 +8,7 @@ of 0.3-0.5 is about ±0.1-0.15; differences between configs are paired by item a
 
 from __future__ import annotations
 
-from autotune.config.workload import WorkloadConfig
+from autotune.config import WorkloadConfig
 
 DEFAULT_EVAL_ITEMS = 40
 COSTLY_SHARE = 0.25  # a completion pass above this share of a trial's wall time is worth a warning

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotune.loadgen.load_config import LoadConfig
+from autotune.loadgen import LoadConfig
 
 # attempts at these phases were made at the load being measured; cooldown tasks are not (only fast ones are kept)
 GRADED_PHASES = ("warmup", "measure")

@@ -12,10 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from autotune.engines.vllm import reset_prefix_cache
-from autotune.loadgen.load_config import LoadConfig
-from autotune.loadgen.runner import LoadResult, run_load
-from autotune.loadgen.standby import StandbyPool
+from autotune.engines import reset_prefix_cache
+from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, run_load
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.measure.evalset import ItemScores
 from autotune.measure.request_metrics import percentiles, tokens_in_window, tpot_s
@@ -110,7 +108,7 @@ def wait_idle(url: str, timeout_s: float) -> float:
     0 when it exposes neither gauge. Bounded: a level never waits longer than `timeout_s` for the last one."""
     import httpx
 
-    from autotune.engines.prometheus import gauges
+    from autotune.engines import gauges
 
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:

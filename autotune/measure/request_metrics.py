@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autotune.config.metric_names import PERCENTILES
+from autotune.config import PERCENTILES
 
 
 def percentiles(values: Sequence[float], ps: Iterable[int] = PERCENTILES) -> dict[int, float]:

@@ -41,7 +41,7 @@ def verify(name: str) -> bool:
     return bool(files) and all((out / f).is_file() and sha256(out / f) == digest for f, digest in files.items())
 
 
-def prepare(name: str, engine_python: str, force: bool = False, log=print,
+def prepare_model(name: str, engine_python: str, force: bool = False, log=print,
             quant_python: str = DEFAULT_QUANT_PYTHON) -> Path:
     """Prepare bundled model `name`; returns its directory. Re-running is a checksum check and nothing more."""
     if name not in BUNDLED:
@@ -52,7 +52,7 @@ def prepare(name: str, engine_python: str, force: bool = False, log=print,
         log(f"{name}: already prepared and verified at {out}")
         return out
     if model.base:  # a quantized variant: prepare the base, then quantize it in the quantization env
-        base_dir = prepare(model.base, engine_python, log=log)
+        base_dir = prepare_model(model.base, engine_python, log=log)
         argv = [quant_python, str(QUANTIZE[model.variant]), "--src", str(base_dir)]
         return _build(model, argv, base_dir / "manifest.json", model.install, quant_python, log)
     src = _source(model)

@@ -22,9 +22,7 @@ import optuna
 import yaml
 
 from autotune import __version__
-from autotune.config.knobs import TrialConfig
-from autotune.config.space import KNOWN_METRICS, SpaceConfig, load_space
-from autotune.config.workload import load_workload
+from autotune.config import KNOWN_METRICS, SpaceConfig, TrialConfig, load_space, load_workload
 from autotune.errors import ConfigError
 from autotune.pareto import front_indices
 from autotune.secrets import carries_secret, reference, scrub_obj
@@ -49,7 +47,7 @@ def candidates(study: optuna.Study, space: SpaceConfig | None = None) -> list[Ca
     trial or a re-proposal never). Each carries its config's merged estimate (the confirmation windows once
     confirmed) under its first trial's number."""
     from autotune.objectives import evaluate
-    from autotune.search.config_points import config_points
+    from autotune.search import study_points
 
     if space is None:
         if "space_file" not in study.user_attrs:  # a study from before recorded spaces: its trials as they are
@@ -58,7 +56,7 @@ def candidates(study: optuna.Study, space: SpaceConfig | None = None) -> list[Ca
                     and t.user_attrs.get("feasible", True) and t.user_attrs.get("fidelity", "full") == "full"]
         space = load_space(study.user_attrs["space_file"], check_paths=False)
     out = []
-    for cp in config_points(study, space):
+    for cp in study_points(study, space):
         metrics = cp.metrics()
         ev = evaluate(metrics, space.objectives, space.constraints)
         if ev.feasible and not cp.confirm_failed:  # a config that could not be re-measured is not recommended
@@ -130,7 +128,7 @@ def _knee(cands: list[Candidate], space: SpaceConfig) -> Candidate:
 
 def measured_tasks(path: Path) -> list[dict[str, Any]]:
     """A trial's completed tasks of the measurement window (none when the file is missing)."""
-    from autotune.loadgen.records import read_jsonl
+    from autotune.loadgen import read_jsonl
 
     return [t for t in read_jsonl(path, missing_ok=True) if t.get("phase") == "measure" and t.get("ok")]
 
@@ -244,9 +242,9 @@ def next_version(root: Path) -> Path:
 def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate: float | None = None,
                   min_quality: float | None = None, min_sla: float = 0.95,
                   headroom: float = 0.8) -> tuple[Path, Candidate, str]:
-    from autotune.engines.vllm import build_argv
-    from autotune.loadgen.runner import app_config
-    from autotune.workloads.dataset import few_shot_examples
+    from autotune.engines import build_argv
+    from autotune.loadgen import app_config
+    from autotune.workloads import few_shot_examples
 
     attrs = study.user_attrs
     if "space_file" not in attrs:
@@ -315,10 +313,9 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
 def window_cis(study, space: SpaceConfig, chosen: Candidate) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, low, high): window objectives from the study's pooled window-to-window noise (NaN bounds
     when no config was measured twice), quality from a bootstrap over the evaluation items."""
-    from autotune.search.config_points import config_points, intervals, resolution, study_noise
-    from autotune.search.front import study_workload
+    from autotune.search import intervals, resolution, study_noise, study_points, study_workload
 
-    points = config_points(study, space)
+    points = study_points(study, space)
     cp = next((p for p in points if p.key == chosen.user_attrs.get("config_key")), None)
     if cp is None:
         return {}

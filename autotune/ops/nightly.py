@@ -34,11 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotune.config.knobs import KNOBS, TrialConfig, check_value
-from autotune.config.space import load_space
-from autotune.config.workload import load_workload
+from autotune.config import KNOBS, TrialConfig, check_value, load_space, load_workload
 from autotune.errors import ConfigError, TrialError
-from autotune.measure.regression import Comparison, Gate, Window, compare_arms, gates, power_warning
+from autotune.measure import Comparison, Gate, Window, compare_arms, gates, power_warning
 from autotune.secrets import scrub, scrub_obj
 
 ARMS = ("baseline", "current")
@@ -109,12 +107,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
                 ) -> NightlyResult:
     """confirm: windows per arm. warn: called once with a line when `confirm` cannot reach alpha; say: a line
     per finished window."""
-    from autotune.engines.keeper import EngineKeeper
-    from autotune.engines.process import EngineRegistry
-    from autotune.engines.vllm import VLLMEngine
-    from autotune.ops.export import candidates, export_bundle, pick
-    from autotune.search.inputs import trial_inputs
-    from autotune.search.study import SearchOptions, run_search
+    from autotune.search import trial_inputs
     from autotune.stores import load_study, probe_dir
 
     study = load_study(study_name, storage, storage_option)
@@ -129,14 +122,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     workload = load_workload(wl_file)
     run_dir = Path(attrs["run_dir"])
 
-    bundle = latest_bundle(exports, study_name)
-    if bundle is not None:
-        incumbent = bundle["trial"]
-    else:
-        try:
-            incumbent = pick(candidates(study), space, policy)[0].number
-        except ValueError as exc:
-            raise ConfigError(study_name, "--policy", str(exc), policy) from None
+    bundle, incumbent = _incumbent(study, space, exports, study_name, policy)
     base_dir = run_dir / study_name / f"trial-{incumbent:04d}"
     base_config = TrialConfig.model_validate(json.loads((base_dir / "resolved-config.json").read_text()))
     configs = {"baseline": base_config, "current": apply_forced(base_config, forced)}
@@ -147,8 +133,35 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     recorded = _recorded(study, incumbent, window_gates)
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    night_dir = run_dir / study_name / f"nightly-{stamp}"
     inputs = trial_inputs(space, workload, wl_file)
+    windows = _ab_windows(configs, inputs, space, run_dir, run_dir / study_name / f"nightly-{stamp}", confirm,
+                          window_gates, reporter, say)
+    verdict = compare_arms(windows["baseline"], windows["current"], window_gates, alpha, quality_tolerance)
+    reexported, note = _search_on(study_name, storage, attrs, space, wl_file, run_dir, exports, policy, incumbent,
+                                  bundle, new_trials, reporter)
+    result = NightlyResult(study_name, incumbent, verdict.comparisons, new_trials, reexported, Path(), Path(),
+                           forced, windows, verdict.untested, window_gates, alpha, warning, recorded, note)
+    return _write_report(result, reports, stamp, confirm)
+
+
+def _incumbent(study, space, exports: Path, study_name: str, policy: str) -> tuple[dict[str, Any] | None, int]:
+    """(the latest exported bundle or None, the trial it recommends, else the one the policy picks now)."""
+    from autotune.ops.export import candidates, pick
+
+    bundle = latest_bundle(exports, study_name)
+    if bundle is not None:
+        return bundle, bundle["trial"]
+    try:
+        return None, pick(candidates(study), space, policy)[0].number
+    except ValueError as exc:
+        raise ConfigError(study_name, "--policy", str(exc), policy) from None
+
+
+def _ab_windows(configs: dict[str, TrialConfig], inputs, space, run_dir: Path, night_dir: Path, confirm: int,
+                window_gates, reporter, say: Callable[[str], None] | None) -> dict[str, list[Window]]:
+    """`confirm` rounds of one window per arm, ABBA-ordered, each on a fresh engine launch."""
+    from autotune.engines import EngineKeeper, EngineRegistry, VLLMEngine
+
     keeper = EngineKeeper(VLLMEngine(space.engine, EngineRegistry(run_dir / "engines")))
     windows: dict[str, list[Window]] = {arm: [] for arm in ARMS}
     try:
@@ -162,10 +175,18 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
                     say(window_line(window, window_gates))
     finally:
         keeper.close()
-    verdict = compare_arms(windows["baseline"], windows["current"], window_gates, alpha, quality_tolerance)
+    return windows
 
-    from autotune.search.study import finished_trials
 
+def _search_on(study_name: str, storage: str, attrs: dict[str, Any], space, wl_file: Path, run_dir: Path,
+               exports: Path, policy: str, incumbent: int, bundle, new_trials: int, reporter) -> tuple[str | None, str]:
+    """N new trials, then a re-export when the pick changed distinguishably (or nothing was exported yet):
+    (the new bundle's path or None, a note on the new pick)."""
+    from autotune.ops.export import candidates, export_bundle, pick
+    from autotune.search import SearchOptions, finished_trials, run_search
+    from autotune.stores import load_study
+
+    study = load_study(study_name, storage)
     done = finished_trials(study)  # measured trials: re-proposals of a measured config do not count toward n_trials
     if new_trials > 0:
         from autotune.progress import NullReporter
@@ -187,18 +208,15 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     if bundle is None or distinct:
         path, _, _ = export_bundle(study, policy, exports)
         reexported = str(path)
-    result = NightlyResult(study_name, incumbent, verdict.comparisons, new_trials, reexported, Path(), Path(),
-                           forced, windows, verdict.untested, window_gates, alpha, warning, recorded, note)
-    return _write_report(result, reports, stamp, confirm)
+    return reexported, note
 
 
 def distinguishable(study, space, a: int, b: int) -> bool:
     """Whether the configs of trials a and b differ on some objective by the front's Holm-tested differences;
     False when the noise is unknown: a new pick by point estimate alone does not replace a recommendation."""
-    from autotune.search.config_points import config_points, judge_front, resolution, study_noise
-    from autotune.search.front import study_workload
+    from autotune.search import judge_front, resolution, study_noise, study_points, study_workload
 
-    points = config_points(study, space)
+    points = study_points(study, space)
     pair = [next((cp for cp in points if n in [t.number for t in cp.trials]), None) for n in (a, b)]
     if None in pair or pair[0] is pair[1]:
         return False
@@ -218,7 +236,7 @@ def apply_forced(config: TrialConfig, forced: dict[str, Any]) -> TrialConfig:
 
 def measure_window(config: TrialConfig, inputs, keeper, trial_dir: Path, label: str, reporter=None) -> Window:
     """One run of one arm; a TrialError is a failed window (with its reason), not an exception."""
-    from autotune.search.trial import run_trial
+    from autotune.search import run_trial
 
     def phase(name: str) -> None:
         if reporter is not None:

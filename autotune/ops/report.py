@@ -17,7 +17,7 @@ import optuna
 
 from autotune import __version__
 from autotune.secrets import scrub
-from autotune.tracking.views import interval
+from autotune.tracking import interval
 
 FORMAT_COLS = [("validity_rate", "valid", "{:.0%}"), ("quality", "accuracy", "{:.3f}"),
                ("input_tokens_per_task", "tokens in/task", "{:.0f}"),
@@ -101,16 +101,17 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
     """Front table, 2-D projections, 3-D HTML, parallel coordinates, hypervolume over trials, failures."""
     from collections import Counter
 
-    from autotune.config.space import load_space
-    from autotune.search.front import front_rows
-    from autotune.tracking.plots import pareto_html, pareto_png
-    from autotune.tracking.study_figures import (
+    from autotune.config import load_space
+    from autotune.search import front_rows
+    from autotune.tracking import (
         HV_REFERENCE,
         hypervolume_curve,
         hypervolume_png,
         level_points,
         levels_png,
         parallel_html,
+        pareto_html,
+        pareto_png,
     )
 
     name = study.study_name
@@ -161,14 +162,21 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
                    knobs: list[str]) -> list[str]:
     """The front, one row per config with 95% intervals and its "equivalent within noise" class, the tested
     differences between its members, and how much of it survived confirmation."""
-    from autotune.search.config_points import ALPHA, config_points, judge_front, resolution, study_noise
-    from autotune.search.confirm import screening_summary, survival_summary
-    from autotune.search.front import study_workload
+    from autotune.search import (
+        ALPHA,
+        judge_front,
+        resolution,
+        screening_summary,
+        study_noise,
+        study_points,
+        study_workload,
+        survival_summary,
+    )
 
     objectives = [o.metric for o in space.objectives]
     cols = objectives + [c for c in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load", "quality")
                          if c not in objectives and any(r.get(c) is not None for r in front)]
-    points = config_points(study, space)
+    points = study_points(study, space)
     by_key = {cp.key: cp for cp in points}
     md = [f"Pareto front ({len(front)} of {len(rows)} feasible configs; one row per config, its windows merged; "
           f"values with 95% intervals, {NONE} where there is none yet; n tasks: tasks over the windows the estimate "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from autotune.config.knobs import KNOBS
-from autotune.config.space import SpaceConfig
+from autotune.config import KNOBS, SpaceConfig
 
 
 def distributions(space: SpaceConfig) -> dict[str, optuna.distributions.BaseDistribution]:

@@ -9,8 +9,7 @@ from typing import Any
 
 import optuna
 
-from autotune.config.samplers import SAMPLERS, population, random_start
-from autotune.config.space import SpaceConfig
+from autotune.config import SAMPLERS, SpaceConfig, population, random_start
 from autotune.samplers.distributions import distributions
 
 

@@ -20,7 +20,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.config.samplers import population
+from autotune.config import population
 from autotune.samplers.distributions import distributions
 
 GEN, IDX = "pymoo:generation", "pymoo:index"

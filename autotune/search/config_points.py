@@ -1,7 +1,7 @@
 """One config is one point: every measured window of an identical config merges into that config's estimate.
 
 A config's windows are its full-fidelity trials (the sampler proposed it; a re-proposal is not measured again,
-see study._one_trial) and its `--confirm` windows. Once confirmed, the estimate uses the confirmation windows
+see search/one_trial.py) and its `--confirm` windows. Once confirmed, the estimate uses the confirmation windows
 only: the search window that put the config on the front was selected for being good, so it is biased. The
 window-to-window noise is pooled over every config with two or more windows (autotune.measure.compare).
 """
@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from autotune.config.knobs import TrialConfig
-from autotune.config.space import SpaceConfig
-from autotune.measure.compare import (
+from autotune.config import SpaceConfig, TrialConfig
+from autotune.measure import (
     QUALITY,
     Noise,
     Point,
@@ -47,8 +46,8 @@ def trial_key(t, space: SpaceConfig | None = None) -> str:
     if t.user_attrs.get("config_key"):
         return t.user_attrs["config_key"]
     if space is not None:
-        from autotune.config.knobs import split_values
-        from autotune.samplers.optuna_sampler import suggest
+        from autotune.config import split_values
+        from autotune.samplers import suggest
 
         try:
             return config_key(split_values(suggest(optuna.trial.FixedTrial(t.params), space)))
@@ -136,7 +135,7 @@ class ConfigPoint:
                      windows={m: [w["metrics"][m] for w in wins if m in w["metrics"]] for m in metrics})
 
 
-def config_points(study, space: SpaceConfig) -> list[ConfigPoint]:
+def study_points(study, space: SpaceConfig) -> list[ConfigPoint]:
     """Complete, full-fidelity, measured trials grouped by config, in order of first measurement."""
     groups: dict[str, ConfigPoint] = {}
     for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from autotune.config.knobs import TrialConfig
-from autotune.config.space import SpaceConfig
-from autotune.search.config_points import config_points, window_of
+from autotune.config import SpaceConfig, TrialConfig
+from autotune.search.config_points import study_points, window_of
 
 
 def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter, k: int) -> None:
@@ -35,7 +34,7 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
     if before is None:  # the front as the search left it: what the report's survival figure is about
         before = current
         study.set_user_attr("confirm_front", before)
-    points = {cp.key: cp for cp in config_points(study, space)}
+    points = {cp.key: cp for cp in study_points(study, space)}
     targets = [points[key] for key in dict.fromkeys([*before, *current]) if key in points]  # a resumed study's too
     targets.sort(key=lambda cp: json.dumps(cp.trials[0].user_attrs.get("server"), sort_keys=True))  # reuse in a round
     store: dict[str, Any] = dict(study.user_attrs.get("confirm", {}))  # an older format's entries are kept as is
@@ -121,7 +120,7 @@ def screening_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
 def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
     """How much of the pre-confirmation front is still on the front of the confirmed estimates; None when the
     study was not confirmed."""
-    from autotune.measure.compare import survival
+    from autotune.measure import survival
     from autotune.search.config_points import resolution, study_noise
 
     before = study.user_attrs.get("confirm_front")
@@ -129,12 +128,12 @@ def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
         return None
     from autotune.objectives import evaluate
 
-    points = [cp for cp in config_points(study, space) if cp.key in before]
+    points = [cp for cp in study_points(study, space) if cp.key in before]
     # a member whose confirmation windows break a constraint (or all failed) did not survive
     confirmed = [cp for cp in points if cp.confirmed
                  and evaluate(cp.metrics(), space.objectives, space.constraints).feasible]
     res = resolution(space)
-    noise = study_noise(config_points(study, space), space, res)
+    noise = study_noise(study_points(study, space), space, res)
     names = [o.metric for o in space.objectives if o.metric != "quality"]
     out = survival(before, [cp.point(names, res) for cp in confirmed], [(o.metric, o.direction)
                                                                        for o in space.objectives], noise)

@@ -7,9 +7,9 @@ from typing import Any
 
 import optuna
 
-from autotune.config.space import SpaceConfig
+from autotune.config import SpaceConfig
 from autotune.pareto import front_indices
-from autotune.tracking.mlflow_tracker import MlflowTracker
+from autotune.tracking import MlflowTracker
 
 
 def could_reach_front(study, space: SpaceConfig, values: list[float], margins: list[float]) -> bool:
@@ -35,9 +35,9 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
     each window objective's interval (`<metric>_low`/`_high`, from the study's pooled window noise) and the
     front members' "equivalent within noise" class (`class`, Holm-tested differences)."""
     from autotune.objectives import evaluate
-    from autotune.search.config_points import config_points, intervals, judge_front, resolution, study_noise
+    from autotune.search.config_points import intervals, judge_front, resolution, study_noise, study_points
 
-    points = config_points(study, space)
+    points = study_points(study, space)
     rows, kept = [], []
     for cp in points:
         metrics = cp.metrics()
@@ -77,7 +77,7 @@ def study_workload(study):
     if not path:
         return None
     try:
-        from autotune.config.workload import load_workload
+        from autotune.config import load_workload
 
         return load_workload(path, host_checks=False)
     except Exception:  # a moved workload file only loses the resolution floor, not the front
@@ -85,9 +85,7 @@ def study_workload(study):
 
 
 def update_front(study, space: SpaceConfig, tracker: MlflowTracker, reporter) -> None:
-    from autotune.tracking.plots import pareto_html, pareto_png
-    from autotune.tracking.study_figures import level_points, levels_png
-    from autotune.tracking.views import study_note
+    from autotune.tracking import level_points, levels_png, pareto_html, pareto_png, study_note
 
     rows, front = front_rows(study, space, judge=True)
     objectives = [(o.metric, o.direction) for o in space.objectives]

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autotune.config.knobs import ServerConfig
-from autotune.config.scorers import resolve_scorer
-from autotune.config.space import SpaceConfig
-from autotune.config.workload import WorkloadConfig
+from autotune.config import ServerConfig, SpaceConfig, WorkloadConfig, resolve_scorer
 from autotune.errors import ConfigError
-from autotune.measure.evalset import eval_ids
-from autotune.models import registry as models
+from autotune.measure import eval_ids
+from autotune.models import problem as model_problem
 from autotune.search.trial import TrialInputs
-from autotune.workloads.dataset import few_shot_examples, read_dataset, render_tasks
+from autotune.workloads import few_shot_examples, read_dataset, render_tasks
 
 
 def check_models(space: SpaceConfig, file: str) -> None:
@@ -24,13 +21,13 @@ def check_models(space: SpaceConfig, file: str) -> None:
     quant = space.knobs.get("quantization")
     for value in candidates:
         for q in quant.candidates() if quant else ["none"]:
-            why = models.problem(str(value), str(q))
+            why = model_problem(str(value), str(q))
             if why:
                 key = "knobs.model" if spec else "model (default)"
                 raise ConfigError(file, key, why + (f" (quantization {q})" if q != "none" else ""), value)
     draft = space.knobs.get("draft_model")
     for value in draft.candidates() if draft else []:
-        why = models.problem(str(value))
+        why = model_problem(str(value))
         if why:
             raise ConfigError(file, "knobs.draft_model", why, value)
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import optuna
 
-from autotune.config.knobs import ServerConfig, split_values
-from autotune.config.space import SpaceConfig
+from autotune.config import ServerConfig, SpaceConfig, split_values
 from autotune.objectives import constraint_names, evaluate
-from autotune.samplers.optuna_sampler import set_constraints, suggest
-from autotune.search.config_points import config_key, config_points, trial_key
+from autotune.samplers import set_constraints, suggest
+from autotune.search.config_points import config_key, study_points, trial_key
 
 
 def repeat_proposals(study) -> int:
@@ -82,7 +81,7 @@ def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> 
     if prior.state == optuna.trial.TrialState.PRUNED:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
-        point = next((cp for cp in config_points(study, space) if cp.key == key), None)
+        point = next((cp for cp in study_points(study, space) if cp.key == key), None)
         # (a screened trial of an older autotune is COMPLETE but no point: its own metrics)
         metrics = point.metrics() if point else prior.user_attrs.get("metrics", {})
         ev = evaluate(metrics, space.objectives, space.constraints)

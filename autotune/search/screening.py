@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 from scipy import stats
 
-from autotune.engines.keeper import EngineKeeper
+from autotune.engines import EngineKeeper
 from autotune.objectives import evaluate
 from autotune.search.front import could_reach_front
 from autotune.search.trial import TrialInputs, run_trial
@@ -48,7 +48,7 @@ def margins(study, space) -> list[float] | None:
     return out
 
 
-def measure(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, reporter):
+def measure_screened(study, config, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, reporter):
     """(result, fidelity, screening metrics or None). With `search.screening_s`, a short window first; the full
     window (on the same, still running engine) only when the screened point could still reach the front."""
     search = inputs.space.search

@@ -10,22 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotune.config.knobs import TrialConfig
-from autotune.config.scorers import Scorer, safe_score
-from autotune.config.space import SpaceConfig
-from autotune.config.workload import WorkloadConfig
-from autotune.engines import prometheus
-from autotune.engines.keeper import EngineKeeper
-from autotune.engines.vllm import reset_prefix_cache
+from autotune.config import Scorer, SpaceConfig, TrialConfig, WorkloadConfig, safe_score
+from autotune.engines import EngineKeeper, histogram_delta, parse_metrics, reset_prefix_cache, window_deltas
 from autotune.errors import TrialRejected, WindowEmpty
-from autotune.fmware.app import AppConfig
-from autotune.loadgen.load_config import LoadConfig
-from autotune.loadgen.runner import LoadResult, app_config, load_config, run_load
-from autotune.loadgen.standby import StandbyPool
-from autotune.measure.evalset import ItemScores, completion_config
-from autotune.measure.levels import run_levels
-from autotune.measure.request_metrics import summarize, usd_per_1k
-from autotune.measure.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
+from autotune.fmware import AppConfig
+from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, app_config, build_load_config, run_load
+from autotune.measure import (
+    ItemScores,
+    breakdown_markdown,
+    completion_config,
+    node_breakdown,
+    run_levels,
+    summarize,
+    summarize_tasks,
+    usd_per_1k,
+)
 from autotune.secrets import expand, redact_argv
 
 Phase = Callable[[str], None]
@@ -149,7 +148,7 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
     (trial_dir / "engine-argv.json").write_text(json.dumps(redact_argv(handle.argv), indent=2))
     files["engine-argv.json"] = trial_dir / "engine-argv.json"
     # the tasks list starts with the evaluation items: the load walks them first
-    cfg = load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
+    cfg = build_load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
                       trial_dir / "load", eval_first=len(inputs.eval_ids))
     phase("warming")
     t0 = time.monotonic()
@@ -182,9 +181,9 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
         keeper.close(keeper.hung_grace_s if getattr(exc, "reason", None) == "engine_hung" else None)
         raise
     phase("scoring")
-    before = prometheus.parse(load.metrics_before) if load.metrics_before else {}
-    after = prometheus.parse(load.metrics_after) if load.metrics_after else {}
-    server = prometheus.window_deltas(before, after)
+    before = parse_metrics(load.metrics_before) if load.metrics_before else {}
+    after = parse_metrics(load.metrics_after) if load.metrics_after else {}
+    server = window_deltas(before, after)
     metrics = trial_metrics(load, inputs, 0.0 if reused else handle.startup_s, reused, server)
     metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     breakdown = node_breakdown(load.tasks)
@@ -201,12 +200,12 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
                     files: dict[str, Path], graded: ItemScores, eval_s: float) -> TrialResult:
     """A capacity trial's metrics: latency at the operating load (the first level), capacity at SLA and the cost
     at capacity, quality on the evaluation set; the levels as a table and a latency-load figure."""
-    from autotune.tracking.plots import latency_load_png
+    from autotune.tracking import latency_load_png
 
     first = run.levels[0].load
-    before = prometheus.parse(first.metrics_before) if first.metrics_before else {}
-    after = prometheus.parse(first.metrics_after) if first.metrics_after else {}
-    server = prometheus.window_deltas(before, after)
+    before = parse_metrics(first.metrics_before) if first.metrics_before else {}
+    after = parse_metrics(first.metrics_after) if first.metrics_after else {}
+    server = window_deltas(before, after)
     metrics = trial_metrics(first, inputs, 0.0 if reused else handle.startup_s, reused, server)
     metrics["p95_task_ms_at_load"] = metrics["p95_task_ms"]
     metrics["operating_rate"] = run.levels[0].rate
@@ -275,7 +274,7 @@ def finish_grading(graded: ItemScores, inputs: TrialInputs, eval_s: float, trial
 
 def quality_metrics(graded: ItemScores, eval_s: float) -> dict[str, float]:
     """`quality` is the mean score over the whole evaluation set, with a bootstrap interval over items."""
-    from autotune.measure.compare import quality_interval
+    from autotune.measure import quality_interval
 
     mean, low, high = quality_interval(graded.scores)
     return {"quality": mean, "quality_ci_low": low, "quality_ci_high": high, "eval_items": float(len(graded.ids)),
@@ -294,7 +293,7 @@ def _write_outputs(trial_dir: Path, load: LoadResult, before, after, server, bre
     out["tasks.jsonl"].write_text("".join(json.dumps(t) + "\n" for t in load.tasks))
     out["metrics-deltas.json"].write_text(json.dumps({
         "window": server,
-        "ttft_histogram": prometheus.histogram_delta(before, after, "vllm:time_to_first_token_seconds"),
+        "ttft_histogram": histogram_delta(before, after, "vllm:time_to_first_token_seconds"),
         "loadgen": load.summary,
     }, indent=2, default=str))
     sample = next((t for t in load.tasks if t.get("ok") and not t.get("cache_hit")), None)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from autotune.measure.request_metrics import percentiles
+from autotune.measure import percentiles
 from autotune.secrets import scrub, scrub_obj
 
 # node name prefix -> MLflow span type (the UI's icon); FM calls are LLM spans

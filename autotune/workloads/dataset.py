@@ -12,8 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from autotune.config.dataset import read_items
-from autotune.config.workload import WorkloadConfig, templates
+from autotune.config import WorkloadConfig, read_items, templates
 
 PREFIXES = ["Reposted: ", "From the archive: ", "Update: ", "Reader mail: ", "In brief: "]
 
