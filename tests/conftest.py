@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from autotune.search.study import SearchOptions
+from tests.stand_in import EXTRACTION_WORKLOAD, HERE, write_items
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +62,42 @@ def cli_invoke(args: list[str]) -> CliResult:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def setup(tmp_path, write):
+    """setup(max_num_seqs spec, ...) -> SearchOptions of a stand-in engine search in tmp_path (tests/stand_in.py)."""
+    write_items(tmp_path, 5)
+    write("wl.yaml", EXTRACTION_WORKLOAD + """\
+        arrival: {mode: closed, users: 2}
+        warmup_s: 0.5
+        duration_s: 2
+        drain_timeout_s: 5
+        max_tokens: 40
+        """)
+
+    def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
+             arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random",
+             faults: str = "") -> SearchOptions:
+        """`faults`: the stand-in engine's explicit faults by max_num_seqs value (tests/fake_engine.py)."""
+        wl = (tmp_path / "wl.yaml").read_text().replace("{mode: closed, users: 2}", arrival)
+        (tmp_path / "wl.yaml").write_text(wl)
+        space = write("space.yaml", f"""\
+            name: {study}
+            workload: wl.yaml
+            engine:
+              command: [{sys.executable}, {HERE / 'fake_engine.py'}]
+              startup_timeout_s: 3
+              shutdown_timeout_s: 3
+              env: {{FAKE_FAULTS: "{faults}"}}
+            knobs:
+              model: {{value: {tmp_path}}}
+              max_num_seqs: {seqs}
+            {client}
+            constraints:
+              - {{metric: error_rate, op: "<=", value: 0.01}}
+            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: {sampler}, batch: 1}}
+            """)
+        return SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+
+    return make

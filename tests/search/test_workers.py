@@ -13,7 +13,7 @@ import pytest
 
 from autotune.search.front import front_rows
 from tests.postgres import Postgres
-from tests.test_study import HERE
+from tests.stand_in import HERE
 
 REPO = HERE.parent
 

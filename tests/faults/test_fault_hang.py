@@ -14,42 +14,13 @@ import psutil
 from autotune.engines.process import group_alive, start_group, terminate_group
 from autotune.loadgen.runner import merge_summaries
 from autotune.search.study import run_search
-from tests import test_study
-from tests.test_study import NullReporter, _mlflow_runs, _study
-
-setup = test_study.setup  # the fixture: a stand-in engine search in tmp_path
+from tests.stand_in import Freezer, NullReporter, _mlflow_runs, _study
 
 
 def _workload(tmp_path: Path, **keys: object) -> None:
     wl = tmp_path / "wl.yaml"
     lines = [ln for ln in wl.read_text().splitlines() if ln.split(":")[0] not in keys]
     wl.write_text("\n".join([*lines, *(f"{k}: {v}" for k, v in keys.items())]) + "\n")
-
-
-class Freezer(NullReporter):
-    """SIGSTOPs the engine's process group once the load has run against it for a while in the window."""
-
-    def __init__(self, run_dir: Path, after_s: float):
-        super().__init__()
-        self.run_dir, self.after_s = run_dir, after_s
-        self.measuring_since: float | None = None
-        self.frozen_at: float | None = None
-        self.finished_at: float | None = None
-        self.pgid = 0
-
-    def phase(self, name: str) -> None:
-        if name != "measuring" or self.frozen_at is not None:
-            return
-        self.measuring_since = self.measuring_since or time.monotonic()
-        if time.monotonic() - self.measuring_since >= self.after_s:
-            [entry] = [json.loads(p.read_text()) for p in (self.run_dir / "engines").glob("*.json")]
-            self.pgid = entry["pgid"]
-            os.killpg(self.pgid, signal.SIGSTOP)
-            self.frozen_at = time.monotonic()
-
-    def trial_finished(self, number, metrics, error):
-        super().trial_finished(number, metrics, error)
-        self.finished_at = time.monotonic()
 
 
 def test_frozen_engine_is_a_failed_engine_hung_trial(setup, tmp_path):

@@ -57,7 +57,7 @@ def test_log_records_and_their_tracebacks_are_scrubbed():
 
 def test_secrets_are_recognised_by_their_shape_under_any_name():
     from autotune.secret_detect import secret_parts
-    from tests.test_faults import SHAPED
+    from tests.faults.test_secrets import SHAPED
 
     for name, (value, secret) in SHAPED.items():
         assert secret in secret_parts(value, name), name

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import urllib.parse
 from pathlib import Path
 
@@ -16,90 +15,8 @@ import optuna
 import psutil
 import pytest
 
-from autotune.search.study import SearchOptions, run_search
-
-HERE = Path(__file__).parent
-
-
-class NullReporter:
-    def __init__(self):
-        self.finished: list[tuple[int, str | None]] = []
-
-    def search_started(self, *a): ...
-    def trial_started(self, *a): ...
-    def phase(self, *a): ...
-    def front(self, *a): ...
-
-    def trial_finished(self, number, metrics, error):
-        self.finished.append((number, error))
-
-
-EXTRACTION_WORKLOAD = """\
-        name: w
-        dataset: items.jsonl
-        fields:
-          - {name: email, question: "What is the e-mail?"}
-          - {name: name, question: "What is the name?"}
-          - {name: address, question: "What is the address?"}
-        prompt: {context: "{article}", task: "Give e-mail, name and address."}
-"""  # the head of a workload on `write_items`' dataset (the fake engine answers it correctly)
-
-
-def write_items(folder: Path, n: int) -> None:
-    (folder / "items.jsonl").write_text("".join(json.dumps({
-        "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},
-        "reference": {"name": "Ada Lovelace", "email": "ada@example.org", "address": "1 Analytical Way"},
-    }) + "\n" for i in range(n)))
-
-
-@pytest.fixture
-def setup(tmp_path, write):
-    write_items(tmp_path, 5)
-    write("wl.yaml", EXTRACTION_WORKLOAD + """\
-        arrival: {mode: closed, users: 2}
-        warmup_s: 0.5
-        duration_s: 2
-        drain_timeout_s: 5
-        max_tokens: 40
-        """)
-
-    def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
-             arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random",
-             faults: str = "") -> SearchOptions:
-        """`faults`: the stand-in engine's explicit faults by max_num_seqs value (tests/fake_engine.py)."""
-        wl = (tmp_path / "wl.yaml").read_text().replace("{mode: closed, users: 2}", arrival)
-        (tmp_path / "wl.yaml").write_text(wl)
-        space = write("space.yaml", f"""\
-            name: {study}
-            workload: wl.yaml
-            engine:
-              command: [{sys.executable}, {HERE / 'fake_engine.py'}]
-              startup_timeout_s: 3
-              shutdown_timeout_s: 3
-              env: {{FAKE_FAULTS: "{faults}"}}
-            knobs:
-              model: {{value: {tmp_path}}}
-              max_num_seqs: {seqs}
-            {client}
-            constraints:
-              - {{metric: error_rate, op: "<=", value: 0.01}}
-            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: {sampler}, batch: 1}}
-            """)
-        return SearchOptions(space_file=space, run_dir=tmp_path / "runs")
-
-    return make
-
-
-def _study(opts: SearchOptions, name: str = "s"):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{(opts.run_dir / 'optuna.db').resolve()}")
-
-
-def _mlflow_runs(opts: SearchOptions, name: str = "s"):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{(opts.run_dir / 'mlflow.db').resolve()}")
-    exp = client.get_experiment_by_name(name)
-    return client, client.search_runs([exp.experiment_id])
+from autotune.search.study import run_search
+from tests.stand_in import NullReporter, _mlflow_runs, _study
 
 
 def test_complete_trials_measured_and_tracked(setup):

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_benchmark
-from tests.test_study import NullReporter, _mlflow_runs
-from tests.test_study import setup as setup  # noqa: F401
+from tests.stand_in import NullReporter, _mlflow_runs
 
 if not Path("/usr/bin/chromium").exists() and not os.environ.get("AUTOTUNE_REQUIRE_BROWSER"):
     pytest.skip("no /usr/bin/chromium (apt-get install chromium; AUTOTUNE_REQUIRE_BROWSER=1 makes this a failure)",

@@ -8,7 +8,6 @@ from rich.console import Console
 
 from autotune.progress import RichReporter, print_front
 from tests.conftest import cli_invoke
-from tests.test_study import setup as setup  # noqa: F401 (the fixture)
 
 OBJECTIVES = [("p95_task_ms", "minimize"), ("quality", "maximize")]
 

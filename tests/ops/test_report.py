@@ -9,8 +9,7 @@ from autotune.ops.report import FORMAT_COLS, NONE, _n_tasks, _table
 from autotune.search.study import run_search
 from autotune.tracking.study_figures import hypervolume_curve, hypervolume_png
 from tests.conftest import cli_invoke
-from tests.test_study import NullReporter
-from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+from tests.stand_in import NullReporter
 
 
 def test_hypervolume_never_decreases():

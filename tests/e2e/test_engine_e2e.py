@@ -16,7 +16,7 @@ from autotune.engines.process import group_alive
 from autotune.models.registry import is_prepared
 from autotune.search.study import SearchOptions, run_search
 from tests.conftest import REPO
-from tests.test_study import NullReporter
+from tests.stand_in import NullReporter
 
 pytestmark = pytest.mark.engine
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
@@ -94,6 +94,13 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
     assert _engine_processes(port) == [], "engine outlived the search"
     assert not list((tmp_path / "runs" / "engines").glob("*.json"))
 
+    client = _check_trial_runs(tmp_path, enqueue)
+    _check_export_serves(tmp_path, client)
+
+
+def _check_trial_runs(tmp_path: Path, enqueue: list[dict[str, str]]):
+    """Every trial's MLflow run: its knobs, metrics and artifacts, the shared evaluation set, one launch for all,
+    and the architectures' shape in the measurements. Returns the MLflow client."""
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
@@ -130,8 +137,12 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
     # the regex constraint really constrains: every reply is well-formed YAML unless cut off by max_tokens
     constrained = runs[4].data.metrics
     assert constrained["validity_rate"] >= 1.0 - constrained["truncated_rate"] - 1e-9
+    return client
 
-    # the recommended config exports to a bundle whose serve.sh starts the real engine
+
+def _check_export_serves(tmp_path: Path, client) -> None:
+    """The recommended config exports to a bundle whose numbers are its run's and whose serve.sh starts the real
+    engine."""
     import os
     import signal
     import subprocess
@@ -200,7 +211,7 @@ def _one_trial_space(write, name: str, workload: str, knobs: str = "", space: st
 def test_real_engine_frozen_mid_window_is_engine_hung(tmp_path: Path, write):
     """SIGSTOP on the real vLLM process group (API server and engine core) mid-window: a FAILED `engine_hung`
     trial within the stall timeout plus teardown, and no vLLM process survives."""
-    from tests.test_fault_hang import Freezer
+    from tests.stand_in import Freezer
 
     assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
     space = _one_trial_space(write, "hang", workload="""\

@@ -8,8 +8,7 @@ import json
 from autotune.measure.compare import paired_quality
 from autotune.measure.evalset import ItemScores, completion_config, eval_ids
 from autotune.search.study import run_search
-from tests.test_study import NullReporter, _study
-from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+from tests.stand_in import NullReporter, _study
 
 
 def test_eval_ids_are_a_seeded_subset_in_dataset_order():

@@ -16,8 +16,7 @@ from autotune.config.space import SpaceConfig
 from autotune.ops.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
 from autotune.search.study import run_search
 from tests.conftest import cli_invoke
-from tests.test_study import NullReporter, _mlflow_runs, _study
-from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+from tests.stand_in import NullReporter, _mlflow_runs, _study
 
 SPACE = SpaceConfig.model_validate({"name": "x"})  # default objectives: p95_task_ms, usd_per_1k_tasks, quality
 

@@ -9,8 +9,7 @@ import math
 import psutil
 
 from autotune.search.study import run_search
-from tests.test_study import NullReporter, _mlflow_runs, _study
-from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+from tests.stand_in import NullReporter, _mlflow_runs, _study
 
 CAPACITY = """\
 load_protocol: capacity

@@ -9,8 +9,7 @@ import json
 from autotune.ops.nightly import parse_forced
 from autotune.search.study import run_search
 from tests.conftest import cli_invoke
-from tests.test_study import NullReporter, _study
-from tests.test_study import setup as setup  # noqa: F401 (the fixture)
+from tests.stand_in import NullReporter, _study
 
 
 def test_forced_values_are_checked():

@@ -14,7 +14,7 @@ import optuna
 import psutil
 import pytest
 
-from tests.test_study import HERE
+from tests.stand_in import HERE
 
 REPO = HERE.parent
 

@@ -13,8 +13,7 @@ from mlflow import MlflowClient
 from autotune.fmware.runner import run_task
 from autotune.tracking.traces import log_task_traces, select_sample, trial_traces
 from tests.fmware_fakes import ITEM, FakeChat, app
-from tests.test_study import NullReporter, _mlflow_runs
-from tests.test_study import setup as setup  # noqa: F401
+from tests.stand_in import NullReporter, _mlflow_runs
 
 DELAY = 0.3  # every fake FM call sleeps this long (long enough that parallel calls overlap on a busy box)
 SLACK = 1.0  # a loaded box may oversleep (CI: 2 busy cores); never undersleep
