@@ -8,17 +8,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from autotune.config import ClientConfig, WorkloadConfig
 from autotune.engines import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
+from autotune.fmware import AppConfig
 from autotune.loadgen.launch import LOCUSTFILE, clean_env
 from autotune.loadgen.load_config import LoadConfig
 from autotune.loadgen.records import read_jsonl
 from autotune.loadgen.standby import StandbyPool
+
+APP_FIELDS = {f.name for f in fields(AppConfig)}
 
 
 @dataclass
@@ -32,16 +35,13 @@ class LoadResult:
 
 
 def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The client knobs + the workload's prompts, as fmware.app.AppConfig fields."""
+    """The client knobs + the workload's prompts, as fmware.AppConfig fields. A client knob named like an AppConfig
+    field passes through as it is (a new one needs no line here); the rest is the workload's or derived."""
+    passed = {k: v for k, v in client.model_dump().items() if k in APP_FIELDS}
     return {
+        **passed,
         "fields": [f.name for f in workload.fields],
-        "architecture": client.architecture,
-        "output_format": client.output_format,
-        "constrained": client.constrained,
-        "repair": client.repair,
         "cache_threshold": client.cache_threshold if client.semantic_cache else None,
-        "prompt_variant": client.prompt_variant,
-        "judge_rounds": client.judge_rounds,
         "max_tokens": client.max_tokens or workload.max_tokens,
         "temperature": workload.temperature if client.temperature is None else client.temperature,
         "seed": workload.seed,
