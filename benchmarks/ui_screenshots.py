@@ -7,7 +7,7 @@ end) and saves four PNGs into --out: 1-runs-table.png (the trial runs, the link 
 2-study-run.png (the parent run and its description: the front), 3-compare.png (the compare view on the front,
 the parent's `autotune.compare_url`), 4-trial-traces.png (a trial run's Traces tab, its first trace opened).
 
-The helpers here (mlflow_ui, browser, the page steps) are shared with tests/test_ui_browser.py.
+The helpers here (mlflow_ui, browser, the page steps) are shared with tests/tracking/test_ui_browser.py.
 """
 
 from __future__ import annotations

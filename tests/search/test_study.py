@@ -1,6 +1,6 @@
 """The search loop end to end with a stand-in engine (tests/fake_engine.py), real Locust and real MLflow.
 
-The real-engine path is covered by test_engine_e2e.py; this one checks failure-as-data, resume, interrupted
+The real-engine path is covered by tests/e2e/test_engine_e2e.py; this one checks failure-as-data, resume, interrupted
 trials and the MLflow layout quickly.
 """
 
