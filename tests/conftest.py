@@ -89,7 +89,7 @@ def setup(tmp_path, write):
               command: [{sys.executable}, {HERE / 'fake_engine.py'}]
               startup_timeout_s: 3
               shutdown_timeout_s: 3
-              env: {{FAKE_FAULTS: "{faults}"}}
+              env: {{FAKE_FAULTS: '{faults}'}}
             knobs:
               model: {{value: {tmp_path}}}
               max_num_seqs: {seqs}

@@ -1,11 +1,19 @@
 """Load generation: Locust in its own process (it monkey-patches the stdlib; it must not share ours), a typed
-LoadConfig in, records out."""
+LoadConfig in, records out.
 
-from autotune.loadgen.load_config import LoadConfig
-from autotune.loadgen.records import read_jsonl
-from autotune.loadgen.runner import LoadResult, app_config, build_load_config, run_load
-from autotune.loadgen.standby import StandbyPool
+The surface is resolved lazily (PEP 562): the locustfile imports modules of this package, and must not pull the
+runner's imports (httpx, hence ssl) in before Locust has monkey-patched the stdlib."""
 
-__all__ = [
-    "LoadConfig", "LoadResult", "StandbyPool", "app_config", "build_load_config", "read_jsonl", "run_load",
-]
+from importlib import import_module
+
+_SURFACE = {
+    "LoadConfig": "load_config", "read_jsonl": "records", "LoadResult": "runner", "app_config": "runner",
+    "build_load_config": "runner", "run_load": "runner", "StandbyPool": "standby",
+}
+__all__ = sorted(_SURFACE)
+
+
+def __getattr__(name: str):
+    if name in _SURFACE:
+        return getattr(import_module(f"autotune.loadgen.{_SURFACE[name]}"), name)
+    raise AttributeError(f"module 'autotune.loadgen' has no attribute {name!r}")

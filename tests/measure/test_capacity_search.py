@@ -20,9 +20,7 @@ capacity: {start_rate: 2, tolerance: 0.3, max_levels: 5, level_s: 6, warmup_s: 0
 def _capacity_space(opts, seqs: int, service_s: float, task_ms: float) -> None:
     wl = opts.space_file.parent / "wl.yaml"
     wl.write_text(wl.read_text() + CAPACITY)
-    text = opts.space_file.read_text()
-    env = f"  env: {{FAKE_SERVICE_S: '{service_s}'}}\n"
-    text = text.replace("  shutdown_timeout_s: 3\n", "  shutdown_timeout_s: 3\n" + env)
+    text = opts.space_file.read_text().replace("FAKE_FAULTS: ''", f"FAKE_FAULTS: '', FAKE_SERVICE_S: '{service_s}'")
     text = text.replace("constraints:", f"sla: {{task_ms: {task_ms}, attainment: 0.9}}\nconstraints:")
     opts.space_file.write_text(text.replace("{value: 99}", f"{{value: {seqs}}}"))
 
