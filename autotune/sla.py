@@ -1,4 +1,11 @@
-"""SLA attainment of one load level, judged with a Wilson interval, not a point estimate. Pure.
+"""The one rule for "meets the SLA", and SLA attainment judged with a Wilson interval. Pure.
+
+Every caller decides here: capacity levels (and the load generator's early stop), the per-task and per-request
+attainment and goodput metrics, and through them the pick policies, export, report and nightly. DistServe
+semantics at application level: a task meets the SLA when it completed within `task_ms` and every FM call of it
+met the per-call limits that are set (`ttft_ms`, `tpot_ms`, `e2e_ms`); one FM request meets them the same way.
+TPOT is (e2e - ttft) / (tokens - 1); a call without a first token fails a TTFT limit, one with a single token has
+no TPOT to miss.
 
 A level's tasks are the ones that started in its window; a failed or abandoned task is a miss. While the level
 runs, a task still in flight that is already older than the task SLA is a *known* miss: overload shows within
@@ -72,24 +79,54 @@ def early_stop(met: int, missed: int, pending: int, target: float, confidence: f
     return None
 
 
-def task_meets(task: dict, sla: dict[str, float | None]) -> bool:
-    """DistServe semantics at application level: a task is good only if it completed, within `task_ms`, and
-    every FM call of it met the per-call SLOs that are set (`ttft_ms`, `tpot_ms`)."""
+LIMITS = ("task_ms", "ttft_ms", "tpot_ms", "e2e_ms")
+
+
+def limits_of(sla) -> dict[str, float | None]:
+    """The thresholds of a space's `sla:` block (or a mapping) as the dict every rule here takes."""
+    get = sla.get if isinstance(sla, dict) else lambda k: getattr(sla, k, None)
+    return {k: get(k) for k in LIMITS}
+
+
+def tpot_s(e2e_s: float, ttft_s: float | None, tokens: int) -> float | None:
+    """Time per output token after the first, or None (no first token, or a single token)."""
+    return (e2e_s - ttft_s) / (tokens - 1) if ttft_s is not None and tokens > 1 else None
+
+
+def call_meets(ttft_s: float | None, e2e_s: float, tokens: int, limits: dict[str, float | None]) -> bool:
+    """One FM call against the per-call limits that are set."""
+    if limits.get("ttft_ms") is not None and (ttft_s is None or ttft_s * 1000.0 > limits["ttft_ms"]):
+        return False
+    if limits.get("e2e_ms") is not None and e2e_s * 1000.0 > limits["e2e_ms"]:
+        return False
+    tpot = tpot_s(e2e_s, ttft_s, tokens)
+    return limits.get("tpot_ms") is None or tpot is None or tpot * 1000.0 <= limits["tpot_ms"]
+
+
+def request_meets(rec: dict, limits: dict[str, float | None]) -> bool:
+    """An FM request record (requests.jsonl): it succeeded and met the per-call limits."""
+    return bool(rec.get("ok")) and call_meets(rec.get("ttft_s"), rec.get("e2e_s") or 0.0,
+                                              rec.get("completion_tokens") or 0, limits)
+
+
+def task_meets(task: dict, limits: dict[str, float | None]) -> bool:
+    """A task record (tasks.jsonl): it completed, within `task_ms`, and every FM call of it met the per-call
+    limits."""
     if not task.get("ok"):
         return False
-    if sla.get("task_ms") is not None and task["latency_s"] * 1000.0 > sla["task_ms"]:
+    if limits.get("task_ms") is not None and task["latency_s"] * 1000.0 > limits["task_ms"]:
         return False
-    for span in task.get("spans") or []:
-        if span.get("kind") != "fm":
-            continue
-        ttft = span.get("ttft_s")
-        if sla.get("ttft_ms") is not None and ttft is not None and ttft * 1000.0 > sla["ttft_ms"]:
-            return False
-        tokens = span.get("tokens_out") or 0
-        tpot_ms = (span["ms"] / 1000.0 - ttft) / (tokens - 1) * 1000.0 if ttft is not None and tokens > 1 else None
-        if sla.get("tpot_ms") is not None and tpot_ms is not None and tpot_ms > sla["tpot_ms"]:
-            return False
-    return True
+    return all(call_meets(s.get("ttft_s"), s["ms"] / 1000.0, s.get("tokens_out") or 0, limits)
+               for s in task.get("spans") or [] if s.get("kind") == "fm")
+
+
+def level_counts(finished: list[dict], in_flight: list[dict], now: float,
+                 limits: dict[str, float | None]) -> tuple[int, int, int]:
+    """(met, missed, pending) of a running level's measured tasks: a finished task by the rule above, one in
+    flight that is already older than `task_ms` a known miss, the rest pending."""
+    met = sum(task_meets(t, limits) for t in finished)
+    known = sum(known_miss(t, now, limits) for t in in_flight)
+    return met, len(finished) - met + known, len(in_flight) - known
 
 
 def known_miss(task_start: dict, now: float, sla: dict[str, float | None]) -> bool:

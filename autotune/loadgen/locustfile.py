@@ -43,7 +43,7 @@ from autotune.loadgen.load_config import BUILT_IN, LoadConfig, read_load_config
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, watch_loop
 from autotune.loadgen.run_state import Run, abandon, stall_s, wait
 from autotune.loadgen.schedule import poisson_arrivals, process_seed, task_order
-from autotune.sla import early_stop, known_miss, task_meets
+from autotune.sla import early_stop, level_counts
 
 
 def _load_config() -> LoadConfig:
@@ -176,17 +176,9 @@ def _level_open() -> bool:
     level, now = CFG.level, time.time()
     if now < Run.warmup_end:
         return True
-    met = missed = pending = 0
-    for t in Run.tasks:
-        if t["phase"] == "measure":
-            good = task_meets(t, level.sla)
-            met, missed = met + good, missed + (not good)
-    for t in Run.open_tasks.values():
-        if t["phase"] == "measure":
-            if known_miss(t, now, level.sla):
-                missed += 1
-            else:
-                pending += 1
+    met, missed, pending = level_counts([t for t in Run.tasks if t["phase"] == "measure"],
+                                        [t for t in Run.open_tasks.values() if t["phase"] == "measure"], now,
+                                        level.sla)
     Run.early_stop = early_stop(met, missed, pending, level.target, level.confidence, level.min_tasks)
     return Run.early_stop is None
 

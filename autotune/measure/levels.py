@@ -17,7 +17,7 @@ from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, run_load
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.measure.evalset import ItemScores
 from autotune.measure.request_metrics import percentiles, tokens_in_window, tpot_s
-from autotune.sla import Verdict, judge, task_meets
+from autotune.sla import Verdict, judge, limits_of, task_meets
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CapacityRun:
 
 
 def sla_of(space) -> dict[str, float | None]:
-    return {"task_ms": space.sla.task_ms, "ttft_ms": space.sla.ttft_ms, "tpot_ms": space.sla.tpot_ms}
+    return limits_of(space.sla)
 
 
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],

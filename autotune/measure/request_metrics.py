@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from autotune.config import PERCENTILES
+from autotune.sla import limits_of, request_meets
+from autotune.sla import tpot_s as call_tpot_s
 
 
 def percentiles(values: Sequence[float], ps: Iterable[int] = PERCENTILES) -> dict[int, float]:
@@ -26,11 +28,8 @@ def percentiles(values: Sequence[float], ps: Iterable[int] = PERCENTILES) -> dic
 
 
 def tpot_s(rec: dict[str, Any]) -> float | None:
-    """Time per output token after the first: (e2e - ttft) / (tokens - 1)."""
-    n = rec.get("completion_tokens") or 0
-    if n < 2 or rec.get("ttft_s") is None:
-        return None
-    return (rec["e2e_s"] - rec["ttft_s"]) / (n - 1)
+    """Time per output token after the first, by the SLA rule's formula (autotune/sla.py)."""
+    return call_tpot_s(rec["e2e_s"], rec.get("ttft_s"), rec.get("completion_tokens") or 0)
 
 
 def itls_s(rec: dict[str, Any]) -> list[float]:
@@ -66,21 +65,6 @@ def tokens_in_window(records: Iterable[dict[str, Any]], start: float, end: float
                 total += count - previous
             previous = count
     return total
-
-
-def meets_sla(rec: dict[str, Any], sla: dict[str, float | None]) -> bool:
-    if not rec.get("ok"):
-        return False
-    checks = {"ttft_ms": rec.get("ttft_s"), "e2e_ms": rec.get("e2e_s"), "tpot_ms": tpot_s(rec)}
-    for key, seconds in checks.items():
-        limit = sla.get(key)
-        if limit is None:
-            continue
-        if seconds is None and key != "tpot_ms":  # a 1-token answer has no TPOT: nothing to miss
-            return False
-        if seconds is not None and seconds * 1000.0 > limit:
-            return False
-    return True
 
 
 def usd_per_1k(usd_per_hour: float, per_second: float) -> float:
@@ -120,7 +104,7 @@ def summarize(
     )
     out["output_tokens_per_request"] = out_tokens / len(ok) if ok else math.nan
     out["truncated_rate"] = sum(r.get("finish_reason") == "length" for r in ok) / len(ok) if ok else math.nan
-    met = sum(1 for r in measured if meets_sla(r, sla))
+    met = sum(1 for r in measured if request_meets(r, limits_of(sla)))
     out["sla_attainment"] = met / len(measured) if measured else math.nan
     out["goodput_rps"] = met / window_s
     out["achieved_rate_rps"] = len(measured) / window_s

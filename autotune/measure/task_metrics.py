@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from autotune.measure.request_metrics import percentiles
+from autotune.sla import limits_of, task_meets
 
 
 def _measured(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -30,7 +31,9 @@ def _node_ms(t: dict[str, Any], prefix: str) -> float:
     return sum(s["ms"] for s in t.get("spans", []) if s["node"].startswith(prefix))
 
 
-def summarize_tasks(tasks: Sequence[dict[str, Any]], window_s: float, task_sla_ms: float | None) -> dict[str, float]:
+def summarize_tasks(tasks: Sequence[dict[str, Any]], window_s: float, sla: dict[str, float | None] | None = None
+                    ) -> dict[str, float]:
+    """Task-level metrics of a window; attainment and goodput by the one SLA rule (autotune/sla.py)."""
     measured = _measured(tasks)
     ok = [t for t in measured if t.get("ok")]
     out: dict[str, float] = {}
@@ -46,7 +49,8 @@ def summarize_tasks(tasks: Sequence[dict[str, Any]], window_s: float, task_sla_m
     out["schedule_lag_max_ms"] = max(lags) if lags else math.nan
     out["task_error_rate"] = (len(measured) - len(ok)) / len(measured) if measured else math.nan
     out["tasks_per_s"] = len(ok) / window_s
-    met = [t for t in ok if task_sla_ms is None or t["latency_s"] * 1000.0 <= task_sla_ms]
+    limits = limits_of(sla or {})
+    met = [t for t in ok if task_meets(t, limits)]
     out["task_sla_attainment"] = len(met) / len(measured) if measured else math.nan
     out["task_goodput_tps"] = len(met) / window_s
     out["fm_calls_per_task"] = _mean([t["fm_calls"] for t in ok])

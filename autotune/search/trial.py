@@ -26,6 +26,7 @@ from autotune.measure import (
     usd_per_1k,
 )
 from autotune.secrets import expand, redact_argv
+from autotune.sla import limits_of
 
 Phase = Callable[[str], None]
 
@@ -90,8 +91,9 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     """Request-level and task-level metrics, quality, cost, server-side deltas and overheads."""
     space, workload = inputs.space, inputs.workload
     window = float(load.summary.get("measure_s") or workload.duration_s)
-    m = summarize(load.records, window, space.sla.model_dump(exclude={"task_ms", "attainment"}))
-    m.update(summarize_tasks(load.tasks, window, space.sla.task_ms))
+    limits = limits_of(space.sla)  # one SLA rule for requests, tasks and capacity (autotune/sla.py)
+    m = summarize(load.records, window, limits)
+    m.update(summarize_tasks(load.tasks, window, limits))
     m["usd_per_1k_requests"] = usd_per_1k(space.hardware.usd_per_hour, m["requests_per_s"])
     m["usd_per_1k_tasks"] = usd_per_1k(space.hardware.usd_per_hour, m["tasks_per_s"])
     arrival = workload.arrival

@@ -115,6 +115,9 @@ def test_a_task_is_good_only_if_it_and_every_call_meet_their_limits():
     assert not task_meets(task, {"ttft_ms": 100})
     assert not task_meets(task, {"tpot_ms": 50})
     assert not task_meets({**task, "ok": False}, {})
+    assert not task_meets(task, {"e2e_ms": 1000}) and task_meets(task, {"e2e_ms": 1200})  # per call, like requests
+    no_token = {**task, "spans": [{**fm, "ttft_s": None}]}
+    assert not task_meets(no_token, {"ttft_ms": 500}) and task_meets(no_token, {"tpot_ms": 1})  # as requests do
     assert known_miss({"send_ts": 10.0, "scheduled_ts": 9.0}, 12.5, {"task_ms": 3000})
     assert not known_miss({"send_ts": 10.0, "scheduled_ts": None}, 12.5, {"task_ms": 3000})
 

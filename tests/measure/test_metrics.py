@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from autotune.measure.request_metrics import itls_s, meets_sla, percentiles, summarize, tpot_s, usd_per_1k
+from autotune.measure.request_metrics import itls_s, percentiles, summarize, tpot_s, usd_per_1k
+from autotune.sla import request_meets as meets_sla
 
 
 def rec(ttft, e2e, tokens, token_ts=None, ok=True, phase="measure", prompt=10):

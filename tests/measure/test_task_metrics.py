@@ -27,7 +27,7 @@ def task(n, latency, score, *, ok=True, phase="measure", hit=None, parses=None, 
 def test_latency_throughput_goodput_quality():
     tasks = [task(0, 9.0, 1.0, phase="warmup")] + [task(i, 0.1 * i, 1.0) for i in range(1, 11)]
     tasks.append(task(11, 0.5, 0.0, ok=False))
-    m = summarize_tasks(tasks, window_s=10.0, task_sla_ms=500)
+    m = summarize_tasks(tasks, window_s=10.0, sla={"task_ms": 500})
     assert m["tasks_ok"] == 10 and m["tasks_per_s"] == 1.0
     assert m["task_error_rate"] == pytest.approx(1 / 11)
     assert m["p50_task_ms"] == pytest.approx(550.0) and m["mean_task_ms"] == pytest.approx(550.0)
