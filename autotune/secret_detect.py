@@ -6,8 +6,8 @@ A credential often sits under a name with no secret word in it: `OTEL_EXPORTER_O
 substrings of a value that are credentials by their form, so the redaction policy can mask them and an export can
 refer to the variable by name:
 - well-known key formats, from detect-secrets' maintained plugins (AWS key ids, GitHub, GitLab, Slack, Stripe,
-  JWTs, private keys and more), plus the current OpenAI (`sk-proj-...`) and Hugging Face (`hf_...`) formats that
-  detect-secrets 1.5 does not know;
+  private keys and more), plus what detect-secrets 1.5 lacks or matches only in part: current OpenAI keys
+  (`sk-proj-...`), Hugging Face (`hf_...`) and fine-grained GitHub tokens, whole JWTs;
 - `Bearer ...` / `Basic ...` credentials anywhere in a value;
 - userinfo in any URL (`scheme://user:password@host`, or a token as the user: `https://TOKEN@host`);
 - in header-like values (`*_HEADERS`, `key=value,key2=value2`, `Key: value`), the value of a secret-named header
@@ -30,7 +30,7 @@ WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 NOT_SECRET = {"PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "KRB5CCNAME"}  # match the words, hold paths
 # an HTTP auth scheme followed by its credential (RFC 7235): the credential is the secret, the word is not
 AUTH_SCHEME = re.compile(r"\b(?:Bearer|Basic|Token|ApiKey)\s+([A-Za-z0-9\-._~+/=:]{8,})", re.I)
-# formats detect-secrets 1.5 predates: OpenAI project/service keys and Hugging Face user tokens
+# formats detect-secrets 1.5 predates (OpenAI project/service keys, Hugging Face and fine-grained GitHub tokens)
 EXTRA_FORMATS = (re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
                  # a whole JWT: detect-secrets' pattern ends lazily and leaves the signature out of its match
                  re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-+/=]*"),
