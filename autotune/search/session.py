@@ -16,6 +16,7 @@ import optuna
 
 from autotune import __version__
 from autotune.config import STUDY_NAME, SpaceConfig, WorkloadConfig
+from autotune.engines import EngineRegistry
 from autotune.errors import ConfigError
 from autotune.samplers import grid_size, make_sampler
 from autotune.search.study_state import recover_interrupted
@@ -71,14 +72,19 @@ def resolve(opts, space: SpaceConfig, workload: WorkloadConfig, wl_file: Path, i
     return session
 
 
-def open_stores(s: Session, opts) -> None:
-    """Probe, then open: the run dir and the MLflow store must be writable before a study can be orphaned."""
+def open_stores(s: Session, opts) -> tuple[EngineRegistry, list[int]]:
+    """Probe, then open: the run dir and the MLflow store must be writable before a study can be orphaned. Engines
+    a killed run left behind are reaped before the parent run opens (nothing in between may leave it RUNNING).
+    Returns the engine registry and the reaped process groups."""
     probe_dir(s.run_dir, "--run-dir", str(opts.run_dir))
     probe_store(s.mlflow_uri, "--mlflow-uri" if opts.mlflow_uri else "--run-dir")
+    registry = EngineRegistry(s.run_dir / "engines")
+    reaped = registry.reap_orphans()
     optuna_storage = open_storage(s.storage, "--storage" if opts.storage else "--run-dir")
     s.study = _open_study(s.study_name, optuna_storage, s.storage, s.space, s.sampler)
     local = s.mlflow_uri.startswith(("sqlite:", "file:")) or "://" not in s.mlflow_uri
     s.tracker = MlflowTracker(s.mlflow_uri, s.study_name, artifact_root=s.run_dir / "mlartifacts" if local else None)
+    return registry, reaped
 
 
 def prepare_study(s: Session, opts) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import optuna
 
 from autotune.config import SpaceConfig, WorkloadConfig, load_space, load_workload, workload_path
-from autotune.engines import EngineKeeper, EngineRegistry, VLLMEngine
+from autotune.engines import EngineKeeper, VLLMEngine
 from autotune.errors import ConfigError, TrackingError
 from autotune.measure import over_budget_warning
 from autotune.samplers import MAX_BATCH, ask_size
@@ -87,9 +87,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     inputs = trial_inputs(space, workload, wl_file)  # every input checked before any study or run exists
     s = resolve(opts, space, workload, wl_file, inputs)
     warn(reporter, "eval_budget", over_budget_warning(workload, len(inputs.eval_ids)))
-    open_stores(s, opts)
-    registry = EngineRegistry(s.run_dir / "engines")
-    reaped = registry.reap_orphans()
+    registry, reaped = open_stores(s, opts)
     prepare_study(s, opts)
     engine = VLLMEngine(space.engine, registry, on_wait=lambda secs: reporter.phase(f"launching ({secs:.0f}s)"))
     keeper = EngineKeeper(engine, space.engine.park)
