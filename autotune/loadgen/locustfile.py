@@ -42,7 +42,7 @@ from autotune.loadgen.launch import STANDBY_READY
 from autotune.loadgen.load_config import BUILT_IN, LoadConfig, read_load_config
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, watch_loop
 from autotune.loadgen.run_state import Run, abandon, stall_s, wait
-from autotune.loadgen.schedule import poisson_arrivals, process_seed, task_order
+from autotune.loadgen.schedule import level_seed, task_order, window_arrivals
 from autotune.sla import early_stop, level_counts
 
 
@@ -284,10 +284,12 @@ class ChatUser(HttpUser):
         self.one_task(None, Run.queue.pop(0) if CFG.once else None)
 
     def open_loop(self, rate: float) -> None:
-        """Walk an absolute, seeded Poisson schedule (this process's share of the rate): each task starts at its
-        scheduled time, and its latency runs from that time, so a late generator shows as lag."""
+        """Walk an absolute, seeded Poisson schedule (this process's share of the rate) whose window holds exactly
+        the rate's arrivals: each task starts at its scheduled time, and its latency runs from that time, so a late
+        generator shows as lag."""
         users = max(1, CFG.load_users or self.environment.runner.user_count)  # all processes' users
-        for scheduled in poisson_arrivals(rate / users, Run.t0, process_seed(CFG.seed, Run.index)):
+        seed = level_seed(CFG.seed, Run.index, rate)
+        for scheduled in window_arrivals(rate / users, Run.t0, (Run.warmup_end, Run.measure_end), seed):
             if not _offering(scheduled):
                 return
             Run.scheduled.append(scheduled)

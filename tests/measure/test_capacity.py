@@ -200,3 +200,36 @@ def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
     finally:
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
     assert [c.eval_seen for c in seen] == [[], ["e0", "e1"], ["e0", "e1", "e2"]]
+
+
+def test_a_level_window_receives_exactly_its_rate_over_seeds():
+    """The window holds round(rate x length) arrivals for every seed (a plain seeded Poisson draw once gave one
+    seed 84-88 % of the rate at every level); within it arrivals are independent uniforms (Poisson conditioned on
+    its count), around it the gaps are exponential; every level and process draws afresh, reproducibly."""
+    import itertools
+
+    from scipy.stats import kstest
+
+    from autotune.loadgen.schedule import level_seed, poisson_arrivals, window_arrivals
+
+    a, b = 101.5, 126.5  # a 25-s window after a 1.5-s warmup
+    plain, positions, outside = [], [], []
+    for seed in range(200):
+        for rate in (0.5, 1.75, 3.0, 8.0):
+            fresh = level_seed(seed, 0, rate)  # as the locustfile draws each level
+            times = list(itertools.takewhile(lambda t: t < 150.0, window_arrivals(rate, 100.0, (a, b), fresh)))
+            inside = [t for t in times if a <= t < b]
+            assert len(inside) == round(rate * (b - a)), (seed, rate)
+            assert times == sorted(times) and all(t > 100.0 for t in times)
+            positions += [(t - a) / (b - a) for t in inside]
+            after = itertools.islice(itertools.dropwhile(lambda t: t < b, window_arrivals(rate, 100.0, (a, b), fresh)),
+                                     30)  # a count, not a time limit: a time limit would keep the short gaps only
+            outside += [(y - x) * rate for x, y in itertools.pairwise([b, *after])]
+            drawn = sum(a <= t < b for t in itertools.takewhile(lambda t: t < b, poisson_arrivals(rate, 100.0, seed)))
+            plain.append(drawn / (rate * (b - a)))
+    assert kstest(positions, "uniform").pvalue > 0.01, "inside the window: uniform positions"
+    assert kstest(outside, "expon").pvalue > 0.01, "after it: exponential gaps (unit rate)"
+    assert min(plain) < 0.85 and max(plain) > 1.15, "a plain draw's share of the rate varies by seed (the bias)"
+    again = list(itertools.islice(window_arrivals(1.75, 100.0, (a, b), 3), 40))
+    assert again == list(itertools.islice(window_arrivals(1.75, 100.0, (a, b), 3), 40)), "seeded"
+    assert len({level_seed(0, i, r) for i in range(4) for r in (0.5, 1.0, 1.75, 3.0)}) == 16, "fresh per level"
