@@ -16,16 +16,15 @@ from typing import Literal
 class SamplerEntry:
     factory: str  # "module:function"
     summary: str
-    model_guided: bool = False  # a random start first (`random_start`), then a model proposes
 
 
 OPTUNA = "autotune.samplers.optuna_sampler"
 PYMOO = "autotune.samplers.pymoo_sampler"
 SAMPLERS: dict[str, SamplerEntry] = {
-    "tpe": SamplerEntry(f"{OPTUNA}:tpe", "Optuna TPE, multivariate over conditional groups (the default)", True),
+    "tpe": SamplerEntry(f"{OPTUNA}:tpe", "Optuna TPE, multivariate over conditional groups (the default)"),
     "nsga2": SamplerEntry(f"{OPTUNA}:nsga2", "Optuna NSGA-II (genetic)"),
     "nsga3": SamplerEntry(f"{OPTUNA}:nsga3", "Optuna NSGA-III (genetic, reference directions)"),
-    "gp": SamplerEntry(f"{OPTUNA}:gp", "Optuna Gaussian-process Bayesian optimisation", True),
+    "gp": SamplerEntry(f"{OPTUNA}:gp", "Optuna Gaussian-process Bayesian optimisation"),
     "random": SamplerEntry(f"{OPTUNA}:random", "uniform random"),
     "grid": SamplerEntry(f"{OPTUNA}:grid", "every combination of the `choices` knobs, in a seeded order"),
     "pymoo-nsga2": SamplerEntry(f"{PYMOO}:nsga2", "pymoo NSGA-II through ask/tell"),
