@@ -52,10 +52,8 @@ def register_env(env: Mapping[str, str]) -> None:
     file (GOOGLE_APPLICATION_CREDENTIALS) is not: masking it would only garble messages. Under any name, the
     credentials a value carries by its shape (a proxy URL's password, OTLP headers' bearer token) are secrets."""
     for k, v in env.items():
-        if is_secret_name(k) and not (v.startswith("/") and os.path.exists(v)):
-            register([v])
-        elif not is_secret_name(k):
-            register(secret_parts(v, k))
+        if not (is_secret_name(k) and v.startswith("/") and os.path.exists(v)):
+            register_value(k, v)
 
 
 def url_password(value: str) -> str | None:

@@ -94,6 +94,10 @@ class Capacity(Strict):
     confidence: float = Field(0.9, gt=0, lt=1)  # of the Wilson interval on attainment
     max_lag_ms: float = Field(250.0, gt=0)  # the generator is behind beyond this p95 lag: the level is invalid
 
+    def window_s(self, rate: float) -> float:
+        """A level's longest window at `rate`: `level_s`, stretched to `min_expected_tasks` expected arrivals."""
+        return max(self.level_s, self.min_expected_tasks / rate)
+
 
 class WorkloadConfig(Strict):
     name: str

@@ -21,7 +21,7 @@ def reachable_items(workload: WorkloadConfig) -> int | None:
         cap = workload.capacity
         total, rate = 0.0, cap.start_rate
         for _ in range(cap.max_levels):
-            total += rate * (max(cap.level_s, cap.min_expected_tasks / rate) + cap.warmup_s)
+            total += rate * (cap.window_s(rate) + cap.warmup_s)
             rate = min(rate * 2, cap.max_rate)
         return int(total)
     if workload.arrival.mode == "poisson":

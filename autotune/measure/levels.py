@@ -44,17 +44,13 @@ class CapacityRun:
         return [lv.row for lv in self.levels]
 
 
-def sla_of(space) -> dict[str, float | None]:
-    return limits_of(space.sla)
-
-
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
                api_key: str | None, first_level_check: Callable[[LoadResult], None],
                standbys: StandbyPool | None = None) -> CapacityRun:
     """Bracket then bisect on task rate; the engine keeps running across levels (and for the next trial). Each
     level runs on a standby load generator when `standbys` has one."""
     cap, space = inputs.workload.capacity, inputs.space
-    sla = sla_of(space)
+    sla = limits_of(space.sla)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
         else inputs.workload.drain_timeout_s
@@ -81,7 +77,7 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
             waited += standbys.wait_ready()
         phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s")
         level_dir = out_dir / f"level-{len(levels):02d}"
-        window = max(cap.level_s, cap.min_expected_tasks / rate)
+        window = cap.window_s(rate)
         cfg = base_cfg.with_(arrival={"mode": "poisson", "rate": rate, "users": None}, warmup_s=cap.warmup_s,
                              duration_s=window, drain_timeout_s=drain, out_dir=str(level_dir),
                              eval_seen=sorted(covered.scores),
