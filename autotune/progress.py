@@ -33,7 +33,18 @@ def fmt(v: Any) -> str:
 
 NOT_KNOBS = {"trial", "pareto", "mlflow_run_id", "error_rate", "requests_per_s", "tasks_per_s", "task_error_rate",
              "capacity_tps", "p95_task_ms_at_load", "trials", "windows", "confirmed", "failed_windows", "config_key",
-             "class", "noise_unknown", "quality_ci_low", "quality_ci_high", "confirm_failed", *HEADLINE}
+             "class", "noise_unknown", "quality_ci_low", "quality_ci_high", "confirm_failed", "capacity_low",
+             "capacity_high", "capacity_bracket", "capacity_resolved", "capacity_stop", *HEADLINE}
+
+
+def bracket_note(r: dict[str, Any]) -> str:
+    """" (bracket x1.31, max_levels)" when a config's capacity bracket is wider than the workload asked (some
+    window's search ran out of levels), else "": a capacity never claims a resolution it lacks."""
+    resolved, width = r.get("capacity_resolved"), r.get("capacity_bracket")
+    if not isinstance(resolved, int | float) or resolved >= 1:
+        return ""
+    why = ", ".join(x for x in (r.get("capacity_stop") or []) if x != "converged") or "unresolved"
+    return f" (bracket x{width:.3g}, {why})" if isinstance(width, int | float) else f" ({why})"
 
 
 def with_interval(r: dict[str, Any], metric: str) -> str:
@@ -41,9 +52,10 @@ def with_interval(r: dict[str, Any], metric: str) -> str:
     low, high = (r.get("quality_ci_low"), r.get("quality_ci_high")) if metric == "quality" else \
         (r.get(f"{metric}_low"), r.get(f"{metric}_high"))
     v = fmt(r.get(metric))
+    note = bracket_note(r) if metric == "capacity_tps" else ""
     if isinstance(low, float) and isinstance(high, float) and low == low and high == high:
-        return f"{v} [{fmt(low)}, {fmt(high)}]"
-    return v
+        return f"{v} [{fmt(low)}, {fmt(high)}]{note}"
+    return v + note
 
 
 def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:

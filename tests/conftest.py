@@ -78,8 +78,9 @@ def setup(tmp_path, write):
 
     def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
              arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random",
-             faults: str = "") -> SearchOptions:
-        """`faults`: the stand-in engine's explicit faults by max_num_seqs value (tests/fake_engine.py)."""
+             faults: str = "", noise: int = 0) -> SearchOptions:
+        """`faults`: the stand-in engine's explicit faults by max_num_seqs value (tests/fake_engine.py); `noise`:
+        `search.noise_repeats` (0 here, so trial counts and engine launches stay those of the trials)."""
         wl = (tmp_path / "wl.yaml").read_text().replace("{mode: closed, users: 2}", arrival)
         (tmp_path / "wl.yaml").write_text(wl)
         space = write("space.yaml", f"""\
@@ -96,7 +97,8 @@ def setup(tmp_path, write):
             {client}
             constraints:
               - {{metric: error_rate, op: "<=", value: 0.01}}
-            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: {sampler}, batch: 1}}
+            search: {{n_trials: {n_trials}, max_failures: {max_failures}, sampler: {sampler}, batch: 1,
+                      noise_repeats: {noise}}}
             """)
         return SearchOptions(space_file=space, run_dir=tmp_path / "runs")
 

@@ -169,6 +169,9 @@ class SearchDefaults(Strict):
     # (random start, a generation) are asked together whatever this is. It sees a batch's results only after it:
     # benchmarks/replay_samplers.py measures what that costs
     batch: int = Field(4, ge=1, le=64)
+    # noise without `--confirm`: the first measured config is measured again this many times, early, each on a
+    # fresh engine, so every front has intervals and classes (autotune/search/noise_window.py); not trials
+    noise_repeats: int = Field(1, ge=0, le=10)
 
 
 STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # also a folder name under the run dir: no `/`, no `..`

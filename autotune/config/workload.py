@@ -81,8 +81,9 @@ class Capacity(Strict):
     latency objectives (`p95_task_ms_at_load`) are read, the same load for every config."""
 
     start_rate: float = Field(0.5, gt=0, le=1e6)  # tasks/s
-    tolerance: float = Field(0.2, gt=0, le=1)  # stop when (first failing - last passing) / last passing <= this
-    max_levels: int = Field(6, ge=1, le=50)
+    # the resolution: stop when first failing / last passing <= 1 + tolerance (autotune/measure/capacity.py)
+    tolerance: float = Field(0.1, gt=0, le=1)
+    max_levels: int = Field(8, ge=1, le=50)
     max_rate: float = Field(256.0, gt=0, le=1e6)
     min_rate: float = Field(0.05, ge=0, le=1e6)  # nothing passes at this rate: capacity 0
     level_s: float = Field(20.0, gt=0, le=3600)  # longest window of one level (a resolved level stops sooner)

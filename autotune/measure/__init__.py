@@ -15,14 +15,15 @@ from autotune.measure.compare import (
 )
 from autotune.measure.eval_budget import costly_pass_warning, over_budget_warning
 from autotune.measure.evalset import ItemScores, completion_config, eval_ids
-from autotune.measure.levels import run_levels
+from autotune.measure.levels import CapacityPrior, first_estimate, run_levels
 from autotune.measure.regression import Comparison, Gate, Window, compare_arms, gates, power_warning
 from autotune.measure.request_metrics import percentiles, summarize, usd_per_1k
 from autotune.measure.task_metrics import breakdown_markdown, node_breakdown, summarize_tasks
 
 __all__ = [
-    "Comparison", "Gate", "ItemScores", "Noise", "Point", "QUALITY", "Window", "breakdown_markdown", "class_labels",
-    "compare_arms", "compare_points", "completion_config", "costly_pass_warning", "equivalence_classes", "estimate",
-    "eval_ids", "gates", "node_breakdown", "noise_model", "over_budget_warning", "percentiles", "power_warning",
-    "quality_interval", "run_levels", "summarize", "summarize_tasks", "survival", "usd_per_1k",
+    "CapacityPrior", "Comparison", "Gate", "ItemScores", "Noise", "Point", "QUALITY", "Window", "breakdown_markdown",
+    "class_labels", "compare_arms", "compare_points", "completion_config", "costly_pass_warning",
+    "equivalence_classes", "estimate", "eval_ids", "first_estimate", "gates", "node_breakdown", "noise_model",
+    "over_budget_warning", "percentiles", "power_warning", "quality_interval", "run_levels", "summarize",
+    "summarize_tasks", "survival", "usd_per_1k",
 ]

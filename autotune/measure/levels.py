@@ -16,7 +16,7 @@ from autotune.engines import reset_prefix_cache
 from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, run_load
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.measure.evalset import ItemScores
-from autotune.measure.request_metrics import percentiles, tokens_in_window, tpot_s
+from autotune.measure.request_metrics import busy_share, percentiles, tokens_in_window, tpot_s
 from autotune.sla import Verdict, judge, limits_of, task_meets
 
 
@@ -29,12 +29,43 @@ class Level:
     row: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CapacityPrior:
+    """A config the study measured: its capacity, the estimate its first level gave, its identity."""
+
+    capacity: float
+    estimate: float
+    server: dict[str, Any]
+    key: str = ""
+
+
+def first_estimate(own: float, priors: list[CapacityPrior], server: dict[str, Any] | None,
+                   key: str = "") -> float | None:
+    """Where the levels after the first start: the nearest measured config's capacity scaled by the ratio of the
+    two first-level estimates (the same config first, then the same server part, the latest of each), else this
+    config's own estimate, else None (the rate doubles).
+
+    The own estimate is the operating load's task rate over the share of its window the engine was busy (Little's
+    law for a server that does one task at a time); batching makes the true capacity higher, queueing at the SLA
+    lower. The scale factor carries a neighbour's measured batching gain over to this config's service demand
+    (calls and tokens per task)."""
+    usable = [p for p in priors if p.capacity > 0 and math.isfinite(p.estimate) and p.estimate > 0]
+    nearest = next((p for p in reversed(usable) if key and p.key == key), None) \
+        or next((p for p in reversed(usable) if p.server == server), None) \
+        or (usable[-1] if usable else None)
+    own_ok = math.isfinite(own) and own > 0
+    if nearest is not None and own_ok:
+        return nearest.capacity * own / nearest.estimate
+    return own if own_ok else None
+
+
 @dataclass
 class CapacityRun:
     levels: list[Level]
     search: CapacitySearch
     standby_wait_s: float = 0.0  # waiting, before levels, for load generators still importing
     standby_dropped: int = 0  # standbys stopped for not importing in time (their levels started fresh processes)
+    estimate: float = math.nan  # the first level's own capacity estimate (see first_estimate)
 
     @property
     def capacity(self) -> float:
@@ -46,15 +77,18 @@ class CapacityRun:
 
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
                api_key: str | None, first_level_check: Callable[[LoadResult], None],
-               standbys: StandbyPool | None = None) -> CapacityRun:
-    """Bracket then bisect on task rate; the engine keeps running across levels (and for the next trial). Each
-    level runs on a standby load generator when `standbys` has one."""
+               standbys: StandbyPool | None = None, priors: list[CapacityPrior] = (),
+               server: dict[str, Any] | None = None, key: str = "") -> CapacityRun:
+    """Bracket then narrow on task rate from a first estimate (`first_estimate` of the operating-load level and
+    the study's `priors`); the engine keeps running across levels (and for the next trial). Each level runs on a
+    standby load generator when `standbys` has one."""
     cap, space = inputs.workload.capacity, inputs.space
     sla = limits_of(space.sla)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
         else inputs.workload.drain_timeout_s
     search = CapacitySearch(cap.start_rate, cap.tolerance, cap.max_levels, cap.max_rate, cap.min_rate)
+    estimate = math.nan
     levels: list[Level] = []
     # evaluation items graded so far, by the rule the trial grades with (autotune.measure.evalset): the next
     # level walks the others first, so the levels together cover the set and the completion pass shrinks. The
@@ -96,7 +130,11 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
         search.record(LevelResult(rate, verdict.passed, level.row["valid"]))
         covered.take(load.tasks, "", answered_only=not verdict.passed)
         levels.append(level)
-    return CapacityRun(levels, search, waited, standbys.dropped if standbys is not None else 0)
+        if len(levels) == 1:
+            estimate = level.row["capacity_estimate"]
+            search.guess = first_estimate(estimate, list(priors), server, key)
+            level.row["capacity_guess"] = search.guess if search.guess is not None else math.nan
+    return CapacityRun(levels, search, waited, standbys.dropped if standbys is not None else 0, estimate)
 
 
 def wait_idle(url: str, timeout_s: float) -> float:
@@ -131,9 +169,13 @@ def level_row(level: Level, measured: list[dict[str, Any]], max_lag_ms: float) -
     calls = [r for r in load.records if r.get("phase") == "measure" and r.get("ok")]
     tpots = [x for r in calls if (x := tpot_s(r)) is not None]
     cpu_share = float(summary.get("loadgen_cpu_share", 0.0))
+    busy = busy_share(load.records, summary.get("warmup_end", math.nan), summary.get("measure_end", math.nan))
+    achieved = len(measured) / window
     valid = not (lag_p95 > max_lag_ms) and cpu_share <= 0.95  # NaN lag (no task) is not the generator's fault
     return {
-        "rate": level.rate, "achieved_task_rate": len(measured) / window, "window_s": window,
+        "rate": level.rate, "achieved_task_rate": achieved, "window_s": window,
+        # the engine's busy share and the capacity it implies for a one-task-at-a-time server (first_estimate)
+        "busy_share": busy, "capacity_estimate": achieved / busy if busy > 0 else math.nan,
         "early_stop": summary.get("early_stop"), **level.verdict.row(),
         "p50_task_ms": lat[50], "p95_task_ms": lat[95], "p99_task_ms": lat[99], "tasks_per_s": len(ok) / window,
         # tokens that streamed in during the window (an overloaded level's tasks finish after it)

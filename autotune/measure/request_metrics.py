@@ -27,6 +27,25 @@ def percentiles(values: Sequence[float], ps: Iterable[int] = PERCENTILES) -> dic
     return {p: float(np.percentile(arr, p)) for p in ps}
 
 
+def quantile_interval(values: Sequence[float], q: float = 0.95, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval of the q-quantile from order statistics: the ranks (l, u) with
+    P(X_(l) <= Q_q < X_(u)) >= confidence under Binomial(n, q) counts below the quantile (Conover). An end
+    the sample is too small to reach is -inf / inf: 13 tasks cannot bound a p95 from above (n >= 59 can, at
+    95 %), and the interval says so instead of reporting the largest of 13 as if it were the p95."""
+    from scipy.stats import binom
+
+    xs = np.sort(np.asarray(values, dtype=float))
+    n = xs.size
+    if n == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    lo_rank = int(binom.ppf(tail, n, q))  # X_(lo_rank) (1-based) is below the quantile with prob >= 1 - tail
+    hi_rank = int(binom.ppf(1 - tail, n, q)) + 1
+    low = float(xs[lo_rank - 1]) if lo_rank >= 1 else -math.inf
+    high = float(xs[hi_rank - 1]) if hi_rank <= n else math.inf
+    return low, high
+
+
 def tpot_s(rec: dict[str, Any]) -> float | None:
     """Time per output token after the first, by the SLA rule's formula (autotune/sla.py)."""
     return call_tpot_s(rec["e2e_s"], rec.get("ttft_s"), rec.get("completion_tokens") or 0)
@@ -65,6 +84,19 @@ def tokens_in_window(records: Iterable[dict[str, Any]], start: float, end: float
                 total += count - previous
             previous = count
     return total
+
+
+def busy_share(records: Iterable[dict[str, Any]], start: float, end: float) -> float:
+    """Share of [start, end) (absolute times) in which at least one FM call was in flight: the union of the calls'
+    [send, send + e2e) intervals. NaN for an empty window."""
+    spans = sorted((max(start, r["send_ts"]), min(end, r["send_ts"] + r["e2e_s"])) for r in records
+                   if r.get("send_ts") is not None and r.get("e2e_s") is not None)
+    busy, reach = 0.0, start
+    for a, b in spans:
+        a = max(a, reach)
+        if b > a:
+            busy, reach = busy + b - a, b
+    return busy / (end - start) if end > start else math.nan
 
 
 def usd_per_1k(usd_per_hour: float, per_second: float) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from autotune.measure.request_metrics import percentiles
+from autotune.measure.request_metrics import percentiles, quantile_interval
 from autotune.sla import limits_of, task_meets
 
 
@@ -40,6 +40,8 @@ def summarize_tasks(tasks: Sequence[dict[str, Any]], window_s: float, sla: dict[
     lat = [t["latency_s"] * 1000.0 for t in ok]
     for p, v in percentiles(lat, (50, 90, 95, 99)).items():
         out[f"p{p}_task_ms"] = v
+    # the p95's own sampling interval (order statistics; inf where the sample cannot bound it)
+    out["p95_task_ms_os_low"], out["p95_task_ms_os_high"] = quantile_interval(lat, 0.95, 0.95)
     out["mean_task_ms"] = _mean(lat)
     out["tasks_ok"] = float(len(ok))
     out["achieved_task_rate"] = len(measured) / window_s

@@ -155,7 +155,9 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
 
 
 def _cell(r: dict[str, Any], metric: str) -> str:
-    return _with_interval(r, metric, "{:.4g}")
+    from autotune.progress import bracket_note
+
+    return _with_interval(r, metric, "{:.4g}") + (bracket_note(r) if metric == "capacity_tps" else "")
 
 
 def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[str, Any]],

@@ -20,6 +20,7 @@ import optuna
 from autotune.config import SpaceConfig, TrialConfig
 from autotune.measure import (
     QUALITY,
+    CapacityPrior,
     Noise,
     Point,
     class_labels,
@@ -65,6 +66,7 @@ class ConfigPoint:
     key: str
     trials: list[Any]  # its measured, complete, full-fidelity trials (search windows), oldest first
     confirm: list[dict[str, Any]] = field(default_factory=list)  # confirmation windows
+    noise: list[dict[str, Any]] = field(default_factory=list)  # repeats of an unselected config (search/noise_window)
     log_metrics: set[str] = field(default_factory=set)  # merged by geometric mean (the log-scale objectives)
 
     @property
@@ -80,7 +82,7 @@ class ConfigPoint:
 
     @property
     def failed_windows(self) -> int:
-        return sum(1 for w in self.confirm if w.get("failed"))
+        return sum(1 for w in [*self.confirm, *self.noise] if w.get("failed"))
 
     @property
     def confirm_failed(self) -> bool:
@@ -88,7 +90,9 @@ class ConfigPoint:
         return bool(self.confirm) and not self.confirm_ok()
 
     def search_windows(self) -> list[dict[str, Any]]:
-        return [window_of(t.user_attrs.get("metrics", {}), t.user_attrs.get("item_scores")) for t in self.trials]
+        """Its trials' windows and its noise repeats (neither was selected for being good)."""
+        return [*(window_of(t.user_attrs.get("metrics", {}), t.user_attrs.get("item_scores")) for t in self.trials),
+                *(w for w in self.noise if not w.get("failed"))]
 
     def windows(self) -> list[dict[str, Any]]:
         """The windows the estimate uses: the confirmation windows when there are any, else the search ones."""
@@ -131,8 +135,17 @@ class ConfigPoint:
         wins = [*self.search_windows(), *self.confirm_ok()] if all_windows else self.windows()
         if all_windows:
             wins = [w for w in wins if w["metrics"].get("capacity_tps", 1.0) > 0]
-        return Point(key=self.key, label=f"trial {self.number}", resolution=resolution, items=self.items(),
+        res = dict(resolution)
+        if math.isfinite(b := self.bracket()):  # the grid this config was measured on, not the one asked for
+            res["capacity_tps"] = res["usd_per_1k_tasks"] = max(b - 1.0, 0.0)
+        return Point(key=self.key, label=f"trial {self.number}", resolution=res, items=self.items(),
                      windows={m: [w["metrics"][m] for w in wins if m in w["metrics"]] for m in metrics})
+
+    def bracket(self) -> float:
+        """The capacity brackets (first failing / last passing) of the estimate's windows, their geometric mean;
+        inf when one was not closed from above; NaN before brackets were recorded."""
+        got = [w["metrics"]["capacity_bracket"] for w in self.windows() if "capacity_bracket" in w["metrics"]]
+        return float(np.exp(np.mean(np.log(got)))) if got and min(got) >= 1 else math.nan
 
 
 def study_points(study, space: SpaceConfig) -> list[ConfigPoint]:
@@ -143,12 +156,25 @@ def study_points(study, space: SpaceConfig) -> list[ConfigPoint]:
             continue
         key = trial_key(t, space)
         groups.setdefault(key, ConfigPoint(key, [])).trials.append(t)
-    confirm = study.user_attrs.get("confirm", {})
-    logs = {*window_metrics(space), "capacity_tps"}  # capacity too: cost = k / capacity stays their geometric mean
+    confirm, noise = study.user_attrs.get("confirm", {}), study.user_attrs.get("noise", {})
+    logs = {*shown_metrics(space)}  # capacity too: cost = k / capacity stays their geometric mean
     for key, cp in groups.items():
         cp.confirm = list(confirm.get(key, [])) if isinstance(confirm.get(key), list) else []
+        cp.noise = list(noise.get(key, [])) if isinstance(noise.get(key), list) else []
         cp.log_metrics = logs
     return list(groups.values())
+
+
+def capacity_priors(study) -> list[CapacityPrior]:
+    """Every complete, full-fidelity measurement of the study with a capacity and a first-level estimate, oldest
+    first: where a new trial's capacity levels start (autotune.measure.levels.first_estimate)."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        m = t.user_attrs.get("metrics", {})
+        if t.user_attrs.get("fidelity", "full") == "full" and m.get("capacity_tps") and m.get("capacity_estimate"):
+            out.append(CapacityPrior(m["capacity_tps"], m["capacity_estimate"], t.user_attrs.get("server") or {},
+                                     t.user_attrs.get("config_key", "")))
+    return out
 
 
 def resolution(space: SpaceConfig, workload=None) -> dict[str, float]:
@@ -162,10 +188,19 @@ def window_metrics(space: SpaceConfig) -> list[str]:
     return [o.metric for o in space.objectives if o.metric != QUALITY]
 
 
+SHOWN = ("capacity_tps", "p95_task_ms_at_load")  # shown beside the objectives, with intervals, when measured
+
+
+def shown_metrics(space: SpaceConfig) -> list[str]:
+    """The window objectives and what a capacity search always shows beside them (intervals for all)."""
+    names = window_metrics(space)
+    return names + [m for m in SHOWN if m not in names]
+
+
 def study_noise(points: list[ConfigPoint], space: SpaceConfig, res: dict[str, float]) -> dict[str, Noise]:
     """Window-to-window noise per objective, pooled over every config measured more than once (all its windows:
     a selected search window only widens the spread, so this errs on the safe side)."""
-    names = window_metrics(space)
+    names = shown_metrics(space)
     return noise_model([cp.point(names, res, all_windows=True) for cp in points], names)
 
 
@@ -203,11 +238,21 @@ def _value(p: Point, metric: str, noise: dict[str, Noise]) -> float:
 
 
 def intervals(cp: ConfigPoint, space: SpaceConfig, noise: dict[str, Noise], res: dict[str, float]) -> dict[str, Any]:
-    """`<metric>_low`/`_high` per window objective (NaN when the noise is unknown) and the window count."""
-    names = window_metrics(space)
+    """`<metric>_low`/`_high` per window objective and shown metric (NaN when the noise is unknown)."""
+    names = [m for m in shown_metrics(space) if m in noise]
     p = cp.point(names, res)
     out: dict[str, Any] = {}
+    widen = cp.bracket()  # capacity lies in [low, low x bracket): its interval spans the bracket too
     for m in names:
-        e = estimate(p, m, noise[m])
-        out[m], out[f"{m}_low"], out[f"{m}_high"] = e.mean, e.low, e.high
+        try:
+            e = estimate(p, m, noise[m])
+        except ValueError:  # capacity 0 (nothing passed) on a log scale: a censored value, no interval
+            out[m], out[f"{m}_low"], out[f"{m}_high"] = math.nan, math.nan, math.nan
+            continue
+        low, high = e.low, e.high
+        if widen > 1 and m == "capacity_tps":
+            high = high * widen
+        elif widen > 1 and m == "usd_per_1k_tasks":
+            low = low / widen
+        out[m], out[f"{m}_low"], out[f"{m}_high"] = e.mean, low, high
     return out

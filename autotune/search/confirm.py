@@ -10,6 +10,7 @@ can say how much of it survived. A failed confirmation window is kept as such an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import optuna
 
 from autotune.config import SpaceConfig, TrialConfig
-from autotune.search.config_points import study_points, window_of
+from autotune.search.config_points import capacity_priors, study_points, window_of
 
 
 def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter, k: int) -> None:
@@ -49,8 +50,8 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
             config = TrialConfig.model_validate(json.loads((study_dir / f"trial-{number:04d}" /
                                                             "resolved-config.json").read_text()))
             try:
-                res = run_trial(config, inputs, keeper, study_dir / f"trial-{number:04d}" / f"confirm-{rnd}",
-                                reporter.phase)
+                res = run_trial(config, dataclasses.replace(inputs, capacity_priors=capacity_priors(study)),
+                                keeper, study_dir / f"trial-{number:04d}" / f"confirm-{rnd}", reporter.phase)
                 window = window_of(res.metrics, res.item_scores, round=rnd, trial=number,
                                    fresh_engine=not res.metrics.get("engine_reused"))
             except TrialError as err:

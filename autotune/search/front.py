@@ -25,7 +25,8 @@ def could_reach_front(study, space: SpaceConfig, values: list[float], margins: l
 
 EXTRAS = ("quality", "quality_ci_low", "quality_ci_high", "p95_task_ms", "validity_rate", "fm_calls_per_task",
           "output_tokens_per_task", "tasks_per_s", "p95_ttft_ms", "startup_s", "task_error_rate", "capacity_tps",
-          "p95_task_ms_at_load", "usd_per_1k_tasks")
+          "p95_task_ms_at_load", "usd_per_1k_tasks", "capacity_low", "capacity_high", "capacity_bracket",
+          "capacity_resolved", "p95_task_ms_at_load_os_low", "p95_task_ms_at_load_os_high")
 
 
 def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -48,7 +49,10 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
         row = {"trial": cp.number, **first.params, "mlflow_run_id": first.user_attrs.get("mlflow_run_id"),
                "trials": [t.number for t in cp.trials], "windows": int(metrics["windows"]),
                "confirmed": cp.confirmed, "failed_windows": cp.failed_windows, "config_key": cp.key,
-               "confirm_failed": cp.confirm_failed}
+               "confirm_failed": cp.confirm_failed,
+               # why a bracket is wider than asked (the search's stop reason), per window the estimate uses
+               "capacity_stop": sorted({str(t.user_attrs["capacity_stop"]) for t in cp.trials
+                                        if t.user_attrs.get("capacity_stop")}) or None}
         for o, v in zip(space.objectives, ev.values, strict=True):
             row[o.metric] = v
         for extra in EXTRAS:

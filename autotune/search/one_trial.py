@@ -4,6 +4,7 @@ with its reason, Ctrl-C an interrupted one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from autotune.errors import EngineLaunchError, TrialError, TrialRejected
 from autotune.measure import costly_pass_warning
 from autotune.objectives import constraint_names, evaluate, knob_metrics
 from autotune.samplers import set_constraints
-from autotune.search.config_points import config_key
+from autotune.search.config_points import capacity_priors, config_key
 from autotune.search.repeats import (
     failed_before,
     known_launch_failure,
@@ -68,6 +69,7 @@ def run_one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, stu
         if known is not None:  # the same engine config already failed to start: do not pay for it again
             raise TrialRejected(f"server part equals failed trial {known.number} ({known.user_attrs['fail_reason']})"
                                 "; not launched again", "known_failure")
+        inputs = dataclasses.replace(inputs, capacity_priors=capacity_priors(study))
         result, fidelity, screen = measure_screened(study, config, inputs, keeper, trial_dir, reporter)
         ev = _record(study, trial, result, values, space, fidelity, screen, started)
     except TrialError as err:
@@ -120,6 +122,8 @@ def _record(study, trial, result, values: dict[str, Any], space: SpaceConfig, fi
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if v == v})  # drop NaN
     trial.set_user_attr("engine_version", result.engine_version)
     trial.set_user_attr("item_scores", result.item_scores)  # paired quality comparisons between trials
+    if result.tags.get("autotune.capacity_stop"):
+        trial.set_user_attr("capacity_stop", result.tags["autotune.capacity_stop"])
     if "capacity_levels.json" in result.tables and fidelity == "full":  # the study's levels chart: full windows
         keep = ("rate", "tasks_per_s", "p95_task_ms", "passed", "attainment", "tokens_per_s_per_user", "valid")
         trial.set_user_attr("capacity_levels", [{k: r.get(k) for k in keep if r.get(k) == r.get(k)}

@@ -24,6 +24,7 @@ from autotune.measure import over_budget_warning
 from autotune.samplers import MAX_BATCH, ask_size
 from autotune.search.front import front_rows, update_front
 from autotune.search.inputs import check_models, trial_inputs
+from autotune.search.noise_window import measure_noise, noise_windows_due
 from autotune.search.one_trial import run_one_trial, warn
 from autotune.search.repeats import REPEAT_STREAK, enqueue_unmeasured, repeat_proposals
 from autotune.search.session import Session, open_stores, prepare_study, resolve
@@ -145,6 +146,8 @@ def _search_loop(s: Session, opts: SearchOptions, keeper: EngineKeeper, reporter
                     raise _Stop(reason)
                 outcome = run_one_trial(study, s.inputs, keeper, s.tracker, s.study_dir, reporter, pending.pop(0))
                 repeats = repeats + 1 if outcome == "repeat" else 0
+                if outcome == "full" and noise_windows_due(study, space):  # early: every front after has noise
+                    measure_noise(study, space, s.inputs, keeper, s.tracker, s.study_dir, reporter)
                 if outcome != "repeat":
                     update_front(study, space, s.tracker, reporter)
         except BaseException as exc:  # asked but never started: re-enqueued like the interrupted one

@@ -16,6 +16,7 @@ from autotune.errors import TrialRejected, WindowEmpty
 from autotune.fmware import AppConfig
 from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, app_config, build_load_config, run_load
 from autotune.measure import (
+    CapacityPrior,
     ItemScores,
     breakdown_markdown,
     completion_config,
@@ -25,6 +26,7 @@ from autotune.measure import (
     summarize_tasks,
     usd_per_1k,
 )
+from autotune.search.config_points import config_key
 from autotune.secrets import expand, redact_argv
 from autotune.sla import limits_of
 
@@ -43,6 +45,8 @@ class TrialInputs:
     scorer: Scorer
     eval_ids: list[str] = field(default_factory=list)  # the study's fixed evaluation set (task ids)
     complete_eval: bool = True  # False for a screening window: its quality is read off what the window reached
+    # configs the study measured (autotune.measure.levels.first_estimate): where this trial's levels start
+    capacity_priors: list[CapacityPrior] = field(default_factory=list)
 
 
 @dataclass
@@ -157,7 +161,8 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
     try:
         if inputs.workload.load_protocol == "capacity":
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls,
-                             standbys)
+                             standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
+                             config_key(config))
             # the operating load first; only loads the config holds (all of them when none did: capacity 0 is
             # infeasible, never on the front, so its set is not completed and its missing items score 0)
             for level in run.levels:  # every level's tasks are scored (its metrics); graded are the held ones
@@ -210,8 +215,11 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     server = window_deltas(before, after)
     metrics = trial_metrics(first, inputs, 0.0 if reused else handle.startup_s, reused, server)
     metrics["p95_task_ms_at_load"] = metrics["p95_task_ms"]
+    metrics["p95_task_ms_at_load_os_low"] = metrics["p95_task_ms_os_low"]
+    metrics["p95_task_ms_at_load_os_high"] = metrics["p95_task_ms_os_high"]
     metrics["operating_rate"] = run.levels[0].rate
     metrics["capacity_tps"] = run.capacity
+    metrics.update(bracket_metrics(run.search, run.estimate))
     metrics["usd_per_1k_tasks"] = usd_per_1k(inputs.space.hardware.usd_per_hour, run.capacity)
     metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     metrics["capacity_levels"] = float(len(run.levels))
@@ -230,6 +238,16 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
                        tables={"node_breakdown.json": breakdown, "capacity_levels.json": rows},
                        dominant_node=breakdown[0]["node"] if breakdown else "",
                        tags={"autotune.capacity_stop": run.search.stop_reason}, item_scores=dict(graded.scores))
+
+
+def bracket_metrics(search, estimate: float) -> dict[str, float]:
+    """The capacity bracket [low, high) and whether it is as narrow as the workload asked (`capacity_resolved`;
+    a wider one names why in the `autotune.capacity_stop` tag), with the first estimate the levels started from."""
+    low, high = search.bracket
+    return {"capacity_low": low, "capacity_high": high,
+            "capacity_bracket": high / low if low > 0 else math.inf,
+            "capacity_resolved": float(search.resolved), "capacity_estimate": estimate,
+            "capacity_guess": search.guess if search.guess is not None else math.nan}
 
 
 def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: LoadConfig, inputs: TrialInputs, trial_dir: Path,

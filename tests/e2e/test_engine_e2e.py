@@ -80,7 +80,7 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
           constrained: {{choices: [none, regex]}}
           judge_rounds: {{value: 1}}
         sla: {{task_ms: 20000}}
-        search: {{n_trials: 5, max_failures: 0, enqueue: {json.dumps(enqueue)}}}
+        search: {{n_trials: 5, max_failures: 0, noise_repeats: 0, enqueue: {json.dumps(enqueue)}}}
         """)
     opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
     reporter = NullReporter()

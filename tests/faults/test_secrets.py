@@ -50,7 +50,7 @@ def test_secrets_reach_no_file_and_no_store(tmp_path, monkeypatch):
         f"    FAKE_ECHO_ENV: {','.join(SHAPED)}\n    FAKE_FAULTS: '13:unsupported'\n"
         + "".join(f"    {name}: {json.dumps(value)}\n" for name, (value, _) in SHAPED.items()) +
         f"knobs:\n  model: {{value: {tmp_path}}}\n  max_num_seqs: {{choices: [4, 13]}}\n"
-        "search: {n_trials: 3, sampler: grid, max_failures: 3, batch: 1}\n")
+        "search: {n_trials: 3, sampler: grid, max_failures: 3, batch: 1, noise_repeats: 0}\n")
     run_dir = tmp_path / "runs"
     opts = SearchOptions(space_file=space, run_dir=run_dir)
     summary = run_search(opts, NullReporter())

@@ -18,23 +18,56 @@ def _run(search: CapacitySearch, capacity: float) -> CapacitySearch:
 
 @pytest.mark.parametrize("true_capacity", [0.3, 1.0, 2.7, 5.0, 11.0])
 def test_finds_a_known_capacity_within_the_tolerance(true_capacity):
-    s = _run(CapacitySearch(start_rate=0.5, tolerance=0.15, max_levels=12, min_rate=0.05), true_capacity)
-    assert s.stop_reason == "converged"
-    assert s.capacity <= true_capacity < s.capacity * 1.15 + 1e-9
+    s = _run(CapacitySearch(start_rate=0.5, tolerance=0.1, max_levels=12, min_rate=0.05), true_capacity)
+    assert s.stop_reason == "converged" and s.resolved
+    low, high = s.bracket
+    assert low == s.capacity <= true_capacity < high <= low * 1.1 + 1e-9
     assert any(lv.passed for lv in s.levels) and any(not lv.passed for lv in s.levels), "a bracketed boundary"
+
+
+@pytest.mark.parametrize("true_capacity", [0.2, 0.7, 1.6, 3.3, 6.0, 14.0, 40.0])
+@pytest.mark.parametrize("error", [0.5, 0.8, 1.0, 1.15, 1.6, 3.0])
+def test_an_estimate_shortens_the_search_and_a_wrong_one_still_converges(true_capacity, error):
+    guided = _run(CapacitySearch(start_rate=0.5, tolerance=0.1, max_levels=20, min_rate=0.01,
+                                 guess=true_capacity * error), true_capacity)
+    plain = _run(CapacitySearch(start_rate=0.5, tolerance=0.1, max_levels=20, min_rate=0.01), true_capacity)
+    for s in (guided, plain):
+        assert s.stop_reason == "converged" and s.capacity <= true_capacity < s.bracket[1] <= s.capacity * 1.1 + 1e-9
+    if 0.9 <= error <= 1.15 and true_capacity * error > 0.5:  # a near estimate: bracketed in two levels
+        assert len(guided.levels) <= 5, [lv.rate for lv in guided.levels]
+    assert len(guided.levels) <= len(plain.levels) + 3, "a wrong estimate costs a few levels, never a blow-up"
+
+
+def test_an_estimate_within_ten_percent_takes_at_most_four_levels_on_average():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    counts = []
+    for true_capacity in rng.uniform(1.0, 20.0, 200):
+        s = _run(CapacitySearch(start_rate=0.5, tolerance=0.1, max_levels=20,
+                                guess=true_capacity * rng.uniform(0.9, 1.1)), true_capacity)
+        counts.append(len(s.levels))
+    assert np.mean(counts) <= 4.0 and max(counts) <= 5
 
 
 def test_nothing_passes_is_capacity_zero_never_a_made_up_minimum():
     s = _run(CapacitySearch(start_rate=1.0, min_rate=0.2), 0.01)
-    assert s.capacity == 0.0 and s.stop_reason == "nothing_passed"
+    assert s.capacity == 0.0 and s.stop_reason == "nothing_passed" and s.resolved
     assert [lv.rate for lv in s.levels] == [1.0, 0.5, 0.25]
 
 
 def test_everything_passes_stops_at_the_rate_limit_or_the_level_budget():
     s = _run(CapacitySearch(start_rate=1.0, max_rate=10.0, max_levels=10), 1e9)
-    assert s.stop_reason == "max_rate" and s.capacity == 8.0
+    assert s.stop_reason == "max_rate" and s.capacity == 10.0 and s.resolved and s.bracket[1] == float("inf")
     s = _run(CapacitySearch(start_rate=1.0, max_levels=3), 1e9)
-    assert s.stop_reason == "max_levels" and s.capacity == 4.0 and len(s.levels) == 3
+    assert s.stop_reason == "max_levels" and s.capacity == 4.0 and len(s.levels) == 3 and not s.resolved
+
+
+def test_a_bracket_left_wider_than_asked_says_so():
+    s = _run(CapacitySearch(start_rate=0.5, tolerance=0.1, max_levels=5), 3.0)
+    assert s.stop_reason == "max_levels" and not s.resolved
+    low, high = s.bracket
+    assert low <= 3.0 < high and high / low > 1.1
 
 
 def test_a_level_the_generator_could_not_hold_ends_the_search():

@@ -83,3 +83,36 @@ def test_nothing_passes_is_capacity_zero_and_infeasible(setup):
     assert trial.user_attrs["metrics"]["capacity_tps"] == 0
     rows = json.loads((opts.run_dir / "s" / "trial-0000" / "capacity_levels.json").read_text())
     assert rows and not any(r["passed"] for r in rows)
+
+
+def test_every_study_has_noise_and_a_capacity_bracket_without_confirm(setup):
+    """`search.noise_repeats` 1 (the default): the first config is measured again on a freshly launched engine, its
+    levels starting from the first measurement's capacity; the front then carries an interval on every window
+    objective and on capacity (widened by the bracket), and a class, with one trial and no `--confirm`."""
+    from autotune.search import front_rows
+    from autotune.search.study import load_inputs
+
+    opts = setup("{value: 99}", n_trials=1, client="  architecture: {value: one_call}", noise=1)
+    _capacity_space(opts, seqs=2, service_s=0.25, task_ms=1500)
+    run_search(opts, NullReporter())
+    study = _study(opts)
+    assert len(study.trials) == 1, "the noise window is not a trial"
+    m = study.trials[0].user_attrs["metrics"]
+    assert m["capacity_low"] == m["capacity_tps"] < m["capacity_high"]
+    assert m["capacity_bracket"] == m["capacity_high"] / m["capacity_low"]
+    assert m["capacity_resolved"] == float(m["capacity_bracket"] <= 1.3 + 1e-9), m
+    assert m["capacity_estimate"] > 0 and m["p95_task_ms_at_load_os_low"] <= m["p95_task_ms_at_load"]
+    [window] = study.user_attrs["noise"][study.trials[0].user_attrs["config_key"]]
+    assert not window.get("failed") and window["fresh_engine"], window
+    again = json.loads((opts.run_dir / "s" / "trial-0000" / "noise-0" / "capacity_levels.json").read_text())
+    assert again[0]["capacity_guess"] > 0  # the repeat's levels started from the first measurement
+    space, _, _ = load_inputs(opts)
+    _, [row] = front_rows(study, space, judge=True)
+    assert row["windows"] == 2 and row["class"] == "A", row
+    for metric in ("p95_task_ms", "usd_per_1k_tasks", "capacity_tps", "p95_task_ms_at_load"):
+        assert row[f"{metric}_low"] <= row[metric] <= row[f"{metric}_high"], (metric, row)
+        assert math.isfinite(row[f"{metric}_low"]), (metric, row)
+    assert row["capacity_tps_high"] >= row["capacity_tps"] * row["capacity_bracket"] * 0.999
+    client, runs = _mlflow_runs(opts)
+    parent = next(r for r in runs if r.data.tags.get("autotune.role") == "study")
+    assert parent.data.metrics["engine_launches"] == 2

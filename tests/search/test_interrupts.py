@@ -31,7 +31,7 @@ def _write_inputs(tmp_path: Path) -> Path:
         f"name: s\nworkload: wl.yaml\nengine: {{command: [{sys.executable}, {HERE / 'fake_engine.py'}], "
         f"startup_timeout_s: 10, shutdown_timeout_s: 3}}\n"
         f"knobs:\n  model: {{value: {tmp_path}}}\n  max_num_seqs: {{choices: [2, 4]}}\n"
-        f"search: {{n_trials: 2, sampler: random, batch: 1}}\n")
+        f"search: {{n_trials: 2, sampler: random, batch: 1, noise_repeats: 0}}\n")
     return space
 
 

@@ -51,7 +51,7 @@ def test_two_workers_share_a_study_on_postgres(postgres_url, tmp_path):
         f"startup_timeout_s: 10, shutdown_timeout_s: 3}}\n"
         f"knobs:\n  model: {{value: {tmp_path}}}\n  max_num_seqs: {{choices: [2, 4, 8]}}\n"
         f"  output_format: {{choices: [json, yaml, minimal]}}\n"
-        f"search: {{n_trials: 6, sampler: random, batch: 1}}\n")
+        f"search: {{n_trials: 6, sampler: random, batch: 1, noise_repeats: 0}}\n")
     run_dir = tmp_path / "runs"
     workers = [subprocess.Popen([sys.executable, "-m", "autotune", "search", "--space", str(space), "--run-dir",
                                  str(run_dir), "--storage", postgres_url, "--seed", str(seed)], cwd=REPO,
