@@ -13,6 +13,8 @@ Faults are chosen explicitly, never by a knob's value alone: FAKE_FAULTS (in the
   slow         streams 10x slower (a regression for nightly tests)
   stuck        every 4th request waits 30 s before answering (work left in flight at the drain)
   silent       accepts every chat request and never answers it, while /metrics keeps answering
+  dies         healthy, then its engine core dies on the first chat request as vLLM's does when a kernel refuses the
+               dtype (a fatal RuntimeError in its log), and every request after gets HTTP 500
 A --model directory holding a file CORRUPT dies at start as vLLM does on damaged weights (SafetensorError);
 removing the file is the repair.
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
@@ -41,7 +43,7 @@ args, _unknown = ap.parse_known_args()
 ECHO = set(os.environ.get("FAKE_ECHO_ENV", "").split(","))
 FAULTS = dict(item.split(":", 1) for item in os.environ.get("FAKE_FAULTS", "").split(",") if ":" in item)
 FAULT = FAULTS.get(str(args.max_num_seqs)) or FAULTS.get("*")
-assert FAULT in (None, "unsupported", "oom", "hang", "slow", "stuck", "silent"), f"unknown fault {FAULT!r}"
+assert FAULT in (None, "unsupported", "oom", "hang", "slow", "stuck", "silent", "dies"), f"unknown fault {FAULT!r}"
 for name, value in sorted(os.environ.items()):
     if "TOKEN" in name or "KEY" in name or name in ECHO:
         print(f"environment: {name}={value}", flush=True)
@@ -131,6 +133,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         if FAULT == "silent":
             time.sleep(3600)
+        if FAULT == "dies":
+            if not COUNT.get("dead"):
+                COUNT["dead"] = 1
+                print("(Worker pid=1) ERROR 12-03 11:41:59 [multiproc_executor.py:1063] RuntimeError: "
+                      "int8_scaled_mm_with_quant: expect A to be bfloat16 or half.", flush=True)
+                print("(EngineCore pid=1) ERROR 12-03 11:41:59 [core.py:1512] EngineCore encountered a fatal error.",
+                      flush=True)
+            self._send(500, b'{"error": {"message": "EngineCore encountered an issue. See stack trace (above) '
+                            b'for the root cause.", "type": "InternalServerError", "code": 500}}')
+            return
         COUNT["post"] += 1
         COUNT["running"] += 1
         try:

@@ -31,7 +31,7 @@ FAILURE_PATTERNS = [
     ("oom", re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|"
                        r"insufficient.*(kv|memory)|No available memory for the cache blocks|"
                        r"larger than the available KV cache memory", re.I)),
-    ("unsupported", re.compile(r"not supported|unsupported|NotImplementedError|"
+    ("unsupported", re.compile(r"not supported|unsupported|NotImplementedError|expects? \w+ to be \w+|"
                                r"error: unrecognized arguments|invalid choice|argument --|No common block size|"
                                r"ValidationError|must be (less|greater|at most|at least)", re.I)),
 ]
@@ -143,6 +143,23 @@ def log_tail(path: Path, n: int = 300, start: int = 0) -> str:
     except OSError:
         return ""
     return "\n".join(line.rstrip() for line in lines[-n:])
+
+
+DIED = re.compile(r"EngineCore encountered a fatal error|EngineDeadError|Worker failed with error")
+CAUSE = re.compile(r"\b((?!EngineDead)\w*(?:Error|Exception)): (.+)$")
+
+
+def engine_fatal(path: Path, start: int = 0) -> str | None:
+    """The error a running engine died of (its first `SomethingError: message` line in the log written after byte
+    `start`), or None when the log does not show the engine dying. A kernel that refuses the config's dtype kills
+    the engine on its first request, after a healthy launch."""
+    tail = log_tail(path, 600, start)
+    if not DIED.search(tail):
+        return None
+    for line in tail.splitlines():
+        if " ERROR " in line and (m := CAUSE.search(line)):  # a warning that names an error is no cause
+            return f"{m.group(1)}: {m.group(2).strip()}"
+    return "the engine core died (no cause in its log)"
 
 
 def classify_failure(tail: str) -> str:

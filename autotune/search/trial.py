@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -11,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import Scorer, SpaceConfig, TrialConfig, WorkloadConfig, safe_score
-from autotune.engines import EngineKeeper, histogram_delta, parse_metrics, reset_prefix_cache, window_deltas
-from autotune.errors import TrialRejected, WindowEmpty
+from autotune.engines import (
+    EngineKeeper,
+    classify_failure,
+    engine_fatal,
+    histogram_delta,
+    parse_metrics,
+    reset_prefix_cache,
+    window_deltas,
+)
+from autotune.errors import EngineLaunchError, TrialRejected, WindowEmpty
 from autotune.fmware import AppConfig
 from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, app_config, build_load_config, run_load
 from autotune.measure import (
@@ -68,20 +77,25 @@ def score_tasks(tasks: list[dict[str, Any]], references: dict[str, dict[str, Any
             t["score"] = safe_score(scorer, t.get("answer") or {}, references[t["id"]])
 
 
-def check_calls(load: LoadResult) -> None:
-    """Every FM call of the window refused: the config is unsupported (or the server broken), not slow."""
+def check_calls(load: LoadResult, engine_log: Path | None = None) -> None:
+    """Every FM call of the window refused: the config is unsupported (or the server broken), not slow. An engine
+    that died on its first requests (a kernel refusing the config's dtype on this CPU) is a refusal of the server
+    part by the engine, remembered like a launch failure, so the search never launches that part again."""
     measured = [r for r in load.records if r.get("phase") == "measure"]
     if measured and not any(r.get("ok") for r in measured):
         first = next((r["error"] for r in measured if r.get("error")), "unknown error")
-        reason = "unsupported" if str(first).startswith(("HTTP 400", "HTTP 422")) else "requests_failed"
-        raise TrialRejected(f"every FM call failed; first error: {first}"[:600], reason)
+        if str(first).startswith(("HTTP 400", "HTTP 422")):
+            raise TrialRejected(f"every FM call failed; first error: {first}"[:600], "unsupported")
+        if engine_log is not None and (cause := engine_fatal(engine_log)):
+            raise EngineLaunchError(f"the engine died on its first requests: {cause}"[:600], classify_failure(cause))
+        raise TrialRejected(f"every FM call failed; first error: {first}"[:600], "requests_failed")
 
 
-def check_requests(load: LoadResult) -> None:
+def check_requests(load: LoadResult, engine_log: Path | None = None) -> None:
     """A trial whose window measured nothing is a failed trial with a reason, never a COMPLETE one holding
     placeholder values: every FM call of the window refused, or no task completed in it. (A window of cache
     hits sends no FM call at all and is a real measurement.)"""
-    check_calls(load)
+    check_calls(load, engine_log)
     measured = [r for r in load.records if r.get("phase") == "measure"]
     tasks = [t for t in load.tasks if t.get("phase") == "measure"]
     if not any(t.get("ok") for t in tasks):
@@ -160,7 +174,8 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
     t0 = time.monotonic()
     try:
         if inputs.workload.load_protocol == "capacity":
-            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), check_calls,
+            first_check = functools.partial(check_calls, engine_log=handle.log_path)
+            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), first_check,
                              standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
                              config_key(config))
             # the operating load first; only loads the config holds (all of them when none did: capacity 0 is
@@ -178,7 +193,7 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
                         api_key=api_key(inputs))
         load.summary["prefix_cache_reset"] = cold
-        check_requests(load)
+        check_requests(load, handle.log_path)
         score_tasks(load.tasks, inputs.references, inputs.scorer)
         graded, eval_s = grade([(load, "window")], handle.url, cfg, inputs, trial_dir, phase)
     except (TrialRejected, WindowEmpty):  # the config's fault (every call refused, an empty window): the engine is fine

@@ -196,6 +196,21 @@ def test_permanent_launch_failures_are_remembered(setup):
     assert len(list((opts.run_dir / "s").glob("trial-*/engine.log"))) == 1  # launched once
 
 
+def test_an_engine_that_dies_on_its_first_request_is_remembered_as_a_refused_server_part(setup):
+    """Healthy at launch, dead at the first request (vLLM's CPU int8 kernel refusing float32 activations on an
+    AVX512-BF16 host): the cause from the engine's log names the failure, and the server part is not launched
+    again for the next application config."""
+    opts = setup("{value: 16}", n_trials=2, max_failures=5, faults="16:dies",
+                 client="  architecture: {choices: [one_call, parallel]}")
+    run_search(opts, NullReporter())
+    trials = _study(opts).trials
+    assert trials[0].user_attrs["fail_reason"] == "unsupported", trials[0].user_attrs
+    assert "expect A to be bfloat16 or half" in trials[0].user_attrs["fail_message"]
+    assert trials[0].user_attrs["launch_failure"] is True
+    assert {t.user_attrs["fail_reason"] for t in trials[1:]} == {"known_failure"}
+    assert len(list((opts.run_dir / "s").glob("trial-*/engine.log"))) == 1  # launched once
+
+
 def test_stopped_process_has_no_secret_in_environment_of_load_generator(monkeypatch):
     """The load generator's environment holds no secret-looking variable except the one bearer token it needs."""
     from autotune.loadgen.launch import clean_env
