@@ -7,6 +7,7 @@ from autotune.engines.prometheus import gauges, histogram_delta, parse_metrics, 
 from autotune.engines.vllm import VLLMEngine, build_argv, classify_failure, engine_fatal, reset_prefix_cache
 
 __all__ = [
-    "EngineKeeper", "EngineRegistry", "VLLMEngine", "build_argv", "classify_failure", "engine_fatal", "flush_log", "gauges", "group_alive",
-    "histogram_delta", "parse_metrics", "reset_prefix_cache", "start_group", "terminate_group", "window_deltas",
+    "EngineKeeper", "EngineRegistry", "VLLMEngine", "build_argv", "classify_failure", "engine_fatal", "flush_log",
+    "gauges", "group_alive", "histogram_delta", "parse_metrics", "reset_prefix_cache", "start_group",
+    "terminate_group", "window_deltas",
 ]
