@@ -14,7 +14,7 @@ import optuna
 
 from autotune.config import SpaceConfig, split_values
 from autotune.engines import EngineKeeper
-from autotune.errors import EngineLaunchError, TrialError, TrialRejected
+from autotune.errors import EngineLaunchError, TrialError
 from autotune.measure import costly_pass_warning
 from autotune.objectives import constraint_names, evaluate, knob_metrics
 from autotune.samplers import set_constraints
@@ -54,6 +54,11 @@ def run_one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, stu
     if (failed := failed_before(study, key, trial.number, space)) is not None:
         tell_failed_repeat(study, trial, failed, reporter)
         return "repeat"
+    # the engine already refused this server part (OOM, unsupported flags or dtype): the same failure, not launched
+    # again, and like a re-proposal it costs neither a trial of n_trials nor the failure budget
+    if (known := known_launch_failure(study, config.server)) is not None:
+        tell_failed_repeat(study, trial, known, reporter, "server part")
+        return "repeat"
     try:
         run_id = tracker.start_trial(trial.number, config.flat())  # every knob, sampled or default
     except BaseException:  # the store broke before the trial began: it is not left RUNNING in Optuna
@@ -65,10 +70,6 @@ def run_one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, stu
     started = time.monotonic()
     trial.set_user_attr("began", time.time())  # datetime_start is when it was asked (a batch is asked at once)
     try:  # from here every exit leaves the trial final: told, failed or interrupted
-        known = known_launch_failure(study, config.server)
-        if known is not None:  # the same engine config already failed to start: do not pay for it again
-            raise TrialRejected(f"server part equals failed trial {known.number} ({known.user_attrs['fail_reason']})"
-                                "; not launched again", "known_failure")
         inputs = dataclasses.replace(inputs, capacity_priors=capacity_priors(study))
         result, fidelity, screen = measure_screened(study, config, inputs, keeper, trial_dir, reporter)
         ev = _record(study, trial, result, values, space, fidelity, screen, started)

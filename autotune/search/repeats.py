@@ -60,17 +60,18 @@ def failed_before(study, key: str, number: int, space: SpaceConfig):
     return None
 
 
-def tell_failed_repeat(study, trial, prior, reporter) -> None:
-    """A re-proposal of a config that failed for its own reasons: FAIL again without a launch, not counted toward
-    n_trials or the failure budget (it is the same failure)."""
+def tell_failed_repeat(study, trial, prior, reporter, what: str = "config") -> None:
+    """A re-proposal of a config (or of a server part, `what`) that failed for its own reasons: FAIL again without
+    a launch, not counted toward n_trials or the failure budget (it is the same failure)."""
+    why = f"{what} failed in trial {prior.number} ({prior.user_attrs['fail_reason']})"
     trial.set_user_attr("duplicate_of", prior.number)
     trial.set_user_attr("fidelity", "repeat")
     trial.set_user_attr("fail_reason", "known_failure")
-    trial.set_user_attr("fail_message", f"config failed in trial {prior.number} ({prior.user_attrs['fail_reason']})")
+    trial.set_user_attr("fail_message", why)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     note = getattr(reporter, "trial_skipped", None)
     if note:
-        note(trial.number, f"config failed in trial {prior.number} ({prior.user_attrs['fail_reason']}): not run again")
+        note(trial.number, f"{why}: not run again")
 
 
 def tell_repeat(study, trial, prior, key: str, space: SpaceConfig, reporter) -> None:
@@ -103,7 +104,8 @@ def enqueue_unmeasured(study, space: SpaceConfig, seed: int | None, salt: int) -
     for _ in range(200):
         t = draws.ask()
         values = suggest(t, space)
-        if config_key(split_values(values)) not in measured:
+        config = split_values(values)
+        if config_key(config) not in measured and known_launch_failure(study, config.server) is None:
             study.enqueue_trial(t.params, user_attrs={"drawn": "unmeasured"})
             return True
         draws.tell(t, state=optuna.trial.TrialState.FAIL)

@@ -266,3 +266,16 @@ def test_a_level_window_receives_exactly_its_rate_over_seeds():
     again = list(itertools.islice(window_arrivals(1.75, 100.0, (a, b), 3), 40))
     assert again == list(itertools.islice(window_arrivals(1.75, 100.0, (a, b), 3), 40)), "seeded"
     assert len({level_seed(0, i, r) for i in range(4) for r in (0.5, 1.0, 1.75, 3.0)}) == 16, "fresh per level"
+
+
+def test_the_first_estimate_scales_the_nearest_measured_config_by_service_demand():
+    from autotune.measure import CapacityPrior, first_estimate
+
+    a, b = {"max_num_seqs": 4}, {"max_num_seqs": 16}
+    priors = [CapacityPrior(3.0, 1.0, a, "k1"), CapacityPrior(6.0, 1.5, b, "k2"), CapacityPrior(2.0, 0.5, a, "k3")]
+    assert first_estimate(1.0, [], b) is None, "no neighbour: double from the operating load"
+    assert first_estimate(0.75, priors, b, "k2") == pytest.approx(6.0 * 0.75 / 1.5)  # the same config
+    assert first_estimate(1.0, priors, a, "new") == pytest.approx(2.0 * 1.0 / 0.5)  # the latest of the same server
+    assert first_estimate(1.0, priors, {"max_num_seqs": 8}) == pytest.approx(2.0 / 0.5)  # else the latest
+    assert first_estimate(float("nan"), priors, a) is None
+    assert first_estimate(1.0, [CapacityPrior(0.0, 1.0, a)], a) is None, "capacity 0 scales to nothing"
