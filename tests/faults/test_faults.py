@@ -289,7 +289,7 @@ def test_interrupt_between_batched_trials_leaves_none_running(setup, monkeypatch
     import autotune.search.study as study_mod
 
     opts = setup("{choices: [2, 4]}", n_trials=3)
-    opts.space_file.write_text(opts.space_file.read_text().replace("batch: 1}", "batch: 3}"))
+    opts.space_file.write_text(opts.space_file.read_text().replace("batch: 1,", "batch: 3,"))
     real, calls = study_mod.update_front, []
 
     def interrupted_once(*a, **k):
