@@ -147,10 +147,13 @@ def study_section(study: optuna.Study, out_dir: Path) -> list[str]:
                "", f"![hypervolume]({name}-hypervolume.png)", "",
                "Hypervolume (scaled objectives) after each trial: " + ", ".join(f"{t}: {h:.3f}" for t, h in curve)
                + f" ({HV_REFERENCE}; the axis starts at 0).", ""]
-    fails = Counter(t.user_attrs.get("fail_reason", "?") for t in study.trials
-                    if t.state == optuna.trial.TrialState.FAIL)
-    if fails:
-        md += ["Failures by reason: " + ", ".join(f"{k} {v}" for k, v in fails.most_common()), ""]
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    fails = Counter(t.user_attrs.get("fail_reason", "?") for t in failed if t.user_attrs.get("duplicate_of") is None)
+    known = sum(1 for t in failed if t.user_attrs.get("duplicate_of") is not None)
+    if fails or known:
+        md += ["Failures by reason: " + ", ".join(f"{k} {v}" for k, v in fails.most_common())
+               + (f" ({known} re-proposals of a failed config or server part, told without a run)" if known else ""),
+               ""]
     return md
 
 

@@ -268,9 +268,15 @@ def test_real_engine_capacity_search_brackets_and_sizes_the_export(tmp_path: Pat
     print("real engine levels:", [(r["rate"], r["passed"], round(r["attainment"], 2), r["early_stop"]) for r in rows])
     assert any(r["passed"] for r in rows) and any(not r["passed"] for r in rows), rows
     study = optuna.load_study(study_name="cap", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
-    capacity = study.trials[0].user_attrs["metrics"]["capacity_tps"]
-    assert capacity > 0 and all(r["prefix_cache_reset"] for r in rows)
+    m = study.trials[0].user_attrs["metrics"]
+    assert m["capacity_tps"] > 0 and all(r["prefix_cache_reset"] for r in rows)
+    assert m["capacity_low"] == m["capacity_tps"] < m["capacity_high"] and m["capacity_resolved"] in (0.0, 1.0)
+    # the noise window (search.noise_repeats 1): the same config again on a freshly launched engine, merged
+    [window] = study.user_attrs["noise"][study.trials[0].user_attrs["config_key"]]
+    assert not window.get("failed") and window["fresh_engine"] and window["metrics"]["capacity_tps"] > 0, window
+    capacity = math.sqrt(m["capacity_tps"] * window["metrics"]["capacity_tps"])  # the point's estimate
     bundle, _, _ = export_bundle(study, "knee", tmp_path / "exports", target_rate=10.0, headroom=0.8)
     exported = json.loads((bundle / "bundle.json").read_text())
+    assert exported["metrics"]["capacity_tps"] == pytest.approx(capacity)
     assert exported["replicas"] == math.ceil(10.0 / (capacity * 0.8) - 1e-9)
     assert (bundle / "latency_load.png").is_file() and "Capacity at SLA" in (bundle / "README.md").read_text()

@@ -49,13 +49,14 @@ def test_capacity_search_brackets_a_known_capacity(setup, tmp_path):
         assert {"rate", "attainment", "attainment_ci_low", "attainment_ci_high", "p95_task_ms", "tasks_per_s",
                 "tokens_per_s_per_user", "valid", "early_stop"} <= set(r)
         assert r["attainment_ci_low"] <= r["attainment"] <= r["attainment_ci_high"]
-    # a failed level after the operating load abandons its in-flight tasks at once instead of draining them
+    # a failed level after the operating load abandons its in-flight tasks once the fail is certain instead of
+    # draining them: at once, or (a fail that became certain only after the window) within one task SLA (1.5 s)
     early_fails = [i for i, r in enumerate(rows) if i > 0 and r["early_stop"] == "fail"]
     assert early_fails, rows
     for i in early_fails:
         summary = json.loads((opts.run_dir / "s" / "trial-0000" / "levels" / f"level-{i:02d}" / "summary.json")
                              .read_text())
-        assert summary["drain_s"] < 0.5, summary
+        assert summary["drain_s"] < (0.5 if summary["measure_s"] < 6.0 else 1.5 + 0.5), summary
     # every level ran on a load generator that imported while the engine launched; the spare ones are gone
     trial_dir = opts.run_dir / "s" / "trial-0000"
     for i in range(len(rows)):
