@@ -64,7 +64,11 @@ class CapacityRun:
     search: CapacitySearch
     standby_wait_s: float = 0.0  # waiting, before levels, for load generators still importing
     standby_dropped: int = 0  # standbys stopped for not importing in time (their levels started fresh processes)
-    estimate: float = math.nan  # the first level's own capacity estimate (see first_estimate)
+
+    @property
+    def estimate(self) -> float:
+        """The operating-load level's own capacity estimate (see first_estimate)."""
+        return self.levels[0].row.get("capacity_estimate", math.nan) if self.levels else math.nan
 
     @property
     def capacity(self) -> float:
@@ -87,7 +91,6 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
         else inputs.workload.drain_timeout_s
     search = CapacitySearch(cap.start_rate, cap.tolerance, cap.max_levels, cap.max_rate, cap.min_rate)
-    estimate = math.nan
     levels: list[Level] = []
     # evaluation items graded so far, by the rule the trial grades with (autotune.measure.evalset): the next
     # level walks the others first, so the levels together cover the set and the completion pass shrinks. The
@@ -130,10 +133,9 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
         covered.take(load.tasks, "", answered_only=not verdict.passed)
         levels.append(level)
         if len(levels) == 1:
-            estimate = level.row["capacity_estimate"]
-            search.guess = first_estimate(estimate, list(priors), server, key)
+            search.guess = first_estimate(level.row["capacity_estimate"], list(priors), server, key)
             level.row["capacity_guess"] = search.guess if search.guess is not None else math.nan
-    return CapacityRun(levels, search, waited, standbys.dropped if standbys is not None else 0, estimate)
+    return CapacityRun(levels, search, waited, standbys.dropped if standbys is not None else 0)
 
 
 def wait_idle(url: str, timeout_s: float) -> float:

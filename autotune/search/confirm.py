@@ -26,9 +26,7 @@ from autotune.search.config_points import capacity_priors, study_points, window_
 def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter, k: int) -> None:
     """K rounds over the front recorded before the first confirmation and today's front (a resumed study's new
     members too); resumable: a config's done rounds are skipped."""
-    from autotune.errors import TrialError
     from autotune.search.front import front_rows
-    from autotune.search.trial import run_trial
 
     current = [r["config_key"] for r in front_rows(study, space)[1]]
     before = study.user_attrs.get("confirm_front")
@@ -38,30 +36,46 @@ def confirm_front(study, space: SpaceConfig, inputs, keeper, tracker, study_dir:
     points = {cp.key: cp for cp in study_points(study, space)}
     targets = [points[key] for key in dict.fromkeys([*before, *current]) if key in points]  # a resumed study's too
     targets.sort(key=lambda cp: json.dumps(cp.trials[0].user_attrs.get("server"), sort_keys=True))  # reuse in a round
-    store: dict[str, Any] = dict(study.user_attrs.get("confirm", {}))  # an older format's entries are kept as is
     for rnd in range(k):
+        store = study.user_attrs.get("confirm", {})
         todo = [cp for cp in targets if len(store.get(cp.key) or []) <= rnd]
         if not todo:
             continue
         keeper.close()  # a fresh launch per round: repeats on one engine would hide launch-to-launch variance
         for cp in todo:
-            number = cp.number
-            reporter.phase(f"confirming trial {number} (round {rnd + 1}/{k})")
-            config = TrialConfig.model_validate(json.loads((study_dir / f"trial-{number:04d}" /
-                                                            "resolved-config.json").read_text()))
-            try:
-                res = run_trial(config, dataclasses.replace(inputs, capacity_priors=capacity_priors(study)),
-                                keeper, study_dir / f"trial-{number:04d}" / f"confirm-{rnd}", reporter.phase)
-                window = window_of(res.metrics, res.item_scores, round=rnd, trial=number,
-                                   fresh_engine=not res.metrics.get("engine_reused"))
-            except TrialError as err:
-                window = {"metrics": {}, "items": {}, "round": rnd, "trial": number, "failed": err.reason}
-            store.setdefault(cp.key, []).append(window)
-            study.set_user_attr("confirm", store)  # finished trials are immutable: windows live in a study attr
-            run_id = cp.trials[0].user_attrs.get("mlflow_run_id")
-            if run_id and not window.get("failed"):
-                tracker.log_history(run_id, {f"confirm.{o.metric}": window["metrics"].get(o.metric, float("nan"))
-                                             for o in space.objectives}, step=len(store[cp.key]))
+            reporter.phase(f"confirming trial {cp.number} (round {rnd + 1}/{k})")
+            window = repeat_window(study, inputs, keeper, study_dir, cp.number, reporter.phase, "confirm", rnd)
+            keep_window(study, space, tracker, "confirm", cp.key, window, cp.trials[0].user_attrs.get("mlflow_run_id"))
+
+
+def repeat_window(study, inputs, keeper, study_dir: Path, number: int, phase, kind: str, rnd: int) -> dict[str, Any]:
+    """One more window of the config trial `number` measured (its resolved config), in its `<kind>-<rnd>` folder,
+    its levels starting from the study's measured capacities; a failure is a window marked `failed`, never
+    dropped. `--confirm` rounds and noise windows (search/noise_window.py) are both made here."""
+    from autotune.errors import TrialError
+    from autotune.search.trial import run_trial
+
+    trial_dir = study_dir / f"trial-{number:04d}"
+    config = TrialConfig.model_validate(json.loads((trial_dir / "resolved-config.json").read_text()))
+    try:
+        res = run_trial(config, dataclasses.replace(inputs, capacity_priors=capacity_priors(study)), keeper,
+                        trial_dir / f"{kind}-{rnd}", phase)
+    except TrialError as err:
+        return {"metrics": {}, "items": {}, "round": rnd, "trial": number, "failed": err.reason}
+    return window_of(res.metrics, res.item_scores, round=rnd, trial=number,
+                     fresh_engine=not res.metrics.get("engine_reused"))
+
+
+def keep_window(study, space: SpaceConfig, tracker, kind: str, key: str, window: dict[str, Any],
+                run_id: str | None) -> None:
+    """Append a repeat window to the study attribute `kind` (finished trials are immutable: windows live there)
+    and log its objectives to the config's first MLflow run as `<kind>.<metric>` history."""
+    store: dict[str, Any] = dict(study.user_attrs.get(kind, {}))  # an older format's entries are kept as is
+    store.setdefault(key, []).append(window)
+    study.set_user_attr(kind, store)
+    if run_id and not window.get("failed"):
+        tracker.log_history(run_id, {f"{kind}.{o.metric}": window["metrics"].get(o.metric, float("nan"))
+                                     for o in space.objectives}, step=len(store[key]))
 
 
 def audit_screening(study, space: SpaceConfig, inputs, keeper, study_dir: Path, reporter) -> None:

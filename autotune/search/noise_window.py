@@ -12,14 +12,12 @@ variance is part of what a user's next deployment will see. It is not a trial: i
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import optuna
 
-from autotune.config import SpaceConfig, TrialConfig
-from autotune.search.config_points import capacity_priors, trial_key, window_of
+from autotune.config import SpaceConfig
+from autotune.search.config_points import trial_key
 
 
 def noise_target(study, space: SpaceConfig):
@@ -38,30 +36,16 @@ def noise_windows_due(study, space: SpaceConfig) -> int:
 def measure_noise(study, space: SpaceConfig, inputs, keeper, tracker, study_dir: Path, reporter) -> None:
     """The owed noise windows of the first measured config, each on a freshly launched engine. Resumable: the
     store is a study attribute, written after every window."""
-    from autotune.errors import TrialError
-    from autotune.search.trial import run_trial
+    from autotune.search.confirm import keep_window, repeat_window
 
     target = noise_target(study, space)
-    if target is None or not noise_windows_due(study, space):
+    if target is None:
         return
-    key, number = trial_key(target, space), target.number
-    store = dict(study.user_attrs.get("noise", {}))
-    trial_dir = study_dir / f"trial-{number:04d}"
-    config = TrialConfig.model_validate(json.loads((trial_dir / "resolved-config.json").read_text()))
+    key = trial_key(target, space)
     while noise_windows_due(study, space):
-        rnd = len(store.get(key, []))
-        reporter.phase(f"noise: re-measuring trial {number} on a fresh engine ({rnd + 1}/{space.search.noise_repeats})")
+        rnd = len(study.user_attrs.get("noise", {}).get(key, []))
+        reporter.phase(f"noise: re-measuring trial {target.number} on a fresh engine "
+                       f"({rnd + 1}/{space.search.noise_repeats})")
         keeper.close()  # a fresh launch: repeats on one engine would hide launch-to-launch variance
-        try:
-            res = run_trial(config, dataclasses.replace(inputs, capacity_priors=capacity_priors(study)), keeper,
-                            trial_dir / f"noise-{rnd}", reporter.phase)
-            window = window_of(res.metrics, res.item_scores, round=rnd, trial=number,
-                               fresh_engine=not res.metrics.get("engine_reused"))
-        except TrialError as err:
-            window = {"metrics": {}, "items": {}, "round": rnd, "trial": number, "failed": err.reason}
-        store.setdefault(key, []).append(window)
-        study.set_user_attr("noise", store)
-        run_id = target.user_attrs.get("mlflow_run_id")
-        if run_id and not window.get("failed"):
-            tracker.log_history(run_id, {f"noise.{o.metric}": window["metrics"].get(o.metric, float("nan"))
-                                         for o in space.objectives}, step=len(store[key]))
+        window = repeat_window(study, inputs, keeper, study_dir, target.number, reporter.phase, "noise", rnd)
+        keep_window(study, space, tracker, "noise", key, window, target.user_attrs.get("mlflow_run_id"))
