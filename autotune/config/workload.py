@@ -86,7 +86,10 @@ class Capacity(Strict):
     max_levels: int = Field(8, ge=1, le=50)
     max_rate: float = Field(256.0, gt=0, le=1e6)
     min_rate: float = Field(0.05, ge=0, le=1e6)  # nothing passes at this rate: capacity 0
-    level_s: float = Field(20.0, gt=0, le=3600)  # longest window of one level (a resolved level stops sooner)
+    level_s: float = Field(20.0, gt=0, le=3600)  # the window of one level (a resolved level stops sooner)
+    # a level whose verdict is a coin flip at its window's end (misses, and an interval that holds the target:
+    # autotune.sla.straddles) runs up to this much longer instead of being decided by its point estimate
+    extend_s: float = Field(20.0, ge=0, le=3600)
     # a low-rate level's window is stretched to this many expected arrivals (level_s raised to n / rate): a
     # window too short to hold any task cannot say whether the config holds the SLA there
     min_expected_tasks: int = Field(0, ge=0, le=100_000)

@@ -115,10 +115,11 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
         level_dir = out_dir / f"level-{len(levels):02d}"
         window = cap.window_s(rate)
         cfg = base_cfg.with_(arrival={"mode": "poisson", "rate": rate, "users": None}, warmup_s=cap.warmup_s,
-                             duration_s=window, drain_timeout_s=drain, out_dir=str(level_dir),
+                             duration_s=window + cap.extend_s, drain_timeout_s=drain, out_dir=str(level_dir),
                              eval_seen=sorted(covered.scores),
                              level={"target": space.sla.attainment, "confidence": cap.confidence,
-                                    "min_tasks": cap.min_tasks, "sla": sla, "abandon_on_fail": bool(levels)})
+                                    "min_tasks": cap.min_tasks, "sla": sla, "abandon_on_fail": bool(levels),
+                                    "window_s": window})
         started = time.monotonic()
         cold = reset_prefix_cache(url)
         load = run_load(url, cfg, level_dir, api_key=api_key, standbys=standbys)
@@ -177,7 +178,8 @@ def level_row(level: Level, measured: list[dict[str, Any]], max_lag_ms: float) -
         "rate": level.rate, "achieved_task_rate": achieved, "window_s": window,
         # the engine's busy share and the capacity it implies for a one-task-at-a-time server (first_estimate)
         "busy_share": busy, "capacity_estimate": achieved / busy if busy > 0 else math.nan,
-        "early_stop": summary.get("early_stop"), **level.verdict.row(),
+        "early_stop": summary.get("early_stop"), "extended_s": float(summary.get("extended_s") or 0.0),
+        **level.verdict.row(),
         "p50_task_ms": lat[50], "p95_task_ms": lat[95], "p99_task_ms": lat[99], "tasks_per_s": len(ok) / window,
         # tokens that streamed in during the window (an overloaded level's tasks finish after it)
         "output_tokens_per_s": tokens_in_window(load.records, summary.get("warmup_end", math.nan),

@@ -102,6 +102,16 @@ def test_the_wilson_interval_is_scipys():
     assert judge(5, 5, 1.0, 0.8).passed and not judge(4, 5, 1.0, 0.8).passed
 
 
+def test_a_level_is_extended_only_while_its_misses_leave_the_verdict_a_coin_flip():
+    from autotune.sla import straddles
+
+    assert straddles(met=22, missed=3, target=0.95, confidence=0.9), "88 %: its interval holds 0.95"
+    assert straddles(met=36, missed=1, target=0.95, confidence=0.9)
+    assert not straddles(met=25, missed=0, target=0.95, confidence=0.9), "no miss: passes by its point estimate"
+    assert not straddles(met=19, missed=15, target=0.95, confidence=0.9), "a certain fail"
+    assert not straddles(met=400, missed=2, target=0.95, confidence=0.9), "a certain pass"
+
+
 def test_early_stop_only_when_pending_tasks_cannot_change_the_verdict():
     assert early_stop(met=60, missed=0, pending=0, target=0.95, confidence=0.9, min_judged=20) == "pass"
     assert early_stop(met=10, missed=15, pending=5, target=0.95, confidence=0.9, min_judged=20) == "fail"
@@ -197,7 +207,8 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
     assert [lv.rate for lv in run.levels] == [0.5, 0.25, 0.125] and run.capacity == 0
     assert all(c.eval_seen == [] for c in seen)  # failed levels' unanswered attempts grade nothing
-    assert [c.duration_s for c in seen] == [8.0, 16.0, 32.0]
+    assert [c.level.window_s for c in seen] == [8.0, 16.0, 32.0]
+    assert [c.duration_s for c in seen] == [28.0, 36.0, 52.0], "room to extend a coin-flip level (extend_s 20)"
     assert [c.level.abandon_on_fail for c in seen] == [False, True, True]
 
 

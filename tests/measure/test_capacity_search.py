@@ -13,7 +13,7 @@ from tests.stand_in import NullReporter, _mlflow_runs, _study
 
 CAPACITY = """\
 load_protocol: capacity
-capacity: {start_rate: 3, tolerance: 0.3, max_levels: 5, level_s: 6, warmup_s: 0.5, min_tasks: 15}
+capacity: {start_rate: 3, tolerance: 0.3, max_levels: 5, level_s: 6, extend_s: 3, warmup_s: 0.5, min_tasks: 15}
 """
 
 
