@@ -101,8 +101,9 @@ def _scaled_mean(values: Sequence[float], noise: Noise) -> float:
     return float(np.mean(np.log(values) if noise.log else values))
 
 
-def estimate(point: Point, metric: str, noise: Noise, confidence: float = 0.95) -> Estimate:
-    """The point's value with a t-interval from the pooled sd and its df.
+def estimate(point: Point, metric: str, noise: Noise, confidence: float = 0.95, fresh: bool = False) -> Estimate:
+    """The point's value with a t-interval from the pooled sd and its df; `fresh`: the prediction interval of
+    one more window on a freshly launched engine (what a user measures after deploying), sqrt(1 + 1/n) wider.
 
     Pooling across configs assumes every config has the same window-to-window spread on the analysis scale
     (equal CV on the log scale); in exchange a config measured once gets an interval as soon as any config
@@ -117,7 +118,7 @@ def estimate(point: Point, metric: str, noise: Noise, confidence: float = 0.95) 
     back = math.exp if noise.log else float
     if not noise.known:
         return Estimate(back(m), _NAN, _NAN, len(xs))
-    half = float(t.ppf((1 + confidence) / 2, noise.df)) * noise.sd / math.sqrt(len(xs))
+    half = float(t.ppf((1 + confidence) / 2, noise.df)) * noise.sd * math.sqrt(1 / len(xs) + (1 if fresh else 0))
     return Estimate(back(m), back(m - half), back(m + half), len(xs))
 
 

@@ -274,7 +274,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         replicas, basis = replicas_for(target_rate, chosen.metrics, headroom)
     except ValueError as exc:
         raise ConfigError(study.study_name, "--target-rate", str(exc), target_rate) from None
-    cis = window_cis(study, space, chosen)
+    cis, fresh = window_cis(study, space, chosen), window_cis(study, space, chosen, fresh=True)
     engine_version = chosen.user_attrs.get("engine_version", "unknown")
     out = next_version(out_root / study.study_name)
     out.mkdir(parents=True)
@@ -286,6 +286,8 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "server": server.model_dump(), "client": config.client.model_dump(), "engine_argv": argv, "engine_env": env,
         "required_env": required_env,
         "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
+        # where one fresh launch of this config will measure (benchmarks/calibration.py checks both)
+        "prediction_intervals_95": {k: list(v) for k, v in fresh.items()},
         "windows": int(chosen.metrics.get("windows", 1)), "trials": chosen.user_attrs.get("trials", [chosen.number]),
         "target_rate_tps": target_rate, "replicas": replicas, "replicas_basis": basis, "headroom": headroom,
         "sla": space.sla.model_dump(),
@@ -310,9 +312,12 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     return out, chosen, rule
 
 
-def window_cis(study, space: SpaceConfig, chosen: Candidate) -> dict[str, tuple[float, float, float]]:
+def window_cis(study, space: SpaceConfig, chosen: Candidate,
+               fresh: bool = False) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, low, high): window objectives from the study's pooled window-to-window noise (NaN bounds
-    when no config was measured twice), quality from a bootstrap over the evaluation items."""
+    when no config was measured twice), quality from a bootstrap over the evaluation items. `fresh`: the window
+    metrics' prediction interval for one more fresh launch (quality keeps its interval: a fresh launch grades the
+    same items)."""
     from autotune.search import intervals, resolution, study_noise, study_points, study_workload
 
     points = study_points(study, space)
@@ -320,7 +325,7 @@ def window_cis(study, space: SpaceConfig, chosen: Candidate) -> dict[str, tuple[
     if cp is None:
         return {}
     res = resolution(space, study_workload(study))
-    iv = intervals(cp, space, study_noise(points, space, res), res)
+    iv = intervals(cp, space, study_noise(points, space, res), res, fresh=fresh)
     out = {m: (iv[m], iv[f"{m}_low"], iv[f"{m}_high"]) for m in iv if f"{m}_low" in iv}
     m = chosen.metrics
     if "quality_ci_low" in m:

@@ -237,15 +237,17 @@ def _value(p: Point, metric: str, noise: dict[str, Noise]) -> float:
     return estimate(p, metric, noise[metric]).mean
 
 
-def intervals(cp: ConfigPoint, space: SpaceConfig, noise: dict[str, Noise], res: dict[str, float]) -> dict[str, Any]:
-    """`<metric>_low`/`_high` per window objective and shown metric (NaN when the noise is unknown)."""
+def intervals(cp: ConfigPoint, space: SpaceConfig, noise: dict[str, Noise], res: dict[str, float],
+              fresh: bool = False) -> dict[str, Any]:
+    """`<metric>_low`/`_high` per window objective and shown metric (NaN when the noise is unknown); `fresh`:
+    where one more window on a fresh engine falls (a prediction interval), not where the config's mean is."""
     names = [m for m in shown_metrics(space) if m in noise]
     p = cp.point(names, res)
     out: dict[str, Any] = {}
     widen = cp.bracket()  # capacity lies in [low, low x bracket): its interval spans the bracket too
     for m in names:
         try:
-            e = estimate(p, m, noise[m])
+            e = estimate(p, m, noise[m], fresh=fresh)
         except ValueError:  # capacity 0 (nothing passed) on a log scale: a censored value, no interval
             out[m], out[f"{m}_low"], out[f"{m}_high"] = math.nan, math.nan, math.nan
             continue

@@ -213,3 +213,25 @@ def test_every_benchmark_script_explains_its_options(script):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True,
                           text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+
+
+def test_calibration_counts_coverage_and_the_widening_that_would_hold_every_window():
+    calibration = load_benchmark("calibration")
+    c = calibration.coverage([1.0, 1.1, 0.8, 1.5, 0.95], [1.0, 0.9, 1.2])
+    assert c["inside"] == 3 and c["share"] == 0.6 and c["ci"][0] < 0.6 < c["ci"][1]
+    # 1.5 sits log(1.5)/log(1.2) = 2.22 half-widths above the point; 0.8 log(1.25)/log(1/0.9) = 2.12 below
+    assert c["widen"] == pytest.approx(math.log(1.5) / math.log(1.2))
+    assert calibration.coverage([1.0], [1.0, math.nan, math.nan])["inside"] is None, "no stated interval"
+    assert calibration.widen_needed([0.5, 0.6], 0.5, 0.4, 0.7) < 1, "all inside"
+    s = calibration.spread([1.0, 1.2, 0.9])
+    assert s["ratio"] == pytest.approx(1.2 / 0.9) and 0 < s["cv"] < 0.2
+
+
+def test_a_fresh_launch_is_predicted_by_a_wider_interval_than_the_mean():
+    from autotune.measure.compare import Noise, Point, estimate
+
+    p = Point("k", "trial 0", {"capacity_tps": [1.0, 1.2]}, {})
+    noise = Noise(sd=0.1, df=3, log=True)
+    mean, fresh = estimate(p, "capacity_tps", noise), estimate(p, "capacity_tps", noise, fresh=True)
+    assert fresh.mean == mean.mean and fresh.low < mean.low and fresh.high > mean.high
+    assert math.log(fresh.high / fresh.mean) == pytest.approx(math.log(mean.high / mean.mean) * math.sqrt(3))
