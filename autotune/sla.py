@@ -80,10 +80,10 @@ def early_stop(met: int, missed: int, pending: int, target: float, confidence: f
 
 
 def straddles(met: int, missed: int, target: float, confidence: float) -> bool:
-    """A level whose verdict is a coin flip: it has misses, and its interval still holds the target. Past its
-    window such a level is extended (`Capacity.extend_s`): a burst's few misses decided today's verdicts near
-    capacity, and the same config's capacity spread x1.6 over fresh engines. A level without a miss is not: its
-    point estimate is 1, and proving 0.95 without a miss takes 52 tasks, a long window at every passing rate."""
+    """A level whose verdict is a coin flip: it has misses, and its interval still holds the target. Such a level
+    is continued (`Capacity.extend_s`): a burst's few misses decided verdicts near capacity, and the same config's
+    capacity spread x1.6 over fresh engines. A level without a miss is not: its point estimate is 1, and proving
+    0.95 without a miss takes 52 tasks, a long window at every passing rate."""
     if missed <= 0:
         return False
     low, high = wilson(met, met + missed, confidence)

@@ -122,10 +122,11 @@ def render(bundle: dict[str, Any], windows: list, meta: dict[str, Any]) -> str:
               f"max/min x{_fmt(caps['ratio'])}, coefficient of variation {_fmt(caps['cv'] * 100, 2)} % "
               "(issue 21 asks a run-to-run spread <= 10 %).", ""]
     levels = [f"- {w.label}: " + (" ".join(f"{r['rate']:.3g}{'+' if r['passed'] else '-'}"
-                                           + (f"(+{r['extended_s']:.0f}s)" if r.get("extended_s") else "")
+                                           + ("(cont.)" if r.get("segment") else "")
                                            for r in meta["levels"].get(w.label, [])) or "no levels")
               for w in windows]
-    lines += ["Levels per window (tasks/s, + held / - missed, (+Ns) extended past its window):", "", *levels, ""]
+    lines += ["Levels per window (tasks/s, + held / - missed; (cont.): a continuation window of the level before "
+              "it, judged with it):", "", *levels, ""]
     return "\n".join(lines)
 
 

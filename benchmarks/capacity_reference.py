@@ -177,7 +177,7 @@ def our_side(trial_dir: Path, metrics: dict[str, float], wall_s: float) -> dict[
         s = json.loads((trial_dir / "levels" / f"level-{i:02d}" / "summary.json").read_text())
         load += (s["measure_end"] - s["t0"]) + float(s.get("drain_s") or 0.0)
     return {"capacity": metrics.get("capacity_tps", math.nan), "high": metrics.get("capacity_high", math.nan),
-            "levels": [(r["rate"], r["passed"], r.get("extended_s", 0.0)) for r in rows], "load_s": load,
+            "levels": [(r["rate"], r["passed"], r.get("segment", 0)) for r in rows], "load_s": load,
             "wall_s": wall_s - metrics.get("startup_s", 0.0), "p95_at_load": metrics.get("p95_task_ms_at_load")}
 
 
@@ -238,7 +238,7 @@ def render(reps: list[Rep], meta: dict[str, Any]) -> str:
              "| rep | ours: capacity [bracket) | levels | load s | wall s | GuideLLM Poisson (ours x factor) "
              "| goodput: streams (req/s) | load s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(ok):
-        lv = " ".join(f"{x:.3g}{'+' if p else '-'}" + (f"(+{e:.0f}s)" if e else "") for x, p, e in r.ours["levels"])
+        lv = " ".join(f"{x:.3g}{'+' if p else '-'}" + ("(cont.)" if e else "") for x, p, e in r.ours["levels"])
         po = "; ".join(f"{p['factor']:g}x {p['rate']:.3g}/s: {p['attainment']:.2f} "
                        f"{'held' if p['passed'] else 'missed'}{'' if p['resolved'] else ' (unresolved)'}"
                        for p in r.poisson)

@@ -87,8 +87,9 @@ class Capacity(Strict):
     max_rate: float = Field(256.0, gt=0, le=1e6)
     min_rate: float = Field(0.05, ge=0, le=1e6)  # nothing passes at this rate: capacity 0
     level_s: float = Field(20.0, gt=0, le=3600)  # the window of one level (a resolved level stops sooner)
-    # a level whose verdict is a coin flip at its window's end (misses, and an interval that holds the target:
-    # autotune.sla.straddles) runs up to this much longer instead of being decided by its point estimate
+    # a level whose verdict is a coin flip (misses, and an interval that still holds the target:
+    # autotune.sla.straddles) gets a continuation window this long at the same rate, judged with it, instead of
+    # being decided by its point estimate; 0: never
     extend_s: float = Field(20.0, ge=0, le=3600)
     # a low-rate level's window is stretched to this many expected arrivals (level_s raised to n / rate): a
     # window too short to hold any task cannot say whether the config holds the SLA there

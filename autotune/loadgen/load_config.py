@@ -31,9 +31,11 @@ class LevelRule(Strict):
     min_tasks: int = Field(ge=1)  # judged tasks before the level may stop early
     sla: dict[str, float | None]  # task_ms, ttft_ms, tpot_ms (None: not set)
     abandon_on_fail: bool = False  # a certain fail abandons its in-flight tasks as misses (never the first level)
-    # the window before any extension: past it the level runs on (to duration_s) only while its verdict
-    # straddles the target with misses (autotune.sla.straddles); None: duration_s, no extension
-    window_s: float | None = Field(None, gt=0)
+    # a level's continuation (autotune.measure.levels) judges the level's tasks so far with its own: it stops
+    # as soon as the pooled verdict cannot change
+    prior_met: int = Field(0, ge=0)
+    prior_missed: int = Field(0, ge=0)
+    segment: int = Field(0, ge=0)  # 0: the level's first window; k: its k-th continuation (a fresh arrival draw)
 
 
 class LoadConfig(Strict):

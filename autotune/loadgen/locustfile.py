@@ -43,7 +43,7 @@ from autotune.loadgen.load_config import BUILT_IN, LoadConfig, read_load_config
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, watch_loop
 from autotune.loadgen.run_state import Run, abandon, stall_s, wait
 from autotune.loadgen.schedule import level_seed, task_order, window_arrivals
-from autotune.sla import early_stop, level_counts, straddles
+from autotune.sla import early_stop, level_counts
 
 
 def _load_config() -> LoadConfig:
@@ -179,17 +179,9 @@ def _level_open() -> bool:
     met, missed, pending = level_counts([t for t in Run.tasks if t["phase"] == "measure"],
                                         [t for t in Run.open_tasks.values() if t["phase"] == "measure"], now,
                                         level.sla)
-    Run.early_stop = early_stop(met, missed, pending, level.target, level.confidence, level.min_tasks)
-    if Run.early_stop is not None:
-        return False
-    # past its window the level runs on only while its verdict is a coin flip (misses, yet not a certain fail)
-    return now < _window_end() or straddles(met, missed, level.target, level.confidence)
-
-
-def _window_end() -> float:
-    """The end of the window whose arrivals the schedule fixes; a capacity level may be extended past it."""
-    window = CFG.level.window_s if CFG.level is not None and CFG.level.window_s else CFG.duration_s
-    return Run.warmup_end + min(window, CFG.duration_s)
+    Run.early_stop = early_stop(met + level.prior_met, missed + level.prior_missed, pending, level.target,
+                                level.confidence, level.min_tasks)
+    return Run.early_stop is None
 
 
 def _draining() -> bool:
@@ -225,7 +217,7 @@ def _controller(environment, out: Path) -> None:
     gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
     busy = _level_open if CFG.level is not None else _once_busy if CFG.once else None
     ok = ok and wait(Run.measure_end, CFG.stall_timeout_s, busy, step=0.5 if CFG.level else 0.1)
-    if ok and time.time() < Run.measure_end:  # a level resolved early, or was not extended: its window ends now
+    if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
     if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
         if ok:
@@ -242,8 +234,8 @@ def _controller(environment, out: Path) -> None:
     wall = time.time() - Run.t0
     summary = {
         "t0": Run.t0, "warmup_end": Run.warmup_end, "measure_end": Run.measure_end,
-        "measure_s": Run.measure_end - Run.warmup_end, "early_stop": Run.early_stop, "drain_s": drained_s,
-        "extended_s": max(0.0, Run.measure_end - _window_end()),
+        "measure_s": Run.measure_end - Run.warmup_end if Run.early_stop else CFG.duration_s,
+        "early_stop": Run.early_stop, "drain_s": drained_s,
         "abandoned_in_flight": abandoned_tasks,
         "scheduled_in_window": sum(Run.warmup_end <= t < Run.measure_end for t in Run.scheduled),
         "gauges": gauge_summary(Run.gauge_samples),
@@ -297,8 +289,8 @@ class ChatUser(HttpUser):
         the rate's arrivals: each task starts at its scheduled time, and its latency runs from that time, so a late
         generator shows as lag."""
         users = max(1, CFG.load_users or self.environment.runner.user_count)  # all processes' users
-        seed = level_seed(CFG.seed, Run.index, rate)
-        for scheduled in window_arrivals(rate / users, Run.t0, (Run.warmup_end, _window_end()), seed):
+        seed = level_seed(CFG.seed, Run.index, rate, CFG.level.segment if CFG.level is not None else 0)
+        for scheduled in window_arrivals(rate / users, Run.t0, (Run.warmup_end, Run.measure_end), seed):
             if not _offering(scheduled):
                 return
             Run.scheduled.append(scheduled)

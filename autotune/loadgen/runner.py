@@ -161,7 +161,6 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["loadgen_wall_s"] = max(p.get("loadgen_wall_s", 0.0) for p in parts)
     merged["drain_s"] = max(p.get("drain_s", 0.0) for p in parts)
     merged["measure_s"] = max(p.get("measure_s", 0.0) for p in parts)
-    merged["extended_s"] = max(p.get("extended_s") or 0.0 for p in parts)
     merged["loadgen_cpu_share"] = merged["loadgen_cpu_s"] / merged["loadgen_wall_s"] if merged["loadgen_wall_s"] else 0
     merged["processes"] = len(parts)
     merged["gauges"] = next((p["gauges"] for p in parts if p.get("gauges")), {})  # the master's poll

@@ -33,10 +33,11 @@ def window_arrivals(rate: float, start: float, window: tuple[float, float], seed
     yield from poisson_arrivals(rate, b, seed * 3 + 2)  # the cooldown (until the window's tasks finish)
 
 
-def level_seed(seed: int, index: int, rate: float) -> int:
-    """A fresh schedule per load level (rate) and per load process, the same for every config measured at that
-    level: comparisons between configs meet the same arrivals (common random numbers)."""
-    return process_seed(seed, index) * 7_919 + round(rate * 1000)
+def level_seed(seed: int, index: int, rate: float, segment: int = 0) -> int:
+    """A fresh schedule per load level (rate), per load process and per continuation of a level (`segment`), the
+    same for every config measured at that level: comparisons between configs meet the same arrivals (common
+    random numbers)."""
+    return process_seed(seed, index) * 7_919 + round(rate * 1000) + segment * 15_485_863
 
 
 def process_seed(seed: int, index: int) -> int:

@@ -95,9 +95,11 @@ class CapacitySearch:
         if guess is not None and guess not in tried and low < guess < high:
             return min(guess, self.max_rate)
         step = self._step()
-        if low <= 0:  # nothing passed yet: step down from the lowest failing rate
+        if low <= 0:  # nothing passed yet: step down from the lowest failing rate, to min_rate itself at most
             nxt = high / step
             if nxt < self.min_rate or nxt <= 0:
+                if self.min_rate > 0 and self.min_rate not in tried and high > self.min_rate:
+                    return self.min_rate  # capacity 0 is a claim about min_rate: test it, as max_rate is
                 self.stop_reason = "nothing_passed"
                 return None
             return nxt

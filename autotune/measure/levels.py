@@ -17,7 +17,7 @@ from autotune.loadgen import LoadConfig, LoadResult, StandbyPool, run_load
 from autotune.measure.capacity import CapacitySearch, LevelResult
 from autotune.measure.evalset import ItemScores
 from autotune.measure.request_metrics import busy_share, percentiles, tokens_in_window, tpot_s
-from autotune.sla import Verdict, judge, limits_of, task_meets
+from autotune.sla import Verdict, judge, limits_of, straddles, task_meets
 
 
 @dataclass
@@ -78,65 +78,102 @@ class CapacityRun:
         return [lv.row for lv in self.levels]
 
 
+@dataclass
+class _Context:
+    """What every window of one trial's capacity search shares."""
+
+    url: str
+    base_cfg: LoadConfig
+    inputs: Any
+    out_dir: Path
+    phase: Callable[[str], None]
+    api_key: str | None
+    standbys: StandbyPool | None
+    drain: float
+    covered: ItemScores
+    waited: float = 0.0
+
+
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
                api_key: str | None, first_level_check: Callable[[LoadResult], None],
                standbys: StandbyPool | None = None, priors: list[CapacityPrior] = (),
                server: dict[str, Any] | None = None, key: str = "") -> CapacityRun:
     """Bracket then narrow on task rate from a first estimate (`first_estimate` of the operating-load level and
     the study's `priors`); the engine keeps running across levels (and for the next trial). Each level runs on a
-    standby load generator when `standbys` has one."""
-    cap, space = inputs.workload.capacity, inputs.space
-    sla = limits_of(space.sla)
+    standby load generator when `standbys` has one. A level whose verdict is a coin flip (misses, and an interval
+    that still holds the target: autotune.sla.straddles) gets one continuation window at the same rate (a fresh
+    arrival draw, `extend_s`), judged together with it; each window is a row, both carry the pooled verdict."""
+    cap, sla = inputs.workload.capacity, limits_of(inputs.space.sla)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
         else inputs.workload.drain_timeout_s
     search = CapacitySearch(cap.start_rate, cap.tolerance, cap.max_levels, cap.max_rate, cap.min_rate)
-    levels: list[Level] = []
     # evaluation items graded so far, by the rule the trial grades with (autotune.measure.evalset): the next
     # level walks the others first, so the levels together cover the set and the completion pass shrinks. The
     # price: a later level's task mix depends on what earlier levels reached (the same for configs whose levels
     # reached the same items, which a fixed arrival seed at the same rates makes the usual case); the first level,
     # the operating load every latency objective reads, always walks the set in the fixed order
-    covered = ItemScores(list(getattr(inputs, "eval_ids", [])))
-    waited = 0.0
+    ctx = _Context(url, base_cfg, inputs, out_dir, phase, api_key, standbys, drain,
+                   ItemScores(list(getattr(inputs, "eval_ids", []))))
+    levels: list[Level] = []
     while (rate := search.next_rate()) is not None:
-        # an overloaded level leaves a queue behind (the last trial's too, on a reused engine): every level starts
-        # on an idle engine
-        phase("settling")
-        if standbys is not None and levels:  # replacements (a search longer than the pool) import meanwhile
-            standbys.top_up()
-        settle = wait_idle(url, timeout_s=drain + 30.0)
-        if levels:
-            levels[-1].row["settle_s"] = settle
-        if standbys is not None:  # on a reused engine they are still importing: not while a level measures
-            phase("load generators starting")
-            waited += standbys.wait_ready()
-        phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s")
-        level_dir = out_dir / f"level-{len(levels):02d}"
-        window = cap.window_s(rate)
-        cfg = base_cfg.with_(arrival={"mode": "poisson", "rate": rate, "users": None}, warmup_s=cap.warmup_s,
-                             duration_s=window + cap.extend_s, drain_timeout_s=drain, out_dir=str(level_dir),
-                             eval_seen=sorted(covered.scores),
-                             level={"target": space.sla.attainment, "confidence": cap.confidence,
-                                    "min_tasks": cap.min_tasks, "sla": sla, "abandon_on_fail": bool(levels),
-                                    "window_s": window})
-        started = time.monotonic()
-        cold = reset_prefix_cache(url)
-        load = run_load(url, cfg, level_dir, api_key=api_key, standbys=standbys)
+        group = [_window(ctx, levels, rate, 0, (0, 0))]
         if not levels:
-            first_level_check(load)  # every call refused at the operating load: unsupported, not overload
-        measured = [t for t in load.tasks if t.get("phase") == "measure"]
-        verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment,
-                        cap.confidence)
-        level = Level(rate, load, verdict, time.monotonic() - started)
-        level.row = {**level_row(level, measured, cap.max_lag_ms), "prefix_cache_reset": cold}
-        search.record(LevelResult(rate, verdict.passed, level.row["valid"]))
-        covered.take(load.tasks, "", answered_only=not verdict.passed)
-        levels.append(level)
-        if len(levels) == 1:
-            search.guess = first_estimate(level.row["capacity_estimate"], list(priors), server, key)
-            level.row["capacity_guess"] = search.guess if search.guess is not None else math.nan
-    return CapacityRun(levels, search, waited, standbys.dropped if standbys is not None else 0)
+            first_level_check(group[0].load)  # every call refused at the operating load: unsupported, not overload
+        verdict = group[0].verdict
+        if cap.extend_s > 0 and straddles(verdict.met, verdict.judged - verdict.met, inputs.space.sla.attainment,
+                                          cap.confidence):
+            attempted = [t["id"] for t in group[0].load.tasks if t.get("phase") == "measure" and "id" in t]
+            group.append(_window(ctx, levels + group, rate, 1, (verdict.met, verdict.judged - verdict.met),
+                                 attempted))
+            verdict = judge(sum(lv.verdict.met for lv in group), sum(lv.verdict.judged for lv in group),
+                            inputs.space.sla.attainment, cap.confidence)
+        for i, lv in enumerate(group):  # each window's own counts stay in its row; the level's verdict is pooled
+            lv.row.update(segment=i, level_met=verdict.met, level_judged=verdict.judged, passed=verdict.passed,
+                          resolved=verdict.resolved)
+            lv.verdict = verdict
+            ctx.covered.take(lv.load.tasks, "", answered_only=not verdict.passed)
+        search.record(LevelResult(rate, verdict.passed, all(lv.row["valid"] for lv in group)))
+        if not levels:
+            search.guess = first_estimate(group[0].row["capacity_estimate"], list(priors), server, key)
+            group[0].row["capacity_guess"] = search.guess if search.guess is not None else math.nan
+        levels += group
+    return CapacityRun(levels, search, ctx.waited, standbys.dropped if standbys is not None else 0)
+
+
+def _window(ctx: _Context, levels: list[Level], rate: float, segment: int, prior: tuple[int, int],
+            attempted: list[str] = ()) -> Level:
+    """One load window at `rate` on an idle engine, judged on its own tasks (`prior`: the level's counts so far,
+    which its early stop pools with its own; `attempted`: items its first window walked, walked last here)."""
+    cap, space, sla = ctx.inputs.workload.capacity, ctx.inputs.space, limits_of(ctx.inputs.space.sla)
+    # an overloaded level leaves a queue behind (the last trial's too, on a reused engine): every level starts
+    # on an idle engine
+    ctx.phase("settling")
+    if ctx.standbys is not None and levels:  # replacements (a search longer than the pool) import meanwhile
+        ctx.standbys.top_up()
+    settle = wait_idle(ctx.url, timeout_s=ctx.drain + 30.0)
+    if levels:
+        levels[-1].row["settle_s"] = settle
+    if ctx.standbys is not None:  # on a reused engine they are still importing: not while a level measures
+        ctx.phase("load generators starting")
+        ctx.waited += ctx.standbys.wait_ready()
+    ctx.phase(f"level {len(levels) + 1}: {rate:.3g} tasks/s" + (" (continued)" if segment else ""))
+    level_dir = ctx.out_dir / f"level-{len(levels):02d}"
+    window = cap.window_s(rate) if not segment else max(cap.extend_s, cap.min_expected_tasks / rate)
+    cfg = ctx.base_cfg.with_(
+        arrival={"mode": "poisson", "rate": rate, "users": None}, warmup_s=cap.warmup_s, duration_s=window,
+        drain_timeout_s=ctx.drain, out_dir=str(level_dir), eval_seen=sorted({*ctx.covered.scores, *attempted}),
+        level={"target": space.sla.attainment, "confidence": cap.confidence, "min_tasks": cap.min_tasks, "sla": sla,
+               "abandon_on_fail": bool(levels), "prior_met": prior[0], "prior_missed": prior[1],
+               "segment": segment})
+    started = time.monotonic()
+    cold = reset_prefix_cache(ctx.url)
+    load = run_load(ctx.url, cfg, level_dir, api_key=ctx.api_key, standbys=ctx.standbys)
+    measured = [t for t in load.tasks if t.get("phase") == "measure"]
+    verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment, cap.confidence)
+    level = Level(rate, load, verdict, time.monotonic() - started)
+    level.row = {**level_row(level, measured, cap.max_lag_ms), "prefix_cache_reset": cold}
+    return level
 
 
 def wait_idle(url: str, timeout_s: float) -> float:
@@ -178,8 +215,7 @@ def level_row(level: Level, measured: list[dict[str, Any]], max_lag_ms: float) -
         "rate": level.rate, "achieved_task_rate": achieved, "window_s": window,
         # the engine's busy share and the capacity it implies for a one-task-at-a-time server (first_estimate)
         "busy_share": busy, "capacity_estimate": achieved / busy if busy > 0 else math.nan,
-        "early_stop": summary.get("early_stop"), "extended_s": float(summary.get("extended_s") or 0.0),
-        **level.verdict.row(),
+        "early_stop": summary.get("early_stop"), **level.verdict.row(),
         "p50_task_ms": lat[50], "p95_task_ms": lat[95], "p99_task_ms": lat[99], "tasks_per_s": len(ok) / window,
         # tokens that streamed in during the window (an overloaded level's tasks finish after it)
         "output_tokens_per_s": tokens_in_window(load.records, summary.get("warmup_end", math.nan),

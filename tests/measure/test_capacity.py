@@ -53,7 +53,9 @@ def test_an_estimate_within_ten_percent_takes_at_most_four_levels_on_average():
 def test_nothing_passes_is_capacity_zero_never_a_made_up_minimum():
     s = _run(CapacitySearch(start_rate=1.0, min_rate=0.2), 0.01)
     assert s.capacity == 0.0 and s.stop_reason == "nothing_passed" and s.resolved
-    assert [lv.rate for lv in s.levels] == [1.0, 0.5, 0.25]
+    assert [lv.rate for lv in s.levels] == [1.0, 0.5, 0.25, 0.2], "min_rate itself is tested before claiming 0"
+    held = _run(CapacitySearch(start_rate=1.0, min_rate=0.2, tolerance=0.3), 0.21)
+    assert held.capacity == 0.2 and held.stop_reason == "converged", "a config that holds min_rate is not 0"
 
 
 def test_everything_passes_stops_at_the_rate_limit_or_the_level_budget():
@@ -207,9 +209,45 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
     assert [lv.rate for lv in run.levels] == [0.5, 0.25, 0.125] and run.capacity == 0
     assert all(c.eval_seen == [] for c in seen)  # failed levels' unanswered attempts grade nothing
-    assert [c.level.window_s for c in seen] == [8.0, 16.0, 32.0]
-    assert [c.duration_s for c in seen] == [28.0, 36.0, 52.0], "room to extend a coin-flip level (extend_s 20)"
+    assert [c.duration_s for c in seen] == [8.0, 16.0, 32.0], "certain fails: no continuation"
     assert [c.level.abandon_on_fail for c in seen] == [False, True, True]
+
+
+def test_a_coin_flip_level_is_continued_once_and_judged_with_its_continuation(tmp_path):
+    """22 of 25 met at 0.95 is a coin flip: a continuation window at the same rate (a fresh draw, its early stop
+    told the level's counts so far) runs, and both windows carry the pooled verdict; the search sees one level."""
+    from types import SimpleNamespace
+
+    from autotune.config.workload import Capacity
+    from autotune.measure import levels
+
+    seen = []
+
+    def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
+        seen.append(cfg)
+        good = {"phase": "measure", "ok": True, "latency_s": 0.1, "send_ts": 1.0, "id": "e0"}
+        misses = 3 if len(seen) == 1 else 0  # the first window: 22/25; its continuation: 40/40
+        tasks = [good] * (25 - misses if len(seen) == 1 else 40) + [{**good, "latency_s": 99.0}] * misses
+        return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
+
+    cap = Capacity(start_rate=1, tolerance=0.3, max_levels=1, level_s=25, extend_s=30, min_tasks=4)
+    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
+                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
+                                                                       attainment=0.95)))
+    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
+    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
+    try:
+        run = levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
+    finally:
+        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+    assert [c.duration_s for c in seen] == [25.0, 30.0]
+    assert [(c.level.segment, c.level.prior_met, c.level.prior_missed) for c in seen] == [(0, 0, 0), (1, 22, 3)]
+    assert seen[1].level.abandon_on_fail, "a continuation is not the operating load's objective window"
+    assert seen[0].eval_seen == [] and seen[1].eval_seen == ["e0"], "the continuation walks other items first"
+    rows = run.rows()
+    assert [(r["segment"], r["met"], r["judged"]) for r in rows] == [(0, 22, 25), (1, 40, 40)]
+    assert all(r["level_met"] == 62 and r["level_judged"] == 65 and r["passed"] for r in rows), rows
+    assert len(run.search.levels) == 1 and run.capacity == 1, "one level, held on 62 of 65"
 
 
 def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
@@ -232,7 +270,7 @@ def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
                 + [{**good, "ok": False}] * 20
         return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
 
-    cap = Capacity(start_rate=1, tolerance=0.3, max_levels=3, level_s=5, min_tasks=4)
+    cap = Capacity(start_rate=1, tolerance=0.3, max_levels=3, level_s=5, min_tasks=4, extend_s=0)
     inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30), eval_ids=["e0", "e1", "e2",
                                                                                                    "e3"],
                              space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
