@@ -85,7 +85,8 @@ def window_requests(bench: dict[str, Any]) -> list[dict[str, Any]]:
             if not (start <= (r.get("request_start_time") or -math.inf) <= end):
                 continue
             ttft = r.get("time_to_first_token_ms")
-            latency = r.get("request_latency")
+            # from the scheduled arrival, as ours is (equal to request_latency while its scheduler keeps up)
+            latency = r.get("request_scheduled_latency") or r.get("request_latency")
             if latency is None and r.get("request_end_time") is not None:
                 latency = r["request_end_time"] - r["request_start_time"]
             ok = status == "successful" and latency is not None
@@ -203,9 +204,10 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
     for factor in args.factors:
         rate = rep.ours["capacity"] * factor
         out = trial_dir / f"guidellm-poisson-{factor:g}.json"
-        profile = {"kind": "poisson", "rate": rate, "warmup": args.warmup_s}
-        report, wall = run_guidellm(guidellm_argv(args.guidellm, h.url, h.served_model, data, profile,
-                                                  args.level_s, slo, out, tokenizer), out, out.with_suffix(".log"))
+        profile = {"kind": "poisson", "rate": rate, "warmup": {"mode": "duration", "value": args.warmup_s}}
+        argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s + args.warmup_s,
+                             slo, out, tokenizer)
+        report, wall = run_guidellm(argv, out, out.with_suffix(".log"))
         verdict = judge_benchmark(report["benchmarks"][0], limits, sla.attainment, args.confidence)
         rep.poisson.append({"factor": factor, "rate": rate, "wall_s": wall, **verdict})
         print(f"  guidellm poisson {rate:.3g}/s ({factor:g}x): attainment {verdict['attainment']:.3f} "
@@ -213,9 +215,11 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
               flush=True)
     out = trial_dir / "guidellm-goodput.json"
     profile = {"kind": "goodput", "target_attainment": sla.attainment, "initial_streams": 1, "max_streams": 64,
-               "tolerance": args.tolerance, "max_probes": 10, "confidence": 0.95}
-    report, wall = run_guidellm(guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s, slo,
-                                              out, tokenizer), out, out.with_suffix(".log"))
+               "tolerance": args.tolerance, "max_probes": 10, "confidence": 0.95,
+               "warmup": {"mode": "duration", "value": args.warmup_s}}
+    argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s + args.warmup_s, slo,
+                         out, tokenizer)
+    report, wall = run_guidellm(argv, out, out.with_suffix(".log"))
     rep.goodput = {**goodput_answer(report), "wall_s": wall}
     print(f"  guidellm goodput: {rep.goodput['streams']} streams, {rep.goodput['rate']:.3g} req/s", flush=True)
     return rep
