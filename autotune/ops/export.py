@@ -348,10 +348,12 @@ def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> st
                 "p95_ttft_ms", "usd_per_1k_tasks", "validity_rate"):
         if key in cis:
             v, lo, hi = cis[key]
-            rows.append(f"| {key} | {v:.4g} | " + (f"[{lo:.4g}, {hi:.4g}] |" if lo == lo else
-                                                    "unknown: no config was measured twice (`--confirm`) |"))
+            _, plo, phi = b.get("prediction_intervals_95", {}).get(key, (v, math.nan, math.nan))
+            rows.append(f"| {key} | {v:.4g} | " + (f"[{lo:.4g}, {hi:.4g}] | " if lo == lo else
+                                                    "unknown: no config was measured twice (`--confirm`) | ")
+                        + (f"[{plo:.4g}, {phi:.4g}] |" if plo == plo else "- |"))
         elif key in m:
-            rows.append(f"| {key} | {m[key]:.4g} | - |")
+            rows.append(f"| {key} | {m[key]:.4g} | - | - |")
     knobs = "\n".join(f"- `{k}`: {v}" for k, v in {**b["server"], **b["client"]}.items() if v is not None)
     secrets = ("\n## Secrets the deployment must provide\n" + "\n".join(f"- `{n}`" for n in b["required_env"])
                + "\n\nThey are referred to by name in `serve.sh`, `bundle.json` and `helm-values.yaml`; autotune "
@@ -380,8 +382,8 @@ Intervals on latency, capacity and cost come from independent windows (window-to
 config of the study measured more than once); the quality interval is a bootstrap over the study's fixed
 evaluation items, on which every config was graded.
 
-| metric | value | 95% CI |
-|---|---|---|
+| metric | value | 95% CI (the config's mean) | 95% PI (one fresh launch) |
+|---|---|---|---|
 {chr(10).join(rows)}
 
 {sizing}

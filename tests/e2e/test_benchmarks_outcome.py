@@ -235,3 +235,31 @@ def test_a_fresh_launch_is_predicted_by_a_wider_interval_than_the_mean():
     mean, fresh = estimate(p, "capacity_tps", noise), estimate(p, "capacity_tps", noise, fresh=True)
     assert fresh.mean == mean.mean and fresh.low < mean.low and fresh.high > mean.high
     assert math.log(fresh.high / fresh.mean) == pytest.approx(math.log(mean.high / mean.mean) * math.sqrt(3))
+
+
+def test_guidellm_runs_are_judged_by_our_rule_on_their_window():
+    ref = load_benchmark("capacity_reference")
+
+    def req(start, latency, ttft_ms, status="successful"):
+        return status, {"request_start_time": start, "request_end_time": start + latency,
+                        "request_latency": latency - 0.5, "request_scheduled_latency": latency,
+                        "time_to_first_token_ms": ttft_ms, "output_tokens": 20}
+
+    rows = [req(100.5, 3.0, 300), req(101, 9.0, 300), req(102, 3.0, 2500), req(103, 3.0, None, "errored"),
+            req(99.0, 3.0, 300), *[req(104 + i * 0.1, 2.0, 200) for i in range(16)]]
+    bench = {"start_time": 100.0, "end_time": 110.0, "requests": {}}
+    for status, r in rows:
+        bench["requests"].setdefault(status, []).append(r)
+    limits = {"task_ms": 8000, "ttft_ms": 2000, "tpot_ms": None, "e2e_ms": None}
+    v = ref.judge_benchmark(bench, limits, 0.95, 0.9)
+    # the warmup request (99.0) is out; too slow (9 s from its scheduled arrival), TTFT 2.5 s and errored miss
+    assert v["requests"] == 20 and v["attainment"] == 17 / 20 and not v["passed"]
+    assert v["achieved_rate"] == 2.0 and v["load_s"] == 10.0
+    report = {"conclusions": [{"best_passing_streams": 4, "lowest_failing_streams": 5, "stop_reason": "converged",
+                               "probes": [{}, {}, {}]}],
+              "benchmarks": [{"start_time": 0, "end_time": 20, "config": {"strategy": {"streams": s}},
+                              "metrics": {"requests_per_second": {"successful": {"mean": s * 0.3}}}}
+                             for s in (1, 2, 4, 5)]}
+    g = ref.goodput_answer(report)
+    assert (g["streams"], g["lowest_failing"], g["probes"], g["load_s"]) == (4, 5, 3, 80)
+    assert g["rate"] == pytest.approx(1.2)

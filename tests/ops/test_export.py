@@ -79,7 +79,8 @@ def test_bundle_from_a_study_starts_its_engine(setup, tmp_path):
     assert app["output_format"] == chosen.params["output_format"] and app["fields"] == ["email", "name", "address"]
     helm = yaml.safe_load((bundle / "helm-values.yaml").read_text())
     assert helm["servingEngineSpec"]["modelSpec"][0]["replicaCount"] == b["replicas"]
-    assert "95% CI" in (bundle / "README.md").read_text()
+    assert "95% CI" in (bundle / "README.md").read_text() and "one fresh launch" in (bundle / "README.md").read_text()
+    assert set(b["prediction_intervals_95"]) == set(b["confidence_intervals_95"]) >= {"quality"}
     assert export_bundle(study, "cheapest-within-sla", tmp_path / "exports")[0].name == "v2"  # versioned
 
     port = "18777"
