@@ -22,7 +22,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -62,39 +61,58 @@ def guidellm_argv(exe: str, url: str, model: str, data: Path, profile: dict[str,
             "--output", json.dumps({"kind": "json", "path": str(out)}), "--disable-console-interactive"]
 
 
-def run_guidellm(argv: list[str], out: Path, log: Path) -> tuple[dict[str, Any], float]:
-    """Run it offline (HF_HOME under the run dir); (report, wall seconds)."""
+def run_guidellm(argv: list[str], out: Path, log: Path) -> tuple[dict[str, Any], float, float]:
+    """Run it offline (HF_HOME under the run dir), as its own process group (stopped with the benchmark), with
+    one worker process: its default of 10 took the 2 cores the engine needs (0.11 attainment at a rate our
+    levels held). (report, wall seconds, its CPU seconds)."""
+    from autotune.engines import start_group, terminate_group
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_HOME": str(out.parent / "hf-home")}
-    started = time.monotonic()
-    with log.open("w") as f:
-        rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=1800).returncode
+           "HF_HOME": str(out.parent / "hf-home"), "GUIDELLM__MAX_WORKER_PROCESSES": "1"}
+    started, cpu0 = time.monotonic(), _children_cpu()
+    proc = start_group(argv, env, log, cwd=out.parent)
+    try:
+        rc = proc.wait(timeout=1800)
+    finally:
+        terminate_group(proc.pid, 5.0)
     wall = time.monotonic() - started
     if rc != 0 or not out.is_file():
         raise RuntimeError(f"guidellm exited {rc}: see {log}")
-    return json.loads(out.read_text()), wall
+    return json.loads(out.read_text()), wall, _children_cpu() - cpu0
 
 
-def window_requests(bench: dict[str, Any]) -> list[dict[str, Any]]:
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def window_requests(bench: dict[str, Any], task_ms: float | None = None) -> tuple[list[dict[str, Any]], int]:
     """The requests a GuideLLM benchmark started inside its measured window (its lists include warmup and
-    cooldown requests), as our task records: ok, latency_s, one fm span with its TTFT and tokens."""
+    cooldown requests), as our task records (ok, latency_s, one fm span with its TTFT and tokens), and how many
+    were censored. GuideLLM cancels what is in flight when its duration ends (no drain): an incomplete request
+    already older than `task_ms` then is a known miss (our rule, autotune.sla.known_miss), a younger one has no
+    outcome and is left out (counted)."""
     start, end = bench.get("start_time", -math.inf), bench.get("end_time", math.inf)
-    out = []
+    out, censored = [], 0
     for status, rows in (bench.get("requests") or {}).items():
         for r in rows or []:
-            if not (start <= (r.get("request_start_time") or -math.inf) <= end):
+            begun = r.get("request_start_time")
+            if begun is None or not (start <= begun <= end):
+                continue
+            if status == "incomplete" and not (task_ms and (end - begun) * 1000.0 > task_ms):
+                censored += 1
                 continue
             ttft = r.get("time_to_first_token_ms")
             # from the scheduled arrival, as ours is (equal to request_latency while its scheduler keeps up)
             latency = r.get("request_scheduled_latency") or r.get("request_latency")
-            if latency is None and r.get("request_end_time") is not None:
-                latency = r["request_end_time"] - r["request_start_time"]
             ok = status == "successful" and latency is not None
             out.append({"ok": ok, "latency_s": float(latency or 0.0),
                         "spans": [{"kind": "fm", "ms": float(latency or 0.0) * 1000.0,
                                    "ttft_s": ttft / 1000.0 if ttft is not None else None,
                                    "tokens_out": int(r.get("output_tokens") or 0)}]})
-    return out
+    return out, censored
 
 
 def judge_benchmark(bench: dict[str, Any], limits: dict[str, float | None], target: float,
@@ -102,10 +120,11 @@ def judge_benchmark(bench: dict[str, Any], limits: dict[str, float | None], targ
     """A fixed-rate GuideLLM run judged by our own rule and Wilson interval."""
     from autotune.sla import judge, task_meets
 
-    tasks = window_requests(bench)
+    tasks, censored = window_requests(bench, limits.get("task_ms"))
     v = judge(sum(task_meets(t, limits) for t in tasks), len(tasks), target, confidence)
     window = float(bench.get("end_time", 0.0) - bench.get("start_time", 0.0))
-    return {"requests": len(tasks), "achieved_rate": len(tasks) / window if window > 0 else math.nan,
+    return {"requests": len(tasks), "censored": censored,
+            "achieved_rate": (len(tasks) + censored) / window if window > 0 else math.nan,
             "attainment": v.attainment, "ci": (v.ci_low, v.ci_high), "passed": v.passed, "resolved": v.resolved,
             "load_s": bench_seconds([bench])}
 
@@ -207,9 +226,9 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
         profile = {"kind": "poisson", "rate": rate, "warmup": {"mode": "duration", "value": args.warmup_s}}
         argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s + args.warmup_s,
                              slo, out, tokenizer)
-        report, wall = run_guidellm(argv, out, out.with_suffix(".log"))
+        report, wall, cpu = run_guidellm(argv, out, out.with_suffix(".log"))
         verdict = judge_benchmark(report["benchmarks"][0], limits, sla.attainment, args.confidence)
-        rep.poisson.append({"factor": factor, "rate": rate, "wall_s": wall, **verdict})
+        rep.poisson.append({"factor": factor, "rate": rate, "wall_s": wall, "cpu_share": cpu / wall, **verdict})
         print(f"  guidellm poisson {rate:.3g}/s ({factor:g}x): attainment {verdict['attainment']:.3f} "
               f"[{verdict['ci'][0]:.3f}, {verdict['ci'][1]:.3f}] -> {'held' if verdict['passed'] else 'missed'}",
               flush=True)
@@ -219,8 +238,8 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
                "warmup": {"mode": "duration", "value": args.warmup_s}}
     argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s + args.warmup_s, slo,
                          out, tokenizer)
-    report, wall = run_guidellm(argv, out, out.with_suffix(".log"))
-    rep.goodput = {**goodput_answer(report), "wall_s": wall}
+    report, wall, cpu = run_guidellm(argv, out, out.with_suffix(".log"))
+    rep.goodput = {**goodput_answer(report), "wall_s": wall, "cpu_share": cpu / wall}
     print(f"  guidellm goodput: {rep.goodput['streams']} streams, {rep.goodput['rate']:.3g} req/s", flush=True)
     return rep
 
@@ -243,12 +262,13 @@ def render(reps: list[Rep], meta: dict[str, Any]) -> str:
              "| goodput: streams (req/s) | load s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(ok):
         lv = " ".join(f"{x:.3g}{'+' if p else '-'}" + ("(cont.)" if e else "") for x, p, e in r.ours["levels"])
-        po = "; ".join(f"{p['factor']:g}x {p['rate']:.3g}/s: {p['attainment']:.2f} "
-                       f"{'held' if p['passed'] else 'missed'}{'' if p['resolved'] else ' (unresolved)'}"
-                       for p in r.poisson)
+        po = "; ".join(f"{p['factor']:g}x {p['rate']:.3g}/s: {p['attainment']:.2f} of {p['requests']} "
+                       f"{'held' if p['passed'] else 'missed'}{'' if p['resolved'] else ' (unresolved)'}, "
+                       f"{p['censored']} cut, CPU {p['cpu_share']:.0%}" for p in r.poisson)
         g = r.goodput
         lines.append(f"| {i} | {r.ours['capacity']:.3g} [{r.ours['capacity']:.3g}, {r.ours['high']:.3g}) | {lv} | "
-                     f"{r.ours['load_s']:.0f} | {r.ours['wall_s']:.0f} | {po} | {g['streams']} ({g['rate']:.3g}) | "
+                     f"{r.ours['load_s']:.0f} | {r.ours['wall_s']:.0f} | {po} | {g['streams']} ({g['rate']:.3g}), CPU "
+                     f"{g['cpu_share']:.0%} | "
                      f"{g['load_s']:.0f} | {g['wall_s']:.0f} |")
     ours = [r.ours["capacity"] for r in ok]
     held = [p["passed"] for r in ok for p in r.poisson if p["factor"] <= 1.0]

@@ -246,15 +246,17 @@ def test_guidellm_runs_are_judged_by_our_rule_on_their_window():
                         "time_to_first_token_ms": ttft_ms, "output_tokens": 20}
 
     rows = [req(100.5, 3.0, 300), req(101, 9.0, 300), req(102, 3.0, 2500), req(103, 3.0, None, "errored"),
-            req(99.0, 3.0, 300), *[req(104 + i * 0.1, 2.0, 200) for i in range(16)]]
+            req(99.0, 3.0, 300), *[req(104 + i * 0.1, 2.0, 200) for i in range(16)],
+            req(109, 1.0, None, "incomplete"), req(101.5, 8.6, None, "incomplete")]
     bench = {"start_time": 100.0, "end_time": 110.0, "requests": {}}
     for status, r in rows:
         bench["requests"].setdefault(status, []).append(r)
     limits = {"task_ms": 8000, "ttft_ms": 2000, "tpot_ms": None, "e2e_ms": None}
     v = ref.judge_benchmark(bench, limits, 0.95, 0.9)
     # the warmup request (99.0) is out; too slow (9 s from its scheduled arrival), TTFT 2.5 s and errored miss
-    assert v["requests"] == 20 and v["attainment"] == 17 / 20 and not v["passed"]
-    assert v["achieved_rate"] == 2.0 and v["load_s"] == 10.0
+    # cut at the end: one 1 s old has no outcome (left out, counted), one 8.5 s old is a known miss
+    assert v["requests"] == 21 and v["censored"] == 1 and v["attainment"] == 17 / 21 and not v["passed"]
+    assert v["achieved_rate"] == 2.2 and v["load_s"] == 10.0
     report = {"conclusions": [{"best_passing_streams": 4, "lowest_failing_streams": 5, "stop_reason": "converged",
                                "probes": [{}, {}, {}]}],
               "benchmarks": [{"start_time": 0, "end_time": 20, "config": {"strategy": {"streams": s}},
