@@ -176,8 +176,9 @@ def datasheet(rows: list[dict], space: Path, out: Path) -> None:
         "# Datasheet: the tabular benchmark", "",
         f"- **Data**: `{out.name}`, one row per (config, repeat): {len(rows)} rows, states {states}. A failed trial "
         "is a row (state FAIL, `fail_reason`), never dropped.",
-        f"- **Grid**: `{space.relative_to(ROOT)}` (96 configs over the quickstart's knobs; fixed knobs as listed "
-        "there). Each repeat is its own study, so its own engine launches.",
+        f"- **Grid**: `{space.relative_to(ROOT)}` ({sum(1 for r in rows if r['repeat'] == 1)} configs in repeat 1 "
+        "over the quickstart's knobs; fixed knobs as listed there). Each repeat is its own study, so its own engine "
+        "launches.",
         f"- **Protocol**: the tuner's own trial (`autotune search --sampler grid`): capacity at SLA by open-loop "
         f"levels `{wl['capacity']}`, SLA and objectives of the space, the fixed evaluation set of "
         f"{wl.get('eval_items')} items (paired across configs), temperature {wl.get('temperature')}, "
