@@ -202,6 +202,7 @@ def our_side(trial_dir: Path, metrics: dict[str, float], wall_s: float) -> dict[
 
 
 def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) -> Rep:
+    from autotune.engines import reset_prefix_cache
     from autotune.ops.nightly import measure_window
 
     rep, label = Rep(), f"rep-{i}"
@@ -220,12 +221,18 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
     h = keeper.handle
     slo = {k: v for k, v in (("ttft_ms", limits["ttft_ms"]), ("e2el_ms", limits["task_ms"])) if v}
     tokenizer = args.tokenizer
+    # an unmeasured GuideLLM run first: its first invocation builds its dataset cache (in HF_HOME) while it loads
+    # the engine, and in the first measured run that was always the one that missed
+    warm = trial_dir / "guidellm-warmup.json"
+    run_guidellm(guidellm_argv(args.guidellm, h.url, h.served_model, data, {"kind": "synchronous"}, 3.0, slo, warm,
+                               tokenizer), warm, warm.with_suffix(".log"))
     for factor in args.factors:
         rate = rep.ours["capacity"] * factor
         out = trial_dir / f"guidellm-poisson-{factor:g}.json"
         profile = {"kind": "poisson", "rate": rate, "warmup": {"mode": "duration", "value": args.warmup_s}}
         argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile,
                              (args.poisson_s or args.level_s) + args.warmup_s, slo, out, tokenizer)
+        reset_prefix_cache(h.url)  # as before each of our levels: no run inherits the prompts of the last one
         report, wall, cpu = run_guidellm(argv, out, out.with_suffix(".log"))
         verdict = judge_benchmark(report["benchmarks"][0], limits, sla.attainment, args.confidence)
         rep.poisson.append({"factor": factor, "rate": rate, "wall_s": wall, "cpu_share": cpu / wall, **verdict})
@@ -240,6 +247,7 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
                "warmup": {"mode": "duration", "value": args.warmup_s}}
     argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s + args.warmup_s, slo,
                          out, tokenizer)
+    reset_prefix_cache(h.url)
     report, wall, cpu = run_guidellm(argv, out, out.with_suffix(".log"))
     rep.goodput = {**goodput_answer(report), "wall_s": wall, "cpu_share": cpu / wall}
     print(f"  guidellm goodput: {rep.goodput['streams']} streams, {rep.goodput['rate']:.3g} req/s", flush=True)
