@@ -239,6 +239,9 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
         print(f"  guidellm poisson {rate:.3g}/s ({factor:g}x): attainment {verdict['attainment']:.3f} "
               f"[{verdict['ci'][0]:.3f}, {verdict['ci'][1]:.3f}] -> {'held' if verdict['passed'] else 'missed'}",
               flush=True)
+    if args.ours_long:
+        rep.ours["long"] = [ours_long(trial_dir, h.url, rate_factor * rep.ours["capacity"], args, limits, sla)
+                            for rate_factor in args.factors]
     if args.no_goodput:
         return rep
     out = trial_dir / "guidellm-goodput.json"
@@ -252,6 +255,29 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
     rep.goodput = {**goodput_answer(report), "wall_s": wall, "cpu_share": cpu / wall}
     print(f"  guidellm goodput: {rep.goodput['streams']} streams, {rep.goodput['rate']:.3g} req/s", flush=True)
     return rep
+
+
+def ours_long(trial_dir: Path, url: str, rate: float, args, limits, sla) -> dict[str, Any]:
+    """Our own load generator at a fixed Poisson rate for as long as GuideLLM's fixed-rate runs (the operating
+    level's load config, no early stop, prefix cache reset first): what a short level's verdict says against a
+    long window on the same engine."""
+    from autotune.engines import reset_prefix_cache
+    from autotune.loadgen import run_load
+    from autotune.loadgen.load_config import read_load_config
+    from autotune.sla import judge, task_meets
+
+    out = trial_dir / f"ours-long-{rate:.3g}"
+    cfg = read_load_config(trial_dir / "levels" / "level-00" / "load-config.json").with_(
+        arrival={"mode": "poisson", "rate": rate, "users": None}, duration_s=args.poisson_s or args.level_s,
+        warmup_s=args.warmup_s, level=None, out_dir=str(out))
+    reset_prefix_cache(url)
+    load = run_load(url, cfg, out)
+    tasks = [t for t in load.tasks if t.get("phase") == "measure"]
+    v = judge(sum(task_meets(t, limits) for t in tasks), len(tasks), sla.attainment, args.confidence)
+    print(f"  ours, one {cfg.duration_s:g}-s window at {rate:.3g}/s: attainment {v.attainment:.3f} "
+          f"[{v.ci_low:.3f}, {v.ci_high:.3f}] of {v.judged}", flush=True)
+    return {"rate": rate, "attainment": v.attainment, "ci": (v.ci_low, v.ci_high), "passed": v.passed,
+            "judged": v.judged}
 
 
 def _spread(xs: list[float]) -> str:
@@ -281,6 +307,9 @@ def render(reps: list[Rep], meta: dict[str, Any]) -> str:
                      f"{r.ours['load_s']:.0f} | {r.ours['wall_s']:.0f} | {po} | {g['streams']} ({g['rate']:.3g}), CPU "
                      f"{g['cpu_share']:.0%} | "
                      f"{g['load_s']:.0f} | {g['wall_s']:.0f} |")
+    longs = [f"{x['rate']:.3g}/s: {x['attainment']:.3f} of {x['judged']}" for r in ok for x in r.ours.get("long", [])]
+    if longs:
+        lines += ["", "Our load generator, one long window per rate on the same engine: " + "; ".join(longs) + "."]
     ours = [r.ours["capacity"] for r in ok]
     held = [p["passed"] for r in ok for p in r.poisson if p["factor"] <= 1.0]
     missed = [not p["passed"] for r in ok for p in r.poisson if p["factor"] > 1.0]
@@ -310,6 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--poisson-s", type=float, default=None, help="seconds of each fixed-rate GuideLLM run "
                     "(default: --level-s): a longer window averages over more bursts")
     ap.add_argument("--no-goodput", action="store_true", help="skip GuideLLM's goodput profile")
+    ap.add_argument("--ours-long", action="store_true", help="also run our load generator at each fixed rate "
+                    "for --poisson-s (a long window against the short levels' verdicts)")
     ap.add_argument("--run-dir", type=Path, default=Path("runs"))
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "capacity-reference.md")
     return ap
