@@ -188,7 +188,6 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
     from types import SimpleNamespace
 
     from autotune.config.workload import Capacity
-    from autotune.measure import levels
 
     seen = []
 
@@ -198,15 +197,7 @@ def test_a_low_rate_level_is_stretched_to_its_expected_tasks(tmp_path):
         return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
 
     cap = Capacity(start_rate=0.5, tolerance=1.0, max_levels=3, level_s=5, min_expected_tasks=4, min_rate=0.1)
-    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
-                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
-                                                                       attainment=0.95)))
-    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
-    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
-    try:
-        run = levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
-    finally:
-        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+    run = _levels_on(fake_load, cap, tmp_path)
     assert [lv.rate for lv in run.levels] == [0.5, 0.25, 0.125] and run.capacity == 0
     assert all(c.eval_seen == [] for c in seen)  # failed levels' unanswered attempts grade nothing
     assert [c.duration_s for c in seen] == [8.0, 16.0, 32.0], "certain fails: no continuation"
@@ -219,7 +210,6 @@ def test_a_coin_flip_level_is_continued_once_and_judged_with_its_continuation(tm
     from types import SimpleNamespace
 
     from autotune.config.workload import Capacity
-    from autotune.measure import levels
 
     seen = []
 
@@ -231,15 +221,7 @@ def test_a_coin_flip_level_is_continued_once_and_judged_with_its_continuation(tm
         return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
 
     cap = Capacity(start_rate=1, tolerance=0.3, max_levels=1, level_s=25, extend_s=30, min_tasks=4)
-    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
-                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
-                                                                       attainment=0.95)))
-    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
-    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
-    try:
-        run = levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
-    finally:
-        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+    run = _levels_on(fake_load, cap, tmp_path)
     assert [c.duration_s for c in seen] == [25.0, 30.0]
     assert [(c.level.segment, c.level.prior_met, c.level.prior_missed) for c in seen] == [(0, 0, 0), (1, 22, 3)]
     assert seen[1].level.abandon_on_fail, "a continuation is not the operating load's objective window"
@@ -256,7 +238,6 @@ def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
     from types import SimpleNamespace
 
     from autotune.config.workload import Capacity
-    from autotune.measure import levels
 
     seen = []
 
@@ -271,16 +252,7 @@ def test_the_next_level_is_told_which_evaluation_items_are_graded(tmp_path):
         return SimpleNamespace(tasks=tasks, records=[], summary={"measure_s": cfg.duration_s})
 
     cap = Capacity(start_rate=1, tolerance=0.3, max_levels=3, level_s=5, min_tasks=4, extend_s=0)
-    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30), eval_ids=["e0", "e1", "e2",
-                                                                                                   "e3"],
-                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
-                                                                       attainment=0.9)))
-    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
-    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
-    try:
-        levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
-    finally:
-        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+    _levels_on(fake_load, cap, tmp_path, attainment=0.9, eval_ids=["e0", "e1", "e2", "e3"])
     assert [c.eval_seen for c in seen] == [[], ["e0", "e1"], ["e0", "e1", "e2"]]
 
 
@@ -328,3 +300,23 @@ def test_the_first_estimate_scales_the_nearest_measured_config_by_service_demand
     assert first_estimate(1.0, priors, {"max_num_seqs": 8}) == pytest.approx(2.0 / 0.5)  # else the latest
     assert first_estimate(float("nan"), priors, a) is None
     assert first_estimate(1.0, [CapacityPrior(0.0, 1.0, a)], a) is None, "capacity 0 scales to nothing"
+
+
+def _levels_on(fake_load, cap, tmp_path, attainment: float = 0.95, eval_ids: list[str] | None = None):
+    """run_levels with `fake_load` for the load generator (no engine: the prefix reset and the idle wait are
+    no-ops), an 8-s task SLA and `attainment`."""
+    from types import SimpleNamespace
+
+    from autotune.measure import levels
+
+    inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
+                             space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
+                                                                       attainment=attainment)))
+    if eval_ids is not None:
+        inputs.eval_ids = eval_ids
+    orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
+    levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
+    try:
+        return levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
+    finally:
+        levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
