@@ -220,20 +220,23 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
     prompts_file(trial_dir, data)
     h = keeper.handle
     slo = {k: v for k, v in (("ttft_ms", limits["ttft_ms"]), ("e2el_ms", limits["task_ms"])) if v}
-    tokenizer = args.tokenizer
+
+    def guidellm(name: str, profile: dict[str, Any], seconds: float) -> tuple[dict[str, Any], float, float]:
+        """One GuideLLM run on this engine, its prefix cache reset first (as before each of our levels: no run
+        inherits the prompts of the last one)."""
+        out = trial_dir / f"guidellm-{name}.json"
+        reset_prefix_cache(h.url)
+        return run_guidellm(guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, seconds, slo, out,
+                                          args.tokenizer), out, out.with_suffix(".log"))
+
     # an unmeasured GuideLLM run first: its first invocation builds its dataset cache (in HF_HOME) while it loads
     # the engine, and in the first measured run that was always the one that missed
-    warm = trial_dir / "guidellm-warmup.json"
-    run_guidellm(guidellm_argv(args.guidellm, h.url, h.served_model, data, {"kind": "synchronous"}, 3.0, slo, warm,
-                               tokenizer), warm, warm.with_suffix(".log"))
+    guidellm("warmup", {"kind": "synchronous"}, 3.0)
+    warmup = {"mode": "duration", "value": args.warmup_s}
     for factor in args.factors:
         rate = rep.ours["capacity"] * factor
-        out = trial_dir / f"guidellm-poisson-{factor:g}.json"
-        profile = {"kind": "poisson", "rate": rate, "warmup": {"mode": "duration", "value": args.warmup_s}}
-        argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile,
-                             (args.poisson_s or args.level_s) + args.warmup_s, slo, out, tokenizer)
-        reset_prefix_cache(h.url)  # as before each of our levels: no run inherits the prompts of the last one
-        report, wall, cpu = run_guidellm(argv, out, out.with_suffix(".log"))
+        report, wall, cpu = guidellm(f"poisson-{factor:g}", {"kind": "poisson", "rate": rate, "warmup": warmup},
+                                     (args.poisson_s or args.level_s) + args.warmup_s)
         verdict = judge_benchmark(report["benchmarks"][0], limits, sla.attainment, args.confidence)
         rep.poisson.append({"factor": factor, "rate": rate, "wall_s": wall, "cpu_share": cpu / wall, **verdict})
         print(f"  guidellm poisson {rate:.3g}/s ({factor:g}x): attainment {verdict['attainment']:.3f} "
@@ -244,14 +247,9 @@ def one_rep(i: int, config, inputs, keeper, out_dir: Path, args, limits, sla) ->
                             for rate_factor in args.factors]
     if args.no_goodput:
         return rep
-    out = trial_dir / "guidellm-goodput.json"
     profile = {"kind": "goodput", "target_attainment": sla.attainment, "initial_streams": 1, "max_streams": 64,
-               "tolerance": args.tolerance, "max_probes": 10, "confidence": 0.95,
-               "warmup": {"mode": "duration", "value": args.warmup_s}}
-    argv = guidellm_argv(args.guidellm, h.url, h.served_model, data, profile, args.level_s + args.warmup_s, slo,
-                         out, tokenizer)
-    reset_prefix_cache(h.url)
-    report, wall, cpu = run_guidellm(argv, out, out.with_suffix(".log"))
+               "tolerance": args.tolerance, "max_probes": 10, "confidence": 0.95, "warmup": warmup}
+    report, wall, cpu = guidellm("goodput", profile, args.level_s + args.warmup_s)
     rep.goodput = {**goodput_answer(report), "wall_s": wall, "cpu_share": cpu / wall}
     print(f"  guidellm goodput: {rep.goodput['streams']} streams, {rep.goodput['rate']:.3g} req/s", flush=True)
     return rep

@@ -274,7 +274,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         replicas, basis = replicas_for(target_rate, chosen.metrics, headroom)
     except ValueError as exc:
         raise ConfigError(study.study_name, "--target-rate", str(exc), target_rate) from None
-    cis, fresh = window_cis(study, space, chosen), window_cis(study, space, chosen, fresh=True)
+    cis, fresh = window_cis(study, space, chosen)
     engine_version = chosen.user_attrs.get("engine_version", "unknown")
     out = next_version(out_root / study.study_name)
     out.mkdir(parents=True)
@@ -312,25 +312,29 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     return out, chosen, rule
 
 
-def window_cis(study, space: SpaceConfig, chosen: Candidate,
-               fresh: bool = False) -> dict[str, tuple[float, float, float]]:
-    """metric -> (value, low, high): window objectives from the study's pooled window-to-window noise (NaN bounds
-    when no config was measured twice), quality from a bootstrap over the evaluation items. `fresh`: the window
-    metrics' prediction interval for one more fresh launch (quality keeps its interval: a fresh launch grades the
-    same items)."""
+def window_cis(study, space: SpaceConfig, chosen: Candidate) -> tuple[dict[str, tuple[float, float, float]],
+                                                                       dict[str, tuple[float, float, float]]]:
+    """metric -> (value, low, high), twice: where the config's mean lies, and where one more fresh launch will
+    measure (the window metrics' prediction interval; quality keeps its interval: a fresh launch grades the same
+    items). Window objectives from the study's pooled window-to-window noise (NaN bounds when no config was
+    measured twice), quality from a bootstrap over the evaluation items."""
     from autotune.search import intervals, resolution, study_noise, study_points, study_workload
 
     points = study_points(study, space)
     cp = next((p for p in points if p.key == chosen.user_attrs.get("config_key")), None)
     if cp is None:
-        return {}
+        return {}, {}
     res = resolution(space, study_workload(study))
-    iv = intervals(cp, space, study_noise(points, space, res), res, fresh=fresh)
-    out = {m: (iv[m], iv[f"{m}_low"], iv[f"{m}_high"]) for m in iv if f"{m}_low" in iv}
+    noise = study_noise(points, space, res)
     m = chosen.metrics
-    if "quality_ci_low" in m:
-        out["quality"] = (m["quality"], m["quality_ci_low"], m["quality_ci_high"])
-    return out
+    both = []
+    for fresh in (False, True):
+        iv = intervals(cp, space, noise, res, fresh=fresh)
+        out = {k: (iv[k], iv[f"{k}_low"], iv[f"{k}_high"]) for k in iv if f"{k}_low" in iv}
+        if "quality_ci_low" in m:
+            out["quality"] = (m["quality"], m["quality_ci_low"], m["quality_ci_high"])
+        both.append(out)
+    return both[0], both[1]
 
 
 def _api_key_env(workload, space: SpaceConfig) -> str | None:
