@@ -9,7 +9,9 @@ how fast it answers: a closed loop slows its own arrivals when the server slows,
 The answer is a bracket [last passing, first failing). The search ends when first failing / last passing
 <= 1 + `tolerance` (`converged`), or says why it could not: `max_rate` (everything up to it passed),
 `generator_limit` (the load generator could not hold a level), `nothing_passed` (capacity 0) or `max_levels`
-(the level budget ran out first: the bracket is wider than asked, and the trial says so).
+(the level budget ran out first: the bracket is wider than asked, and the trial says so). The trial may also
+end it early (`quality_floor`: the config's quality is already certain to break the space's floor, so its
+capacity would buy nothing; the bracket stays as wide as the levels left it).
 
 With a first estimate (`guess`, from what the operating-load level measured: see autotune.measure.levels), the
 levels after the first gallop out from it on a log scale, steps growing (1 + tolerance)^2, ^4, ^8 ... while the

@@ -97,12 +97,15 @@ class _Context:
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
                api_key: str | None, first_level_check: Callable[[LoadResult], None],
                standbys: StandbyPool | None = None, priors: list[CapacityPrior] = (),
-               server: dict[str, Any] | None = None, key: str = "") -> CapacityRun:
+               server: dict[str, Any] | None = None, key: str = "",
+               stop_early: Callable[[list[Level], CapacitySearch], str | None] | None = None) -> CapacityRun:
     """Bracket then narrow on task rate from a first estimate (`first_estimate` of the operating-load level and
     the study's `priors`); the engine keeps running across levels (and for the next trial). Each level runs on a
     standby load generator when `standbys` has one. A level whose verdict is a coin flip (misses, and an interval
     that still holds the target: autotune.sla.straddles) gets one continuation window at the same rate (a fresh
-    arrival draw, `extend_s`), judged together with it; each window is a row, both carry the pooled verdict."""
+    arrival draw, `extend_s`), judged together with it; each window is a row, both carry the pooled verdict.
+    `stop_early` (the levels so far, the search) may end the search after any level: the reason it returns is
+    the search's stop reason (a config already certain to break a quality floor needs no capacity)."""
     cap, sla = inputs.workload.capacity, limits_of(inputs.space.sla)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
@@ -138,6 +141,9 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
             search.guess = first_estimate(group[0].row["capacity_estimate"], list(priors), server, key)
             group[0].row["capacity_guess"] = search.guess if search.guess is not None else math.nan
         levels += group
+        if stop_early is not None and (why := stop_early(levels, search)):
+            search.stop_reason = why
+            break
     return CapacityRun(levels, search, ctx.waited, standbys.dropped if standbys is not None else 0)
 
 

@@ -177,15 +177,8 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
             first_check = functools.partial(check_calls, engine_log=handle.log_path)
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), first_check,
                              standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
-                             config_key(config))
-            # the operating load first; only loads the config holds (all of them when none did: capacity 0 is
-            # infeasible, never on the front, so its set is not completed and its missing items score 0)
-            for level in run.levels:  # every level's tasks are scored (its metrics); graded are the held ones
-                score_tasks(level.load.tasks, inputs.references, inputs.scorer)
-            held = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(run.levels)
-                    if lv.verdict.passed or run.capacity <= 0]
-            over = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(run.levels)
-                    if not (lv.verdict.passed or run.capacity <= 0)]
+                             config_key(config), functools.partial(below_quality_floor, inputs=inputs))
+            held, over = level_loads(run.levels, run.capacity, inputs)
             graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0,
                                    answered=over, standbys=standbys)
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
@@ -265,18 +258,49 @@ def bracket_metrics(search, estimate: float) -> dict[str, float]:
             "capacity_guess": search.guess if search.guess is not None else math.nan}
 
 
+def level_loads(levels, capacity: float, inputs: TrialInputs) -> tuple[list[tuple[LoadResult, str]], ...]:
+    """The levels' loads as the trial grades them, every task scored: (held, over). The operating load first; held
+    are the loads the config holds (all of them when none did: capacity 0 is infeasible, never on the front, so
+    its set is not completed and its missing items score 0); over the SLA, only answered attempts count."""
+    for level in levels:  # every level's tasks are scored (its metrics); graded are the held ones
+        score_tasks(level.load.tasks, inputs.references, inputs.scorer)
+    held = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(levels) if lv.verdict.passed or capacity <= 0]
+    over = [(lv.load, f"level-{i:02d}") for i, lv in enumerate(levels) if not (lv.verdict.passed or capacity <= 0)]
+    return held, over
+
+
+def below_quality_floor(levels, search, inputs: TrialInputs) -> str | None:
+    """`quality_floor` when the space's floor (`quality >= x`) is already broken for certain: the set graded as
+    the trial would grade it if its levels stopped now, with every item still ungraded counted at the best score
+    (1), has a mean below the floor. No error rate: the quality the trial reports can only be lower. A full
+    window only (a screening window grades on what it reached, and a screen decides nothing alone)."""
+    floors = [c.value for c in inputs.space.constraints if c.metric == "quality" and c.op == ">="]
+    if not floors or not inputs.complete_eval or not inputs.eval_ids:
+        return None
+    graded = take_loads(inputs.eval_ids, *level_loads(levels, search.capacity, inputs))
+    best = (sum(graded.scores.values()) + len(graded.missing)) / len(graded.ids)
+    return "quality_floor" if best < max(floors) else None
+
+
 def grade(loads: list[tuple[LoadResult, str]], url: str, cfg: LoadConfig, inputs: TrialInputs, trial_dir: Path,
           phase: Phase, complete: bool = True, answered: list[tuple[LoadResult, str]] = (),
           standbys: StandbyPool | None = None) -> tuple[ItemScores, float]:
     """Each evaluation item's first attempt in the (scored) loads, in load order; then its first answered attempt
     in the loads over the SLA (`answered`); then the completion pass (unless `complete` is False).
     (the grades, seconds the completion pass took)"""
-    graded = ItemScores(inputs.eval_ids)
+    graded = take_loads(inputs.eval_ids, loads, answered)
+    return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase, standbys) if complete else 0.0
+
+
+def take_loads(ids: list[str], loads: list[tuple[LoadResult, str]],
+               answered: list[tuple[LoadResult, str]] = ()) -> ItemScores:
+    """Each item's first attempt in `loads` (failures 0), then its first answered attempt in `answered`."""
+    graded = ItemScores(ids)
     for load, source in loads:
         graded.take(load.tasks, source)
     for load, source in answered:
         graded.take(load.tasks, source, answered_only=True)
-    return graded, complete_eval(url, cfg, inputs, graded, trial_dir / "eval", phase, standbys) if complete else 0.0
+    return graded
 
 
 def complete_eval(url: str, cfg: LoadConfig, inputs: TrialInputs, graded: ItemScores, out_dir: Path,

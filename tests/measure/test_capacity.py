@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from autotune.loadgen.load_config import LoadConfig
@@ -302,7 +304,8 @@ def test_the_first_estimate_scales_the_nearest_measured_config_by_service_demand
     assert first_estimate(1.0, [CapacityPrior(0.0, 1.0, a)], a) is None, "capacity 0 scales to nothing"
 
 
-def _levels_on(fake_load, cap, tmp_path, attainment: float = 0.95, eval_ids: list[str] | None = None):
+def _levels_on(fake_load, cap, tmp_path, attainment: float = 0.95, eval_ids: list[str] | None = None,
+               stop_early=None):
     """run_levels with `fake_load` for the load generator (no engine: the prefix reset and the idle wait are
     no-ops), an 8-s task SLA and `attainment`."""
     from types import SimpleNamespace
@@ -317,6 +320,31 @@ def _levels_on(fake_load, cap, tmp_path, attainment: float = 0.95, eval_ids: lis
     orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
     levels.run_load, levels.reset_prefix_cache, levels.wait_idle = fake_load, lambda url: True, lambda *a, **k: 0.0
     try:
-        return levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None)
+        return levels.run_levels("http://x", BASE, inputs, tmp_path, lambda s: None, None, lambda load: None,
+                                 stop_early=stop_early)
     finally:
         levels.run_load, levels.reset_prefix_cache, levels.wait_idle = orig
+
+
+def test_a_search_stops_when_the_trial_says_why(tmp_path):
+    """`stop_early` ends the search after the level it is shown, with its reason as the stop reason: the bracket
+    stays as wide as the levels left it and does not claim the resolution."""
+    from types import SimpleNamespace
+
+    from autotune.config.workload import Capacity
+
+    def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
+        good = {"phase": "measure", "ok": True, "latency_s": 0.1, "send_ts": 1.0, "id": "e0"}
+        return SimpleNamespace(tasks=[good] * 30, records=[], summary={"measure_s": cfg.duration_s})
+
+    shown = []
+
+    def stop(lvls, search):
+        shown.append(len(lvls))
+        return "quality_floor" if len(lvls) == 2 else None
+
+    cap = Capacity(start_rate=1, tolerance=0.1, max_levels=8, level_s=5, min_tasks=4, extend_s=0)
+    run = _levels_on(fake_load, cap, tmp_path, stop_early=stop)
+    assert shown == [1, 2] and len(run.levels) == 2
+    assert run.search.stop_reason == "quality_floor" and not run.search.resolved
+    assert run.search.bracket == (2.0, math.inf)
