@@ -163,15 +163,18 @@ def validate(
 @app.command()
 def export(
     study: Annotated[str, typer.Option(help="Study name.")],
-    pick: Annotated[str, typer.Option(help="fastest-within-quality | cheapest-within-sla | best-quality-within-sla | "
-                                           "knee | an expression: 'min p95_task_ms where quality >= 0.6'")] = "knee",
+    pick: Annotated[str, typer.Option(help="cheapest-within-quality (the cheapest config whose paired quality is not "
+                                           "distinguishably worse than the best's) | fastest-within-quality | "
+                                           "cheapest-within-sla | best-quality-within-sla | knee | an expression: "
+                                           "'min p95_task_ms where quality >= 0.6'")] = "cheapest-within-quality",
     run_dir: RunDir = Path("runs"),
     storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Bundles go to OUT/<study>/v<N>/.")] = Path("exports"),
     target_rate: Annotated[float | None, typer.Option(help="Tasks/s to serve: sizes the replica count.",
                                                       min=1e-6, max=1e9)] = None,
-    min_quality: Annotated[float | None, typer.Option(help="Quality floor for fastest-within-quality "
-                                                           "(default 90% of the best measured).", min=0, max=1)] = None,
+    min_quality: Annotated[float | None, typer.Option(help="Quality floor for the *-within-quality policies (default: "
+                                                           "a paired test against the best config).", min=0,
+                                                      max=1)] = None,
     min_sla: Annotated[float, typer.Option(help="Task SLA attainment floor for the *-within-sla policies.", min=0,
                                            max=1)] = 0.95,
     headroom: Annotated[float, typer.Option(help="Share of its capacity at SLA each replica is sized to carry.",
@@ -197,7 +200,8 @@ def nightly(
     storage: Annotated[str | None, typer.Option(help="Optuna storage (default sqlite under --run-dir).")] = None,
     exports: Annotated[Path, typer.Option(help="Where `autotune export` writes bundles.")] = Path("exports"),
     reports: Annotated[Path, typer.Option(help="Nightly reports go to REPORTS/<study>/.")] = Path("reports/nightly"),
-    policy: Annotated[str, typer.Option(help="Export policy (see `autotune export --help`).")] = "knee",
+    policy: Annotated[str, typer.Option(help="Export policy (see `autotune export --help`).")] = \
+        "cheapest-within-quality",
     confirm: Annotated[int, typer.Option(
         help="Windows per arm: the baseline and the current config are each measured this many times, "
              "interleaved, each on a fresh engine. An exact test over K+K windows cannot give p below "

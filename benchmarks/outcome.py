@@ -3,7 +3,7 @@ run, on the same model, workload and SLA, measured by the tuner's own trial mach
 SLA by open-loop levels, latency at the operating load, quality on the workload's fixed evaluation set).
 
     .venv/bin/python benchmarks/outcome.py --export exports/quickstart/v1
-    .venv/bin/python benchmarks/outcome.py --study quickstart --run-dir runs --pick cheapest-within-sla
+    .venv/bin/python benchmarks/outcome.py --study quickstart --run-dir runs --pick cheapest-within-quality
 
 The two sides:
 1. **vLLM defaults**: the engine with only the model (and the served name, host and port, which the tool always
@@ -28,7 +28,7 @@ The engine command and environment come from the space, so the same script runs 
 
     make setup ENGINE_PKGS=vllm
     .venv/bin/autotune search --space search_spaces/gpu-llama8b.yaml
-    .venv/bin/python benchmarks/outcome.py --study gpu-llama8b --run-dir runs --pick cheapest-within-sla \\
+    .venv/bin/python benchmarks/outcome.py --study gpu-llama8b --run-dir runs --pick cheapest-within-quality \\
         --baseline-client architecture=one_call,output_format=json,repair=none,prompt_variant=zero_shot
 
 (that space has no `search.enqueue`, so without `--baseline-client` the defaults side runs the application's own
@@ -356,8 +356,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--run-dir", type=Path, default=Path("runs"), help="the study's run dir; windows go under "
                     "<run-dir>/outcome-<time>/ (default: runs)")
     ap.add_argument("--storage", help="the study's Optuna storage URL (default: <run-dir>/optuna.db)")
-    ap.add_argument("--pick", default="cheapest-within-sla", help="export's policy (default: cheapest-within-sla)")
-    ap.add_argument("--min-quality", type=float, help="export's --min-quality (fastest-within-quality)")
+    ap.add_argument("--pick", default="cheapest-within-quality", help="export's policy (default: quality-aware)")
+    ap.add_argument("--min-quality", type=float, help="export's --min-quality (the *-within-quality policies)")
     ap.add_argument("--space", type=Path, help="the space (default: the study's recorded space with --study, else "
                     "search_spaces/quickstart.yaml)")
     ap.add_argument("--workload", type=Path, help="the workload (default: the study's, else the space's)")

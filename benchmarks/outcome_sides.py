@@ -77,7 +77,7 @@ def from_study(name: str, run_dir: Path, storage: str | None, policy: str, min_q
                space: SpaceConfig | None) -> tuple[TrialConfig, str, Any]:
     """The config `autotune export --pick POLICY` would export from the study (export's candidates + pick)."""
     from autotune.errors import ConfigError
-    from autotune.ops.export import candidates, pick
+    from autotune.ops import candidates, pick
     from autotune.stores import default_storage, load_study
 
     study = load_study(name, storage or default_storage(run_dir.resolve()), "--storage" if storage else "--run-dir")

@@ -10,6 +10,7 @@ from autotune.measure.compare import (
     equivalence_classes,
     estimate,
     noise_model,
+    paired_quality,
     quality_interval,
     survival,
 )
@@ -24,6 +25,6 @@ __all__ = [
     "CapacityPrior", "Comparison", "Gate", "ItemScores", "Noise", "Point", "QUALITY", "Window", "breakdown_markdown",
     "class_labels", "compare_arms", "compare_points", "completion_config", "costly_pass_warning",
     "equivalence_classes", "estimate", "eval_ids", "first_estimate", "gates", "node_breakdown", "noise_model",
-    "over_budget_warning", "percentiles", "power_warning", "quality_interval", "run_levels", "summarize",
-    "summarize_tasks", "survival", "usd_per_1k",
+    "over_budget_warning", "paired_quality", "percentiles", "power_warning", "quality_interval", "run_levels",
+    "summarize", "summarize_tasks", "survival", "usd_per_1k",
 ]

@@ -13,119 +13,19 @@ import json
 import math
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import yaml
 
 from autotune import __version__
-from autotune.config import KNOWN_METRICS, SpaceConfig, TrialConfig, load_space, load_workload
+from autotune.config import SpaceConfig, TrialConfig, load_space, load_workload
 from autotune.errors import ConfigError
-from autotune.pareto import front_indices
+from autotune.ops.policy import Candidate, candidates, pick
 from autotune.secrets import carries_secret, reference, scrub_obj
 
 SCHEMA_VERSION = 1
-POLICIES = ("fastest-within-quality", "cheapest-within-sla", "best-quality-within-sla", "knee")
-EXPR = re.compile(r"^\s*(min|max)\s+(\w+)(?:\s+where\s+(.+?))?\s*$", re.I)
-COND = re.compile(r"^\s*(\w+)\s*(<=|>=|<|>|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$", re.I)
-
-
-@dataclass
-class Candidate:
-    number: int
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    values: list[float]
-    user_attrs: dict[str, Any]
-
-
-def candidates(study: optuna.Study, space: SpaceConfig | None = None) -> list[Candidate]:
-    """What a policy may recommend: one candidate per measured, feasible config at full fidelity (a screened-out
-    trial or a re-proposal never). Each carries its config's merged estimate (the confirmation windows once
-    confirmed) under its first trial's number."""
-    from autotune.objectives import evaluate
-    from autotune.search import study_points
-
-    if space is None:
-        if "space_file" not in study.user_attrs:  # a study from before recorded spaces: its trials as they are
-            return [Candidate(t.number, t.params, t.user_attrs.get("metrics", {}), list(t.values), t.user_attrs)
-                    for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-                    and t.user_attrs.get("feasible", True) and t.user_attrs.get("fidelity", "full") == "full"]
-        space = load_space(study.user_attrs["space_file"], check_paths=False)
-    out = []
-    for cp in study_points(study, space):
-        metrics = cp.metrics()
-        ev = evaluate(metrics, space.objectives, space.constraints)
-        if ev.feasible and not cp.confirm_failed:  # a config that could not be re-measured is not recommended
-            first = cp.trials[0]
-            out.append(Candidate(cp.number, first.params, metrics, ev.values,
-                                 {**first.user_attrs, "config_key": cp.key, "trials": [t.number for t in cp.trials]}))
-    return out
-
-
-def parse_expression(expr: str) -> tuple[str, str, list[tuple[str, str, float]]]:
-    """'min p95_task_ms where quality >= 0.6 and task_error_rate <= 0.01' -> (min, metric, conditions)."""
-    m = EXPR.match(expr)
-    if not m:
-        raise ValueError("a policy expression reads `min|max METRIC [where METRIC OP NUMBER [and ...]]`")
-    goal, metric, where = m.group(1).lower(), m.group(2), m.group(3)
-    conds = []
-    for part in re.split(r"\s+and\s+", where or "", flags=re.I) if where else []:
-        c = COND.match(part)
-        if not c:
-            raise ValueError(f"cannot read condition {part!r}; use METRIC OP NUMBER with OP one of <= >= < > ==")
-        conds.append((c.group(1), c.group(2), float(c.group(3))))
-    for name in [metric, *[c[0] for c in conds]]:
-        if name not in KNOWN_METRICS:
-            raise ValueError(f"unknown metric {name!r}; known: {sorted(KNOWN_METRICS)}")
-    return goal, metric, conds
-
-
-def _holds(x: float | None, op: str, v: float) -> bool:
-    if x is None or math.isnan(x):
-        return False
-    return {"<=": x <= v, ">=": x >= v, "<": x < v, ">": x > v, "==": x == v}[op]
-
-
-def pick(cands: list[Candidate], space: SpaceConfig, policy: str, min_quality: float | None = None,
-         min_sla: float = 0.95) -> tuple[Candidate, str]:
-    """(chosen trial, the rule it was chosen by, in words). Raises ValueError when nothing qualifies."""
-    if not cands:
-        raise ValueError("the study has no complete, feasible trial")
-    best_q = max(c.metrics.get("quality", 0.0) for c in cands)
-    q = min_quality if min_quality is not None else round(0.9 * best_q, 4)
-    sla = f"task_sla_attainment >= {min_sla:g}"
-    expr = {
-        "fastest-within-quality": f"min p95_task_ms where quality >= {q:g}",
-        "cheapest-within-sla": f"min usd_per_1k_tasks where {sla}",
-        "best-quality-within-sla": f"max quality where {sla}",
-    }.get(policy)
-    if policy == "knee":
-        return _knee(cands, space), "knee: the front member closest to the ideal point (pymoo ASF, equal weights)"
-    goal, metric, conds = parse_expression(expr or policy)
-    ok = [c for c in cands if all(_holds(c.metrics.get(m), op, v) for m, op, v in conds)
-          and not math.isnan(c.metrics.get(metric, math.nan))]
-    if not ok:
-        raise ValueError(f"no trial satisfies `{expr or policy}`")
-    chosen = (min if goal == "min" else max)(ok, key=lambda c: c.metrics[metric])
-    return chosen, expr or policy
-
-
-def _knee(cands: list[Candidate], space: SpaceConfig) -> Candidate:
-    from pymoo.decomposition.asf import ASF
-
-    directions = [o.direction for o in space.objectives]
-    front = [cands[i] for i in front_indices([c.values for c in cands], directions)]
-    F = np.array([[v if d == "minimize" else -v for v, d in zip(c.values, directions, strict=True)] for c in front])
-    span = np.where(F.max(0) - F.min(0) > 0, F.max(0) - F.min(0), 1.0)
-    norm = (F - F.min(0)) / span
-    scores = ASF().do(norm, np.full(F.shape[1], 1.0 / F.shape[1]))
-    return front[int(np.argmin(scores))]
-
-
 def measured_tasks(path: Path) -> list[dict[str, Any]]:
     """A trial's completed tasks of the measurement window (none when the file is missing)."""
     from autotune.loadgen import read_jsonl

@@ -146,7 +146,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
 
 def _incumbent(study, space, exports: Path, study_name: str, policy: str) -> tuple[dict[str, Any] | None, int]:
     """(the latest exported bundle or None, the trial it recommends, else the one the policy picks now)."""
-    from autotune.ops.export import candidates, pick
+    from autotune.ops.policy import candidates, pick
 
     bundle = latest_bundle(exports, study_name)
     if bundle is not None:
@@ -182,7 +182,8 @@ def _search_on(study_name: str, storage: str, attrs: dict[str, Any], space, wl_f
                exports: Path, policy: str, incumbent: int, bundle, new_trials: int, reporter) -> tuple[str | None, str]:
     """N new trials, then a re-export when the pick changed distinguishably (or nothing was exported yet):
     (the new bundle's path or None, a note on the new pick)."""
-    from autotune.ops.export import candidates, export_bundle, pick
+    from autotune.ops.export import export_bundle
+    from autotune.ops.policy import candidates, pick
     from autotune.search import SearchOptions, finished_trials, run_search
     from autotune.stores import load_study
 

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from autotune.config.space import SpaceConfig
-from autotune.ops.export import Candidate, export_bundle, parse_expression, pick, replicas_for, serve_script
+from autotune.ops.export import export_bundle, replicas_for, serve_script
+from autotune.ops.policy import Candidate, parse_expression, pick
 from autotune.search.study import run_search
 from tests.conftest import cli_invoke
 from tests.stand_in import NullReporter, _mlflow_runs, _study
@@ -31,11 +32,39 @@ CANDS = [cand(0, 1000, 0.010, 0.40), cand(1, 2000, 0.020, 0.60), cand(2, 5000, 0
 
 
 def test_named_policies():
-    assert pick(CANDS, SPACE, "fastest-within-quality")[0].number == 3  # 0.9 x best (0.62) = 0.558
+    assert pick(CANDS, SPACE, "fastest-within-quality", min_quality=0.59)[0].number == 1
     assert pick(CANDS, SPACE, "fastest-within-quality", min_quality=0.3)[0].number == 0
     assert pick(CANDS, SPACE, "cheapest-within-sla")[0].number == 0
     assert pick(CANDS, SPACE, "best-quality-within-sla")[0].number == 1  # trial 2 misses the SLA
     assert pick(CANDS, SPACE, "knee")[0].number in (1, 3)  # balanced, not an extreme
+
+
+def _scored(n: int, usd: float, right: int, of: int = 40, p95: float = 1000.0) -> Candidate:
+    """A candidate whose first `right` of `of` items score 1, the rest 0."""
+    items = {f"i{i}": float(i < right) for i in range(of)}
+    return Candidate(n, {}, {"p95_task_ms_at_load": p95, "usd_per_1k_tasks": usd, "capacity_tps": 1 / usd,
+                             "quality": right / of}, [p95, usd, right / of], {}, items)
+
+
+def test_the_default_pick_is_the_cheapest_not_distinguishably_worse_on_paired_quality():
+    """Best: 30 of 40 right. 25 of 40 (5 discordant pairs, McNemar p = 0.06) stays; 20 of 40 (p = 0.002) goes,
+    however cheap; a stated floor replaces the test."""
+    best, close, bad = _scored(0, 0.050, 30), _scored(1, 0.030, 25), _scored(2, 0.010, 20)
+    chosen, rule = pick([best, close, bad], SPACE, "cheapest-within-quality")
+    assert chosen.number == 1, rule
+    assert "not distinguishably worse than trial 0's" in rule and "1 of 3 configs excluded" in rule
+    assert "trial 1 vs trial 0: paired quality difference -0.125" in rule and "mcnemar p = 0.062" in rule
+    assert pick([best, close, bad], SPACE, "cheapest-within-quality", min_quality=0.5)[0].number == 2
+    assert "the stated floor" in pick([best, close, bad], SPACE, "cheapest-within-quality", min_quality=0.5)[1]
+    alone = pick([best, bad], SPACE, "cheapest-within-quality")
+    assert alone[0].number == 0 and "the pick is the best on quality" in alone[1]
+    fastest = pick([_scored(0, 0.05, 30, p95=900.0), _scored(1, 0.03, 25, p95=800.0), _scored(2, 0.01, 20, p95=1.0)],
+                   SPACE, "fastest-within-quality")
+    assert fastest[0].number == 1 and "min p95_task_ms_at_load" in fastest[1]
+    unscored = Candidate(3, {}, {"usd_per_1k_tasks": 0.001, "capacity_tps": 1000.0, "quality": 0.9}, [], {})
+    assert pick([best, unscored], SPACE, "cheapest-within-quality")[0].number == 3, "the best needs no test"
+    untestable = Candidate(4, {}, {"usd_per_1k_tasks": 0.001, "capacity_tps": 1000.0, "quality": 0.7}, [], {})
+    assert pick([best, untestable], SPACE, "cheapest-within-quality")[0].number == 0, "no items: not shown as good"
 
 
 def test_expressions():
@@ -82,6 +111,8 @@ def test_bundle_from_a_study_starts_its_engine(setup, tmp_path):
     assert "95% CI" in (bundle / "README.md").read_text() and "one fresh launch" in (bundle / "README.md").read_text()
     assert set(b["prediction_intervals_95"]) == set(b["confidence_intervals_95"]) >= {"quality"}
     assert export_bundle(study, "cheapest-within-sla", tmp_path / "exports")[0].name == "v2"  # versioned
+    default = export_bundle(study, "cheapest-within-quality", tmp_path / "exports")
+    assert "paired quality not distinguishably worse" in default[2], default[2]
 
     port = "18777"
     proc = subprocess.Popen([str(bundle / "serve.sh")], env={**os.environ, "PORT": port}, start_new_session=True,

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from autotune.config.space import Constraint, Objective
-from autotune.ops.export import candidates
+from autotune.ops.policy import candidates
 from autotune.search.config_points import study_points
 from autotune.search.front import front_rows
 
