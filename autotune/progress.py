@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,6 +48,17 @@ def bracket_note(r: dict[str, Any]) -> str:
     return f" (bracket x{width:.3g}, {why})" if isinstance(width, int | float) else f" ({why})"
 
 
+def capacity_note(m: dict[str, Any]) -> str:
+    """"capacity_tps=1.25 in [1.25, 1.38)  " for a capacity trial (with its stop reason when the bracket is wider
+    than asked), else ""."""
+    cap = m.get("capacity_tps")
+    if not isinstance(cap, int | float) or cap != cap:
+        return ""
+    low, high = m.get("capacity_low", math.nan), m.get("capacity_high", math.nan)
+    why = "" if m.get("capacity_resolved", 1.0) >= 1 else f" unresolved ({m.get('capacity_stop') or 'see report'})"
+    return f"capacity_tps={fmt(cap)} in [{fmt(low)}, {fmt(high)}){why}  "
+
+
 def with_interval(r: dict[str, Any], metric: str) -> str:
     """`value [low, high]` when the row carries an interval for the metric, else the value."""
     low, high = (r.get("quality_ci_low"), r.get("quality_ci_high")) if metric == "quality" else \
@@ -58,13 +70,27 @@ def with_interval(r: dict[str, Any], metric: str) -> str:
     return v + note
 
 
+def knob_names(rows: list[dict[str, Any]], objectives: list[str]) -> list[str]:
+    """The config knobs the rows carry, in their order (everything that is not a metric or bookkeeping)."""
+    names = dict.fromkeys(k for r in rows for k in r if k not in NOT_KNOBS and k not in objectives
+                          and not k.endswith(("_low", "_high")))
+    return list(names)
+
+
 def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> Table:
-    """One row per config: its trials, knobs in one wrapped column, the objectives (arrow: direction) with their
-    95% intervals, windows measured, the "equivalent within noise" class, and context metrics."""
+    """One row per config: its trials, the objectives (arrow: direction) with their 95% intervals, windows
+    measured, the "equivalent within noise" class, context metrics, then one column per knob the members differ
+    in (the knobs they share go under the title). Cells fold, never clip: a knob value is never cut."""
     names = [o for o, _ in objectives]
     capacity = ["capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load"] if any(
         r.get("capacity_tps") is not None for r in rows) else []  # what a capacity search measured, always shown
-    extra = [h for h in (*capacity, "quality", "validity_rate", "fm_calls_per_task", "p95_ttft_ms") if h not in names]
+    extra = [h for h in (*capacity, "quality", "validity_rate", "fm_calls_per_task", "p95_ttft_ms") if h not in names
+             and (h in capacity or any(r.get(h) is not None for r in rows))]
+    knobs = knob_names(rows, names)
+    varying = [k for k in knobs if len({fmt(r.get(k)) for r in rows}) > 1]
+    shared = [f"{k}={fmt(rows[0].get(k))}" for k in knobs if k not in varying]
+    if shared and len(rows) > 1:
+        title += f"\nshared by every member: {' '.join(shared)}"
     unknown = sorted({m for r in rows for m in (r.get("noise_unknown") or [])})
     if unknown:
         title += (f"\n(no interval or class for {', '.join(unknown)}: no config was measured twice; "
@@ -72,29 +98,40 @@ def front_table(rows: list[dict[str, Any]], objectives: list[tuple[str, str]], t
     table = Table(title=title, show_lines=True, caption=None if unknown or len(rows) < 2 else
                   "class: members sharing a letter are equivalent within noise (no objective differs; Holm-tested "
                   "differences, family-wise error 0.05); intervals come from independent windows")
-    table.add_column("trial", justify="right")
-    table.add_column("config", ratio=1)
+    table.add_column("trial", justify="right", overflow="fold")
     for name, direction in objectives:
-        table.add_column(name + (" ↓" if direction == "minimize" else " ↑") + " [95% CI]", justify="right")
-    table.add_column("windows", justify="right")
+        table.add_column(name + (" ↓" if direction == "minimize" else " ↑") + " [95% CI]", justify="right",
+                         overflow="fold")
+    table.add_column("windows", justify="right", overflow="fold")
     table.add_column("class", justify="center")
     for c in extra:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", overflow="fold")
+    for k in varying if len(rows) > 1 else knobs:
+        table.add_column(k, overflow="fold")
     for r in sorted(rows, key=lambda r: (r.get("class") or "~", r["trial"])):
-        config = " ".join(f"{k}={v}" for k, v in r.items() if k not in NOT_KNOBS and k not in names
-                          and not k.endswith(("_low", "_high")))
         trials = ",".join(str(t) for t in r.get("trials") or [r["trial"]])
         windows = f"{r.get('windows', 1)}" + (" confirmed" if r.get("confirmed") else "") + (
             f", {r['failed_windows']} failed" if r.get("failed_windows") else "")
-        table.add_row(trials, config, *[with_interval(r, c) for c in names], windows, r.get("class") or "-",
-                      *[with_interval(r, c) for c in extra])
+        table.add_row(trials, *[with_interval(r, c) for c in names], windows, r.get("class") or "-",
+                      *[with_interval(r, c) for c in extra],
+                      *[fmt(r.get(k)) for k in (varying if len(rows) > 1 else knobs)])
     return table
 
 
 def print_front(console: Console, rows: list[dict[str, Any]], objectives: list[tuple[str, str]], title: str) -> None:
-    """The final front, after a blank line so its title never runs into what came before."""
+    """The final front, after a blank line so its title never runs into what came before. Off a terminal (a CI
+    log, `nohup`) nothing wraps a line: the table is printed as wide as it needs."""
     console.print()
-    console.print(front_table(rows, objectives, title))
+    table = front_table(rows, objectives, title)
+    if console.is_terminal:
+        console.print(table)
+        return
+    saved = console.width  # print(width=) can only narrow: widen the console itself for this table
+    console.width = max(saved, Measurement.get(console, console.options.update_width(10_000), table).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
 
 
 class RichReporter:
@@ -154,7 +191,7 @@ class RichReporter:
             self.console.print(f"[red]trial {number} FAILED[/] {error.splitlines()[0][:200]}")
         else:
             line = "  ".join(f"{k}={with_interval(metrics, k)}" for k in HEADLINE)
-            self.console.print(f"[green]trial {number} done[/] {line}")
+            self.console.print(f"[green]trial {number} done[/] {capacity_note(metrics)}{line}", soft_wrap=True)
 
     def trial_skipped(self, number: int, why: str) -> None:
         self.console.print(f"[yellow]trial {number} not measured[/] {why}")

@@ -59,3 +59,29 @@ def test_search_cli_off_terminal_prints_front_once(setup):
     lines = res.output.splitlines()
     at = next(i for i, line in enumerate(lines) if "Pareto front of study s" in line)
     assert lines[at].strip() == "Pareto front of study s" and lines[at - 1].strip() == ""
+
+
+def test_off_terminal_front_shows_every_knob_value_whole_at_80_columns():
+    """A CI log is 80 columns: the knobs the members differ in are columns, the shared ones go under the title,
+    and no value is cut (`quantization=w…` was); each done line carries capacity with its bracket."""
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=80)
+    rows = [{"trial": n, "model": "smollm2-135m-instruct", "quantization": q, "architecture": a,
+             "output_format": f, "p95_task_ms": p95, "quality": qual, "windows": 1}
+            for n, (q, a, f, p95, qual) in enumerate([("w8a8-int8-dynamic", "parallel", "minimal", 900.0, 0.5),
+                                                       ("none", "sequential_subquestions", "json", 800.0, 0.4)])]
+    print_front(console, rows, OBJECTIVES, "Pareto front of study s")
+    text = buf.getvalue()
+    for value in ("w8a8-int8-dynamic", "sequential_subquestions", "minimal", "parallel"):
+        assert value in text, (value, text)
+    assert "shared by every member: model=smollm2-135m-instruct" in text
+    header = next(line for line in text.splitlines() if "quantization" in line)
+    assert "architecture" in header and "output_format" in header, "one column per varying knob"
+    reporter = RichReporter(console)
+    reporter.trial_finished(4, {"capacity_tps": 1.25, "capacity_low": 1.25, "capacity_high": 1.375,
+                                "capacity_resolved": 1.0, "p95_task_ms": 900.0}, None)
+    reporter.trial_finished(5, {"capacity_tps": 2.0, "capacity_low": 2.0, "capacity_high": float("inf"),
+                                "capacity_resolved": 0.0, "p95_task_ms": 900.0}, None)
+    lines = buf.getvalue().splitlines()
+    assert any("trial 4 done capacity_tps=1.25 in [1.25, 1.375)" in line for line in lines)
+    assert any("trial 5 done capacity_tps=2 in [2, inf) unresolved" in line for line in lines)
