@@ -25,6 +25,10 @@ allows for the bytes one decode step must read.
    `num_requests_running` instead, prefill included). The same steps also carry prefill, so the fraction of the
    bound is conservative. Or explicit `--tokens-per-s --batch`.
 
+4. **Compute bound** (`roofline_compute.py`): tokens/s <= the GEMM rate measured at the served dtype in the
+   engine's own torch (`--engine-python`, on `--gemm-threads`) / FLOPs per decoded token (weights and, with a
+   context, attention). Each window says which bound it is nearer.
+
 Writes the same as markdown to `--out` (reports/benchmarks/roofline.md).
 """
 
@@ -44,6 +48,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from roofline_compute import compute_bound, flops_per_token, gemm_rate, nearer  # noqa: E402
 
 STORED_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "I16": 2,
                 "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
@@ -305,8 +312,9 @@ def render(bw: dict[str, float], b: dict[str, Any], rows: list[dict[str, Any]], 
         "\"+ KV\" adds batch x context x the KV bytes per token to each step).",
         "",
         f"| window | output tokens/s | batch ({meta['batch_source']}) | running gauge | context tokens | "
-        "bound, weights only | measured / bound | bound, weights + KV | measured / bound |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "bound, weights only | measured / bound | bound, weights + KV | measured / bound | compute bound | "
+        "nearer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rl = r["roofline"]
@@ -317,9 +325,20 @@ def render(bw: dict[str, float], b: dict[str, Any], rows: list[dict[str, Any]], 
             + (f"{r['context_tokens']:.0f}" if r.get("context_tokens") == r.get("context_tokens")
                and r.get("context_tokens") is not None else "-")
             + f" | {rl['bound_weights']:.0f} | **{rl['fraction_weights']:.1%}** | "
-            + (f"{rl['bound_kv']:.0f} | **{rl['fraction_kv']:.1%}** |" if "bound_kv" in rl else "- | - |"))
-    text.append("")
+            + (f"{rl['bound_kv']:.0f} | **{rl['fraction_kv']:.1%}** |" if "bound_kv" in rl else "- | - |")
+            + f" {r['compute_bound']:.0f} | {r['nearer']} |")
+    text += ["", *compute_lines(meta["gemm"])]
     return "\n".join(text)
+
+
+def compute_lines(g: dict[str, Any]) -> list[str]:
+    """How the compute bound was measured (or why there is none)."""
+    if g["gflops"] != g["gflops"]:
+        return [f"No compute bound: {g.get('why', 'not measured')}.", ""]
+    return [f"Compute bound: GEMM {g['gflops']:.1f} GFLOP/s ({g['library']}, {g['dtype']}, {g['size']}^3, "
+            f"{g['threads']} thread(s), best of the repeats) / FLOPs per decoded token (2 x the multiplied "
+            "parameters, plus attention over the context when known). \"nearer\": the bound whose share the "
+            "measured rate fills more.", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="bandwidth threads (default: one per core)")
     ap.add_argument("--use", choices=("copy", "read"), default="read", help="the bandwidth the bound uses (default "
                     "read: a decode step mostly reads)")
+    ap.add_argument("--engine-python", type=Path, default=REPO / ".venv-engine" / "bin" / "python",
+                    help="the engine's interpreter, whose torch measures the GEMM rate")
+    ap.add_argument("--gemm-threads", type=int, help="GEMM threads (default: cores - 1, as vLLM-CPU binds)")
+    ap.add_argument("--gemm-size", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "roofline.md")
     args = ap.parse_args(argv)
 
@@ -386,10 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bandwidth: {args.size_mib:g} MiB, best of {args.repeats} ...", file=sys.stderr, flush=True)
     bw = bandwidth(args.size_mib, args.repeats, args.threads)
     use = bw["read_gbs"] if args.use == "read" else bw["copy_gbs"]
+    print(f"GEMM at {b['served_dtype']} ...", file=sys.stderr, flush=True)
+    gemm = gemm_rate(b["served_dtype"], args.engine_python, args.gemm_size, threads=args.gemm_threads)
     for r in rows:
         r["roofline"] = roofline(use, per_step_bytes(b, r["batch"]), b["kv_per_token"], r["tokens_per_s"],
                                  r["batch"], r.get("context_tokens"))
-    meta = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": source,
+        r["compute_bound"] = compute_bound(gemm["gflops"], flops_per_token(b, model_config(model_dir),
+                                                                           r.get("context_tokens")))
+        memory = r["roofline"].get("bound_kv", r["roofline"]["bound_weights"])
+        r["nearer"] = nearer(r["tokens_per_s"], memory, r["compute_bound"])
+    meta = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": source, "gemm": gemm,
             "batch_source": ("decoding, client" if args.batch_source == "client" else "vLLM running gauge")
             if args.study or args.trial_dir else "given"}
     text = render(bw, b, rows, meta, "read-only" if args.use == "read" else "copy")

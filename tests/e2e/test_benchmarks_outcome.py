@@ -278,3 +278,21 @@ def test_guidellm_runs_are_judged_by_our_rule_on_their_window():
     g = ref.goodput_answer(report)
     assert (g["streams"], g["lowest_failing"], g["probes"], g["load_s"]) == (4, 5, 3, 80)
     assert g["rate"] == pytest.approx(1.2)
+
+
+def test_roofline_compute_bound_counts_the_multiplied_parameters_and_measures_a_gemm():
+    compute = load_benchmark("roofline_compute")
+    b = {"tied": True, "params": {"linear": 1000, "embedding": 500, "lm_head": 0}}
+    cfg = {"num_attention_heads": 4, "hidden_size": 32, "num_hidden_layers": 2}
+    f = compute.flops_per_token(b, cfg, None)
+    assert f["weights"] == 2 * 1500 and f["attention"] == 0  # tied: the embedding table is the lm_head
+    with_context = compute.flops_per_token({**b, "tied": False, "params": {**b["params"], "lm_head": 200}}, cfg, 100)
+    assert with_context["weights"] == 2 * 1200 and with_context["attention"] == 4 * 2 * 4 * 8 * 100
+    assert compute.compute_bound(3.0, f) == pytest.approx(3e9 / 3000)
+    assert compute.nearer(50.0, 100.0, 1000.0).startswith("memory (50% of memory's, 5% of compute's)")
+    assert compute.nearer(50.0, 1000.0, 100.0).startswith("compute")
+    assert compute.nearer(50.0, 100.0, math.nan).startswith("memory (no compute bound")
+    g = compute.gemm_rate("float32", REPO / ".venv-engine" / "bin" / "python", size=128, repeats=1, threads=1)
+    assert g["gflops"] > 0 and g["library"].startswith("torch") and g["threads"] == 1, g
+    missing = compute.gemm_rate("bfloat16", REPO / "no-such-python", size=8)
+    assert math.isnan(missing["gflops"]) and "no engine python" in missing["why"]
