@@ -23,6 +23,9 @@ METRICS = ("p95_task_ms_at_load", "usd_per_1k_tasks", "quality", "quality_ci_low
            "capacity_tps", "task_error_rate", "p95_ttft_ms", "capacity_levels", "eval_missing_items",
            "eval_completion_s", "mean_tokens_out_per_task", "startup_s", "engine_reused", "measure_s",
            "trial_wall_s")
+# the columns that are neither a knob nor a metric
+BOOKKEEPING = {"repeat", "trial", "state", "feasible", "fail_reason", "capacity_stop", "asked", "completed",
+               "item_scores"}
 
 
 def record(space: Path, run_dir: Path, repeats: int) -> None:
@@ -50,7 +53,8 @@ def export(run_dir: Path, repeats: int, out: Path) -> list[dict]:
                 continue
             m = t.user_attrs.get("metrics", {})
             row = {"repeat": r, "trial": t.number, "state": t.state.name, "feasible": t.user_attrs.get("feasible"),
-                   "fail_reason": t.user_attrs.get("fail_reason", ""), **t.params,
+                   "fail_reason": t.user_attrs.get("fail_reason", ""),
+                   "capacity_stop": t.user_attrs.get("capacity_stop", ""), **t.params,
                    **{k: m.get(k) for k in METRICS},
                    "asked": t.datetime_start.isoformat() if t.datetime_start else "",  # a batch is asked at once
                    "completed": t.datetime_complete.isoformat() if t.datetime_complete else "",
@@ -97,8 +101,7 @@ def _noise(rows: list[dict]) -> list[str]:
     import numpy as np
 
     by: dict[tuple, dict[int, dict]] = {}
-    knobs = [k for k in rows[0] if k not in METRICS and k not in ("repeat", "trial", "state", "feasible",
-                                                                    "fail_reason", "asked", "completed", "item_scores")]
+    knobs = [k for k in rows[0] if k not in METRICS and k not in BOOKKEEPING]
     for r in rows:
         if r["state"] == "COMPLETE":
             by.setdefault(tuple(r[k] for k in knobs), {})[r["repeat"]] = r
@@ -130,8 +133,7 @@ def _factorisation(rows: list[dict], knob: str = "max_num_seqs") -> list[str]:
     only in `knob`, within one repeat, against the repeat-to-repeat agreement above."""
     import numpy as np
 
-    skip = set(METRICS) | {"repeat", "trial", "state", "feasible", "fail_reason", "asked", "completed", "item_scores",
-                           knob}
+    skip = set(METRICS) | BOOKKEEPING | {knob}
     others = [k for k in rows[0] if k not in skip]
     by: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -208,11 +210,40 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/table/table.csv")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--prior-to", type=Path, help="also write the repeats' launch-to-launch noise as the host's "
+                    "noise prior (noise-prior.json) into this run dir, e.g. runs/ (autotune.search.noise_prior)")
     args = ap.parse_args()
     if not args.export_only:
         record(args.space, args.run_dir, args.repeats)
     rows = export(args.run_dir, args.repeats, args.out)
     datasheet(rows, args.space.resolve(), args.out)
+    if args.prior_to:
+        print(f"noise prior: {write_table_prior(rows, args.space.resolve(), args.run_dir, args.prior_to)}")
+
+
+def write_table_prior(rows: list[dict], space_file: Path, run_dir: Path, to: Path) -> Path:
+    """The repeat pairs' spread of capacity, cost and p95 at load as the host's noise prior (complete pairs only;
+    a capacity-0 or floor-stopped window is censored, not spread, and is left out)."""
+    import optuna
+
+    from autotune.config.space import load_space
+    from autotune.config.workload import load_workload
+    from autotune.search.noise_prior import from_pairs, write_prior
+
+    space = load_space(space_file, check_paths=False)
+    workload = load_workload((space_file.parent / space.workload).resolve())
+    skip = set(METRICS) | BOOKKEEPING
+    by: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        if r["state"] == "COMPLETE" and r.get("capacity_stop", "converged") != "quality_floor":
+            by.setdefault(tuple(str(v) for k, v in r.items() if k not in skip), {})[r["repeat"]] = r
+    pairs = {m: [(float(v[1][m]), float(v[2][m])) for v in by.values() if 1 in v and 2 in v
+                 and v[1][m] is not None and v[2][m] is not None]
+             for m in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load")}
+    study = optuna.load_study(study_name="table-r1", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    version = next((t.user_attrs["engine_version"] for t in study.trials if t.user_attrs.get("engine_version")), "")
+    return write_prior(to, from_pairs(pairs), {"name": workload.name, "level_s": workload.capacity.level_s},
+                       version, f"benchmarks/record_table.py: {run_dir} (repeat pairs of a {len(by)}-config grid)")
 
 
 if __name__ == "__main__":

@@ -191,6 +191,8 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "windows": int(chosen.metrics.get("windows", 1)), "trials": chosen.user_attrs.get("trials", [chosen.number]),
         "target_rate_tps": target_rate, "replicas": replicas, "replicas_basis": basis, "headroom": headroom,
         "sla": space.sla.model_dump(),
+        # the host's launch noise the intervals pooled in (autotune.search.noise_prior), or None
+        "noise_prior": _prior_note(study),
     }
     # every file passes the redaction policy as data, before it is serialised (a mask must not break JSON,
     # YAML or shell quoting), whatever a future field carries
@@ -225,7 +227,7 @@ def window_cis(study, space: SpaceConfig, chosen: Candidate) -> tuple[dict[str, 
     if cp is None:
         return {}, {}
     res = resolution(space, study_workload(study))
-    noise = study_noise(points, space, res)
+    noise = study_noise(study, points, space, res)
     m = chosen.metrics
     both = []
     for fresh in (False, True):
@@ -235,6 +237,20 @@ def window_cis(study, space: SpaceConfig, chosen: Candidate) -> tuple[dict[str, 
             out["quality"] = (m["quality"], m["quality_ci_low"], m["quality_ci_high"])
         both.append(out)
     return both[0], both[1]
+
+
+def _prior_note(study) -> dict[str, Any] | None:
+    """Where the pooled host noise came from and its degrees of freedom per metric, when the study used one."""
+    from autotune.search.noise_prior import study_prior
+
+    prior, used = study.user_attrs.get("noise_prior"), study_prior(study)
+    return {"source": prior.get("source"), "created": prior.get("created"),
+            "df": {m: n.df for m, n in used.items()}} if prior and used else None
+
+
+def _prior_words(note: dict[str, Any] | None) -> str:
+    return "" if not note else (f", and with this host's launch noise measured by {note['source']} on "
+                                f"{note['created']}, {max(note['df'].values(), default=0)} degrees of freedom")
 
 
 def _api_key_env(workload, space: SpaceConfig) -> str | None:
@@ -283,8 +299,8 @@ the vLLM production-stack chart in `helm-values.yaml`.
 ## Measured ({b['windows']} window(s): trials {', '.join(map(str, b['trials']))} plus confirmations; 95% intervals)
 
 Intervals on latency, capacity and cost come from independent windows (window-to-window noise pooled over every
-config of the study measured more than once); the quality interval is a bootstrap over the study's fixed
-evaluation items, on which every config was graded.
+config of the study measured more than once{_prior_words(b.get('noise_prior'))}); the quality interval is a
+bootstrap over the study's fixed evaluation items, on which every config was graded.
 
 | metric | value | 95% CI (the config's mean) | 95% PI (one fresh launch) |
 |---|---|---|---|

@@ -222,7 +222,7 @@ def distinguishable(study, space, a: int, b: int) -> bool:
     if None in pair or pair[0] is pair[1]:
         return False
     res = resolution(space, study_workload(study))
-    labels = judge_front(pair, space, study_noise(points, space, res), res).labels
+    labels = judge_front(pair, space, study_noise(study, points, space, res), res).labels
     return "?" not in labels.values() and labels[pair[0].key] != labels[pair[1].key]
 
 

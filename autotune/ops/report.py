@@ -200,7 +200,7 @@ def front_markdown(study, space, rows: list[dict[str, Any]], front: list[dict[st
                   f"{r.get('class') or NONE} |")
     res = resolution(space, study_workload(study))
     keys = {r["config_key"] for r in front}
-    verdict = judge_front([cp for cp in points if cp.key in keys], space, study_noise(points, space, res), res)
+    verdict = judge_front([cp for cp in points if cp.key in keys], space, study_noise(study, points, space, res), res)
     trial_of = {cp.key: cp.number for cp in points}
     md.append("")
     if verdict.untested:

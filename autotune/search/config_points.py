@@ -197,11 +197,14 @@ def shown_metrics(space: SpaceConfig) -> list[str]:
     return names + [m for m in SHOWN if m not in names]
 
 
-def study_noise(points: list[ConfigPoint], space: SpaceConfig, res: dict[str, float]) -> dict[str, Noise]:
+def study_noise(study, points: list[ConfigPoint], space: SpaceConfig, res: dict[str, float]) -> dict[str, Noise]:
     """Window-to-window noise per objective, pooled over every config measured more than once (all its windows:
-    a selected search window only widens the spread, so this errs on the safe side)."""
+    a selected search window only widens the spread, so this errs on the safe side), and with the host's noise
+    prior when the study adopted one (autotune.search.noise_prior)."""
+    from autotune.search.noise_prior import pooled, study_prior
+
     names = shown_metrics(space)
-    return noise_model([cp.point(names, res, all_windows=True) for cp in points], names)
+    return pooled(noise_model([cp.point(names, res, all_windows=True) for cp in points], names), study_prior(study))
 
 
 @dataclass

@@ -148,7 +148,7 @@ def survival_summary(study, space: SpaceConfig) -> dict[str, Any] | None:
     confirmed = [cp for cp in points if cp.confirmed
                  and evaluate(cp.metrics(), space.objectives, space.constraints).feasible]
     res = resolution(space)
-    noise = study_noise(study_points(study, space), space, res)
+    noise = study_noise(study, study_points(study, space), space, res)
     names = [o.metric for o in space.objectives if o.metric != "quality"]
     out = survival(before, [cp.point(names, res) for cp in confirmed], [(o.metric, o.direction)
                                                                        for o in space.objectives], noise)

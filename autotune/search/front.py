@@ -65,7 +65,7 @@ def front_rows(study, space: SpaceConfig, judge: bool = False) -> tuple[list[dic
         r["pareto"] = i in on_front
     if judge and rows:
         res = resolution(space, study_workload(study))
-        noise = study_noise(points, space, res)
+        noise = study_noise(study, points, space, res)
         for cp, r in zip(kept, rows, strict=True):
             r.update({k: v for k, v in intervals(cp, space, noise, res).items() if k.endswith(("_low", "_high"))})
         verdict = judge_front([cp for cp, r in zip(kept, rows, strict=True) if r["pareto"]], space, noise, res)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -94,9 +95,16 @@ def test_replicas_and_quoting():
 
 
 def test_bundle_from_a_study_starts_its_engine(setup, tmp_path):
+    from autotune.search.noise_prior import write_prior
+
     opts = setup("{choices: [2, 4]}", n_trials=2, client="  output_format: {choices: [json, yaml]}")
+    Path(opts.run_dir).mkdir(parents=True, exist_ok=True)  # the host's noise, measured before: the study adopts it
+    write_prior(opts.run_dir, {"p95_task_ms_at_load": {"sd": 0.05, "df": 40, "log": True},
+                               "p95_task_ms": {"sd": 0.05, "df": 40, "log": True}},
+                {"name": "w", "level_s": 8.0}, "fake-0", "a test table")
     run_search(opts, NullReporter())
     study = _study(opts)
+    assert study.user_attrs["noise_prior"]["source"] == "a test table"
     bundle, chosen, rule = export_bundle(study, "knee", tmp_path / "exports", target_rate=50.0)
     assert bundle.name == "v1" and bundle.parent.name == "s"
     assert {p.name for p in bundle.iterdir()} >= {"bundle.json", "vllm-args.json", "serve.sh", "app-config.yaml",
@@ -110,6 +118,7 @@ def test_bundle_from_a_study_starts_its_engine(setup, tmp_path):
     assert helm["servingEngineSpec"]["modelSpec"][0]["replicaCount"] == b["replicas"]
     assert "95% CI" in (bundle / "README.md").read_text() and "one fresh launch" in (bundle / "README.md").read_text()
     assert set(b["prediction_intervals_95"]) == set(b["confidence_intervals_95"]) >= {"quality"}
+    assert b["noise_prior"]["source"] == "a test table" and "a test table" in (bundle / "README.md").read_text()
     assert export_bundle(study, "cheapest-within-sla", tmp_path / "exports")[0].name == "v2"  # versioned
     default = export_bundle(study, "cheapest-within-quality", tmp_path / "exports")
     assert "paired quality not distinguishably worse" in default[2], default[2]
