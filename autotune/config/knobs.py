@@ -50,7 +50,8 @@ KNOBS: dict[str, Knob] = {
         Knob("draft_model", "server", str, "draft_model: bundled name or path of the draft model"),
         Knob("seed", "server", int, "--seed", min=0),
         Knob("gpu_memory_utilization", "server", float, "--gpu-memory-utilization (cuda only)", min=0.05, max=1.0),
-        Knob("kv_cache_space_gb", "server", float, "VLLM_CPU_KVCACHE_SPACE (cpu only), GiB", min=0.1),
+        Knob("kv_cache_space_gb", "server", int, "VLLM_CPU_KVCACHE_SPACE (cpu only), whole GiB: vLLM reads an "
+             "integer and does not start on 0.5", min=1),
         Knob("max_tokens", "client", int, "max output tokens per FM call (overrides the workload)", min=1),
         Knob("temperature", "client", float, "sampling temperature (overrides the workload)", min=0.0, max=2.0),
         Knob("architecture", "client", str, "cognitive architecture: #1 one_call, #2 parallel sub-questions, "
@@ -92,7 +93,7 @@ class ServerConfig(BaseModel):
     draft_model: str | None = None
     seed: int | None = 0
     gpu_memory_utilization: float | None = None
-    kv_cache_space_gb: float | None = None
+    kv_cache_space_gb: int | None = None
 
 
 class ClientConfig(BaseModel):

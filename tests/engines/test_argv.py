@@ -79,11 +79,11 @@ def test_gpu_memory_utilization_only_on_cuda():
 
 def test_command_and_extra_args_and_env():
     eng = EngineConfig(command=["vllm", "serve"], extra_args=["--swap-space", "0"], env={"A": "1"})
-    argv = build_argv(ServerConfig(model="/m", kv_cache_space_gb=1.5), eng, 1)
+    argv = build_argv(ServerConfig(model="/m", kv_cache_space_gb=2), eng, 1)
     assert argv[:2] == ["vllm", "serve"] and argv[-2:] == ["--swap-space", "0"]
-    assert build_env(ServerConfig(kv_cache_space_gb=1.5), eng) == {"A": "1", "VLLM_CPU_KVCACHE_SPACE": "1.5",
+    assert build_env(ServerConfig(kv_cache_space_gb=2), eng) == {"A": "1", "VLLM_CPU_KVCACHE_SPACE": "2",
                                                                   "VLLM_SERVER_DEV_MODE": "1"}
-    assert "VLLM_CPU_KVCACHE_SPACE" not in build_env(ServerConfig(kv_cache_space_gb=1.5), EngineConfig(device="cuda"))
+    assert "VLLM_CPU_KVCACHE_SPACE" not in build_env(ServerConfig(kv_cache_space_gb=2), EngineConfig(device="cuda"))
 
 
 def test_bundled_model_resolves_to_prepared_dir(monkeypatch, tmp_path):
