@@ -52,6 +52,11 @@ KNOBS: dict[str, Knob] = {
         Knob("gpu_memory_utilization", "server", float, "--gpu-memory-utilization (cuda only)", min=0.05, max=1.0),
         Knob("kv_cache_space_gb", "server", int, "VLLM_CPU_KVCACHE_SPACE (cpu only), whole GiB: vLLM reads an "
              "integer and does not start on 0.5", min=1),
+        Knob("cpu_threads_bind", "server", str, "VLLM_CPU_OMP_THREADS_BIND (cpu only): auto (all cores of the NUMA "
+             "node but the reserved ones), nobind, or core ids such as 0-3"),
+        Knob("cpu_reserved_cores", "server", int, "VLLM_CPU_NUM_OF_RESERVED_CPU (cpu only): cores kept from the "
+             "OpenMP threads for the API server and scheduler (vLLM reserves 1; 0 gives the worker every core)",
+             min=0),
         Knob("max_tokens", "client", int, "max output tokens per FM call (overrides the workload)", min=1),
         Knob("temperature", "client", float, "sampling temperature (overrides the workload)", min=0.0, max=2.0),
         Knob("architecture", "client", str, "cognitive architecture: #1 one_call, #2 parallel sub-questions, "
@@ -94,6 +99,8 @@ class ServerConfig(BaseModel):
     seed: int | None = 0
     gpu_memory_utilization: float | None = None
     kv_cache_space_gb: int | None = None
+    cpu_threads_bind: str | None = None
+    cpu_reserved_cores: int | None = None
 
 
 class ClientConfig(BaseModel):

@@ -93,6 +93,21 @@ def build_argv(s: ServerConfig, engine: EngineConfig, port: int) -> list[str]:
     return argv + list(engine.extra_args)
 
 
+def knob_env(s: ServerConfig, engine: EngineConfig) -> dict[str, str]:
+    """The engine variables server knobs set (vLLM-CPU reads these, not flags): KV space, the OpenMP thread binding
+    and the cores reserved for the API server and scheduler. A deployment sets them too (the bundle's env)."""
+    if engine.device != "cpu":
+        return {}
+    env = {}
+    if s.kv_cache_space_gb is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(s.kv_cache_space_gb)
+    if s.cpu_threads_bind is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = s.cpu_threads_bind
+    if s.cpu_reserved_cores is not None:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(s.cpu_reserved_cores)
+    return env
+
+
 def build_env(s: ServerConfig, engine: EngineConfig) -> dict[str, str]:
     """Environment overrides for the engine (on top of os.environ); `${NAME}` values read the tuner's environment
     here, at launch, so they live only in this process and the engine's."""
@@ -100,8 +115,7 @@ def build_env(s: ServerConfig, engine: EngineConfig) -> dict[str, str]:
         env = {k: expand(v) for k, v in engine.env.items()}
     except KeyError as exc:
         raise EngineLaunchError(f"engine.env refers to ${{{exc.args[0]}}}, which is not set", "bad_config") from None
-    if engine.device == "cpu" and s.kv_cache_space_gb is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = f"{s.kv_cache_space_gb:g}"
+    env.update(knob_env(s, engine))
     # POST /reset_prefix_cache (dev endpoints; the tuning engine binds to loopback): every window starts cold
     env.setdefault("VLLM_SERVER_DEV_MODE", "1")
     return env

@@ -62,8 +62,9 @@ def deploy_env(engine, server) -> tuple[dict[str, str], list[str]]:
         else:
             env[key] = "${" + name + "}"
             required.append(name)
-    if engine.device == "cpu" and server.kv_cache_space_gb is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = f"{server.kv_cache_space_gb:g}"
+    from autotune.engines import knob_env
+
+    env.update(knob_env(server, engine))  # what the server knobs set through the environment (KV space, threads)
     return env, sorted(set(required))
 
 

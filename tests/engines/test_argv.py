@@ -111,3 +111,17 @@ def test_unprepared_variant_is_reported(monkeypatch, tmp_path):
     assert "autotune models prepare smollm2-135m-w8a8" in problem("smollm2-135m", "w8a8")
     assert problem("/definitely/not/here") == "model path does not exist"
     assert problem("org/hub-id") is None  # a GPU host resolves hub ids itself
+
+
+def test_cpu_knobs_set_the_engine_environment_and_the_bundle_carries_them():
+    """vLLM-CPU reads its KV space, thread binding and reserved cores from the environment, not flags: a launch and
+    a deployment of the same config set the same variables; a CUDA engine gets none of them."""
+    from autotune.ops.export import deploy_env
+
+    server = ServerConfig(kv_cache_space_gb=2, cpu_threads_bind="nobind", cpu_reserved_cores=0)
+    want = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    cpu = EngineConfig(device="cpu")
+    assert {k: v for k, v in build_env(server, cpu).items() if k.startswith("VLLM_CPU")} == want
+    assert deploy_env(cpu, server)[0] == want
+    assert not any(k.startswith("VLLM_CPU") for k in build_env(server, EngineConfig(device="cuda")))
+    assert "--cpu-reserved-cores" not in build_argv(server, cpu, 1), "an env knob is no flag"
