@@ -57,6 +57,9 @@ def trial_key(t, space: SpaceConfig | None = None) -> str:
     return "params:" + json.dumps(t.params, sort_keys=True, default=str)
 
 
+CENSORABLE = ("capacity_tps", "usd_per_1k_tasks")  # read off a capacity search, whose bracket may stay open
+
+
 def window_of(metrics: dict[str, float], items: dict[str, float] | None, **extra: Any) -> dict[str, Any]:
     return {"metrics": {k: v for k, v in metrics.items() if v == v}, "items": dict(items or {}), **extra}
 
@@ -130,16 +133,22 @@ class ConfigPoint:
         return {k: float(np.mean(v)) for k, v in per.items()}
 
     def point(self, metrics: list[str], resolution: dict[str, float], all_windows: bool = False) -> Point:
-        """`all_windows` (the noise pool): every window, but not a capacity-0 one, which is a censored value
-        (nothing passed), not a measurement of the spread."""
+        """`all_windows` (the noise pool): every window but a capacity-0 one (nothing passed: an overloaded
+        system, not the spread of a working one), and for capacity and cost not one whose bracket stayed open above
+        (a search stopped at max_rate, or by a quality floor): such values bound capacity, not measure it."""
         wins = [*self.search_windows(), *self.confirm_ok()] if all_windows else self.windows()
         if all_windows:
             wins = [w for w in wins if w["metrics"].get("capacity_tps", 1.0) > 0]
+
+        def kept(w: dict[str, Any], m: str) -> bool:
+            return not all_windows or m not in CENSORABLE or w["metrics"].get("capacity_bracket", 1.0) < math.inf
+
         res = dict(resolution)
         if math.isfinite(b := self.bracket()):  # the grid this config was measured on, not the one asked for
             res["capacity_tps"] = res["usd_per_1k_tasks"] = max(b - 1.0, 0.0)
         return Point(key=self.key, label=f"trial {self.number}", resolution=res, items=self.items(),
-                     windows={m: [w["metrics"][m] for w in wins if m in w["metrics"]] for m in metrics})
+                     windows={m: [w["metrics"][m] for w in wins if m in w["metrics"] and kept(w, m)]
+                              for m in metrics})
 
     def bracket(self) -> float:
         """The capacity brackets (first failing / last passing) of the estimate's windows, their geometric mean;

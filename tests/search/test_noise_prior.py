@@ -79,3 +79,20 @@ def test_an_export_says_where_its_noise_came_from():
     note = _prior_note(study)
     assert note == {"source": "the table", "created": "today", "df": {"capacity_tps": 30}}
     assert "launch noise measured by the table on today, 30 degrees of freedom" in _prior_words(note)
+
+
+def test_a_bracket_open_above_bounds_capacity_and_is_no_spread():
+    """A window whose search stopped before a failing level (max_rate, a quality floor) says capacity >= x: the
+    noise pool leaves its capacity and cost out, and keeps its latency."""
+    from autotune.search.config_points import ConfigPoint
+
+    def trial(cap: float, bracket: float, p95: float):
+        t = optuna.trial.create_trial(values=[p95, 1.0 / cap, 0.5], user_attrs={"metrics": {
+            "capacity_tps": cap, "capacity_bracket": bracket, "usd_per_1k_tasks": 1.0 / cap,
+            "p95_task_ms_at_load": p95}})
+        return t
+
+    cp = ConfigPoint("k", [trial(2.0, 1.1, 900.0), trial(4.0, math.inf, 950.0)])
+    p = cp.point(["capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load"], {}, all_windows=True)
+    assert p.windows == {"capacity_tps": [2.0], "usd_per_1k_tasks": [0.5], "p95_task_ms_at_load": [900.0, 950.0]}
+    assert cp.point(["capacity_tps"], {}).windows["capacity_tps"] == [2.0, 4.0], "the estimate keeps both"
