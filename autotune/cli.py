@@ -220,6 +220,8 @@ def nightly(
     error_tolerance: Annotated[float, typer.Option(help="Absolute task error rate increase tolerated.", min=0,
                                                    max=1)] = 0.02,
     quality_tolerance: Annotated[float, typer.Option(help="Absolute quality drop tolerated.", min=0, max=1)] = 0.05,
+    min_quality: Annotated[float | None, typer.Option(help="Quality floor of the *-within-quality policies (see "
+                                                           "`autotune export --help`).", min=0, max=1)] = None,
 ) -> None:
     """Resume, test the recommended config against its baseline in fresh interleaved windows, search on, re-export;
     exit 5 on a significant regression."""
@@ -230,7 +232,7 @@ def nightly(
         result = run_nightly(study, storage or default_storage(run_dir), exports, reports, policy, confirm,
                              new_trials, forced, alpha, latency_tolerance, quality_tolerance, reporter,
                              storage_option=_storage_option(storage), capacity_tolerance=capacity_tolerance,
-                             error_tolerance=error_tolerance,
+                             error_tolerance=error_tolerance, min_quality=min_quality,
                              warn=lambda s: err.print(f"warning: {s}", soft_wrap=True, markup=False, highlight=False),
                              say=lambda s: out.print(s, soft_wrap=True, markup=False, highlight=False))
     for c in result.comparisons:

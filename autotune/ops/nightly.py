@@ -104,9 +104,9 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
                 quality_tolerance: float = 0.05, reporter=None, storage_option: str = "--storage",
                 capacity_tolerance: float = 0.25, error_tolerance: float = 0.02,
                 warn: Callable[[str], None] | None = None, say: Callable[[str], None] | None = None,
-                ) -> NightlyResult:
+                min_quality: float | None = None) -> NightlyResult:
     """confirm: windows per arm. warn: called once with a line when `confirm` cannot reach alpha; say: a line
-    per finished window."""
+    per finished window; min_quality: the pick policy's stated quality floor (export's --min-quality)."""
     from autotune.search import trial_inputs
     from autotune.stores import load_study, probe_dir
 
@@ -122,7 +122,7 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     workload = load_workload(wl_file)
     run_dir = Path(attrs["run_dir"])
 
-    bundle, incumbent = _incumbent(study, space, exports, study_name, policy)
+    bundle, incumbent = _incumbent(study, space, exports, study_name, policy, min_quality)
     base_dir = run_dir / study_name / f"trial-{incumbent:04d}"
     base_config = TrialConfig.model_validate(json.loads((base_dir / "resolved-config.json").read_text()))
     configs = {"baseline": base_config, "current": apply_forced(base_config, forced)}
@@ -137,14 +137,15 @@ def run_nightly(study_name: str, storage: str, exports: Path, reports: Path, pol
     windows = _ab_windows(configs, inputs, space, run_dir, run_dir / study_name / f"nightly-{stamp}", confirm,
                           window_gates, reporter, say)
     verdict = compare_arms(windows["baseline"], windows["current"], window_gates, alpha, quality_tolerance)
-    reexported, note = _search_on(study_name, storage, attrs, space, wl_file, run_dir, exports, policy, incumbent,
-                                  bundle, new_trials, reporter)
+    reexported, note = _search_on(study_name, storage, attrs, space, wl_file, run_dir, exports, (policy, min_quality),
+                                  incumbent, bundle, new_trials, reporter)
     result = NightlyResult(study_name, incumbent, verdict.comparisons, new_trials, reexported, Path(), Path(),
                            forced, windows, verdict.untested, window_gates, alpha, warning, recorded, note)
     return _write_report(result, reports, stamp, confirm)
 
 
-def _incumbent(study, space, exports: Path, study_name: str, policy: str) -> tuple[dict[str, Any] | None, int]:
+def _incumbent(study, space, exports: Path, study_name: str, policy: str,
+               min_quality: float | None = None) -> tuple[dict[str, Any] | None, int]:
     """(the latest exported bundle or None, the trial it recommends, else the one the policy picks now)."""
     from autotune.ops.policy import candidates, pick
 
@@ -152,7 +153,7 @@ def _incumbent(study, space, exports: Path, study_name: str, policy: str) -> tup
     if bundle is not None:
         return bundle, bundle["trial"]
     try:
-        return None, pick(candidates(study), space, policy)[0].number
+        return None, pick(candidates(study), space, policy, min_quality)[0].number
     except ValueError as exc:
         raise ConfigError(study_name, "--policy", str(exc), policy) from None
 
@@ -179,9 +180,10 @@ def _ab_windows(configs: dict[str, TrialConfig], inputs, space, run_dir: Path, n
 
 
 def _search_on(study_name: str, storage: str, attrs: dict[str, Any], space, wl_file: Path, run_dir: Path,
-               exports: Path, policy: str, incumbent: int, bundle, new_trials: int, reporter) -> tuple[str | None, str]:
+               exports: Path, policy: tuple[str, float | None], incumbent: int, bundle, new_trials: int,
+               reporter) -> tuple[str | None, str]:
     """N new trials, then a re-export when the pick changed distinguishably (or nothing was exported yet):
-    (the new bundle's path or None, a note on the new pick)."""
+    (the new bundle's path or None, a note on the new pick). `policy`: (its name, the stated quality floor)."""
     from autotune.ops.export import export_bundle
     from autotune.ops.policy import candidates, pick
     from autotune.search import SearchOptions, finished_trials, run_search
@@ -198,7 +200,7 @@ def _search_on(study_name: str, storage: str, attrs: dict[str, Any], space, wl_f
     study = load_study(study_name, storage)
     reexported = None
     try:
-        best = pick(candidates(study), space, policy)[0].number
+        best = pick(candidates(study), space, *policy)[0].number
     except ValueError:
         best = incumbent
     note, distinct = "", False
@@ -207,7 +209,7 @@ def _search_on(study_name: str, storage: str, attrs: dict[str, Any], space, wl_f
         note = (f"the policy now picks trial {best}; it " + ("differs from" if distinct else "is not distinguishable "
                 "within noise from") + f" incumbent trial {incumbent} (Holm-tested on every objective)")
     if bundle is None or distinct:
-        path, _, _ = export_bundle(study, policy, exports)
+        path, _, _ = export_bundle(study, policy[0], exports, min_quality=policy[1])
         reexported = str(path)
     return reexported, note
 
