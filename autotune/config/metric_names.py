@@ -81,7 +81,10 @@ TASK_METRICS: dict[str, str] = {
     "cache_saved_ms_per_task": "latency saved by the cache per task: hit rate x (miss - hit latency) (ms)",
     "cache_lookup_ms": "mean semantic cache lookup time, embedding included (ms)",
     "critical_path_dominant_share": "share of p95-tail task time spent in the node that dominates it",
-    "usd_per_1k_tasks": "hardware $/h per 1000 tasks: at capacity (capacity protocol), else at the measured rate",
+    "usd_per_1k_tasks": "$ per 1000 tasks: self-hosted hardware $/h at capacity (capacity protocol; else at the "
+                        "measured rate), plus API tokens per task at the API's prices",
+    "usd_per_1k_tasks_hosted": "the self-hosted part of usd_per_1k_tasks (hardware hours over capacity)",
+    "usd_per_1k_tasks_api": "the API part of usd_per_1k_tasks (input and output tokens per task at its prices)",
     "target_task_rate": "offered task arrival rate, tasks/s (open loop; NaN in closed loop)",
     "achieved_task_rate": "tasks started per second in the measurement window (compare with target_task_rate)",
     "schedule_lag_p95_ms": "p95 of how late tasks started after their scheduled arrival (open loop; ms)",

@@ -3,71 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from autotune.config.endpoints import DEFAULT_ENGINE_PYTHON, EndpointConfig, EngineConfig, OpenAIEndpointConfig, Strict
 from autotune.config.knobs import KNOBS, check_value
 from autotune.config.loader import load_yaml, parse_model
 from autotune.config.metric_names import KNOWN_METRICS
 from autotune.config.samplers import SamplerName
 from autotune.errors import ConfigError
-from autotune.secret_detect import secret_parts
-from autotune.secrets import argv_secrets, expand, is_secret_name, reference, register_value
-
-DEFAULT_ENGINE_PYTHON = ".venv-engine/bin/python"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.nan` or `.inf` is never a valid setting
-
-
-class EngineConfig(Strict):
-    """How to start the engine. `command` wins over `python`; both come from config, never from code."""
-
-    kind: Literal["vllm"] = "vllm"
-    python: str = DEFAULT_ENGINE_PYTHON
-    command: list[str] | None = None  # e.g. ["vllm", "serve"] or a container entrypoint
-    device: Literal["cpu", "cuda"] = "cpu"
-    host: str = "127.0.0.1"
-    env: dict[str, str] = Field(default_factory=dict)
-    extra_args: list[str] = Field(default_factory=list)
-    startup_timeout_s: float = Field(600.0, gt=0)
-    shutdown_timeout_s: float = Field(20.0, gt=0)
-    # engines kept frozen (SIGSTOP) when the server part changes, thawed when it comes back instead of relaunched;
-    # each keeps its memory, so leave 0 where that memory is a GPU's (autotune.engines.keeper)
-    park: int = Field(0, ge=0, le=8)
-
-    @field_validator("command", "extra_args")
-    @classmethod
-    def _no_secret_in_argv(cls, argv: list[str] | None) -> list[str] | None:
-        for i in argv_secrets(argv or []):
-            raise ValueError(f"item {i} ({(argv or [])[i].split('=', 1)[0].split()[0]!r}...) carries a secret: put "
-                             "it in `engine.env` (vLLM reads VLLM_API_KEY and HF_TOKEN from its environment); an "
-                             "argv is visible to every user of this host and the engine logs it")
-        for i, arg in enumerate(argv or []):
-            if secret_parts(arg):
-                raise ValueError(f"item {i} carries a credential (by its shape: a key, token or URL password): put "
-                                 "it in `engine.env`; an argv is visible to every user of this host")
-        return argv
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for name, value in env.items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-            if "${" in value and reference(value) is None:
-                raise ValueError(f"{name}: a reference to the tuner's environment reads `${{NAME}}` alone")
-        return env
-
-    def launcher(self) -> list[str]:
-        if self.command:
-            return list(self.command)
-        return [self.python, "-m", "vllm.entrypoints.openai.api_server"]
+from autotune.secrets import expand, is_secret_name, reference, register_value
 
 
 class HardwareConfig(Strict):
@@ -181,7 +129,7 @@ class SpaceConfig(Strict):
     name: str = Field(pattern=STUDY_NAME)
     description: str = ""
     workload: str | None = None  # path relative to this file
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+    engine: EndpointConfig = Field(default_factory=EngineConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     knobs: dict[str, KnobSpec] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=default_objectives, min_length=1)
@@ -227,6 +175,16 @@ class SpaceConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _server_knobs_need_a_server(self) -> SpaceConfig:
+        """An API endpoint runs no engine the tuner could configure: a server knob there would change nothing."""
+        if self.engine.kind != "vllm":
+            server = [n for n in self.knobs if KNOBS[n].part == "server"]
+            if server:
+                raise ValueError(f"knobs {server} configure a self-hosted engine; `engine.kind: {self.engine.kind}` "
+                                 "runs none (its model is `engine.model`)")
+        return self
+
+    @model_validator(mode="after")
     def _objective_names_unique(self) -> SpaceConfig:
         names = [o.metric for o in self.objectives]
         if len(names) != len(set(names)):
@@ -237,11 +195,28 @@ class SpaceConfig(Strict):
 def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
     data = load_yaml(path)
     space = parse_model(SpaceConfig, data, str(path))
+    if isinstance(space.engine, OpenAIEndpointConfig):
+        register_api_key(space.engine, str(path), strict=check_paths)
+        return space
     register_engine_secrets(space.engine, str(path), strict=check_paths)
     if check_paths:
         check_engine_launcher(space, str(path))
         check_host(space.engine.host, str(path))
     return space
+
+
+def register_api_key(api: OpenAIEndpointConfig, file: str, strict: bool) -> None:
+    """The API key joins the redaction policy (it is in every request's header); `strict`: an unset variable is an
+    error now, not 401s later."""
+    if api.api_key_env is None:
+        return
+    value = os.environ.get(api.api_key_env)
+    if value is None:
+        if strict:
+            raise ConfigError(file, "engine.api_key_env", f"names ${api.api_key_env}, which is not set in this "
+                              "environment", show_value=False)
+        return
+    register_value(api.api_key_env, value)
 
 
 def check_host(host: str, file: str) -> None:

@@ -1,6 +1,8 @@
-"""Engines run as processes: launch, readiness, reuse and parking, teardown by process group; the tuner never imports
-them."""
+"""Endpoints: vLLM run as processes (launch, readiness, reuse and parking, teardown by process group), or an
+OpenAI-compatible API only called; `keeper_for` picks by the space's `engine.kind`."""
 
+from autotune.engines.api import APIKeeper, api_cost
+from autotune.engines.api import api_key as endpoint_key
 from autotune.engines.keeper import EngineKeeper
 from autotune.engines.process import EngineRegistry, flush_log, group_alive, start_group, terminate_group
 from autotune.engines.prometheus import gauges, histogram_delta, parse_metrics, window_deltas
@@ -14,7 +16,14 @@ from autotune.engines.vllm import (
 )
 
 __all__ = [
-    "EngineKeeper", "EngineRegistry", "VLLMEngine", "build_argv", "classify_failure", "engine_fatal", "flush_log",
-    "gauges", "group_alive", "histogram_delta", "knob_env", "parse_metrics", "reset_prefix_cache", "start_group",
-    "terminate_group", "window_deltas",
+    "APIKeeper", "EngineKeeper", "EngineRegistry", "VLLMEngine", "api_cost", "build_argv", "classify_failure",
+    "endpoint_key", "engine_fatal", "flush_log", "gauges", "group_alive", "histogram_delta", "keeper_for", "knob_env",
+    "parse_metrics", "reset_prefix_cache", "start_group", "terminate_group", "window_deltas",
 ]
+
+
+def keeper_for(engine, registry: EngineRegistry, on_wait=None):
+    """The keeper of the space's endpoint: a vLLM process launched, reused and parked, or an API only checked."""
+    if engine.kind == "openai":
+        return APIKeeper(engine)
+    return EngineKeeper(VLLMEngine(engine, registry, on_wait=on_wait), engine.park)

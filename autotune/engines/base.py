@@ -19,6 +19,10 @@ class EngineHandle:
     env_overrides: dict[str, str] = field(default_factory=dict)
     startup_s: float = 0.0
     version: str = "unknown"
+    # what the measurement may use beyond the OpenAI API: `reset_cache` (POST /reset_prefix_cache, so every window
+    # starts cold) and `gauges` (vLLM's /metrics: queue depth, KV use, server-side histograms). An API has neither.
+    capabilities: frozenset[str] = frozenset({"reset_cache", "gauges"})
+    kind: str = "vllm"
 
     def metrics_text(self) -> str:  # overridden by engines that expose metrics
         return ""

@@ -55,6 +55,7 @@ class LoadConfig(Strict):
     eval_seen: list[str] = Field(default_factory=list)  # evaluation items earlier levels graded: walked last
     level: LevelRule | None = None  # set: a capacity level, open until its verdict is certain
     once: bool = False  # the evaluation completion pass: every task exactly once, then the window ends
+    server_metrics: bool = True  # scrape and poll the engine's /metrics (a self-hosted vLLM; an API has none)
     # set by run_load for a standby started before its load was known: the users, the backstop, the host
     load_users: int | None = Field(None, ge=1)
     run_time_s: int | None = Field(None, ge=1)

@@ -143,10 +143,13 @@ def _on_start(environment, **_):
 
 def _master_controller(environment, out: Path) -> None:
     gevent.sleep(max(0.0, Run.warmup_end - time.time()))
-    scrape(environment.host, out / "metrics-before.txt", CFG.stall_timeout_s)
-    _poll(environment)  # the master polls for every worker, until the window's end
-    # the window itself, not the window plus the drain
-    scrape(environment.host, out / "metrics-after.txt", CFG.stall_timeout_s)
+    if CFG.server_metrics:
+        scrape(environment.host, out / "metrics-before.txt", CFG.stall_timeout_s)
+        _poll(environment)  # the master polls for every worker, until the window's end
+        # the window itself, not the window plus the drain
+        scrape(environment.host, out / "metrics-after.txt", CFG.stall_timeout_s)
+    else:
+        gevent.sleep(max(0.0, Run.measure_end - time.time()))
     expected = max(1, environment.runner.worker_count)
     deadline = Run.measure_end + CFG.drain_timeout_s + 15
     while len(Done.workers) < expected and time.time() < deadline:
@@ -211,7 +214,7 @@ def _controller(environment, out: Path) -> None:
     """Snapshot /metrics at the window's start, wait for the window and the drain, write results, quit. Every
     wait ends early when the engine stalls (no progress for stall_timeout_s with requests outstanding)."""
     ok = wait(Run.warmup_end, CFG.stall_timeout_s)
-    if ok and Run.role == "local":
+    if ok and Run.role == "local" and CFG.server_metrics:
         scrape(environment.host, out / "metrics-before.txt", CFG.stall_timeout_s)
         gevent.spawn(_poll, environment)
     gevent.spawn(watch_loop, Run.loop_lags, lambda: Run.hung_s is None and not Run.stopping)
@@ -219,7 +222,7 @@ def _controller(environment, out: Path) -> None:
     ok = ok and wait(Run.measure_end, CFG.stall_timeout_s, busy, step=0.5 if CFG.level else 0.1)
     if ok and time.time() < Run.measure_end:  # a capacity level resolved early: its window ends now
         Run.measure_end = time.time()
-    if Run.role == "local":  # the server's view of the window itself, not of the window plus the drain
+    if Run.role == "local" and CFG.server_metrics:  # the server's view of the window itself, not plus the drain
         if ok:
             scrape(environment.host, out / "metrics-after.txt", CFG.stall_timeout_s)
         else:

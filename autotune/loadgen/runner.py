@@ -52,13 +52,14 @@ def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[di
 
 
 def build_load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict[str, Any]],
-                examples: list[dict[str, Any]], model: str, out_dir: Path, eval_first: int = 0) -> LoadConfig:
+                examples: list[dict[str, Any]], model: str, out_dir: Path, eval_first: int = 0,
+                server_metrics: bool = True) -> LoadConfig:
     return LoadConfig(
         tasks=tasks, app=app_config(workload, client, examples), model=model, seed=workload.seed,
         arrival=workload.arrival.model_dump(), warmup_s=workload.warmup_s, duration_s=workload.duration_s,
         drain_timeout_s=workload.drain_timeout_s, request_timeout_s=workload.request_timeout_s,
         stall_timeout_s=workload.stall_timeout_s, processes=workload.processes, out_dir=str(out_dir),
-        eval_first=eval_first)
+        eval_first=eval_first, server_metrics=server_metrics)
 
 
 def locust_argv(url: str, cfg: LoadConfig) -> list[str]:

@@ -92,20 +92,24 @@ class _Context:
     drain: float
     covered: ItemScores
     waited: float = 0.0
+    capabilities: frozenset[str] = frozenset({"reset_cache", "gauges"})
 
 
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
                api_key: str | None, first_level_check: Callable[[LoadResult], None],
                standbys: StandbyPool | None = None, priors: list[CapacityPrior] = (),
                server: dict[str, Any] | None = None, key: str = "",
-               stop_early: Callable[[list[Level], CapacitySearch], str | None] | None = None) -> CapacityRun:
+               stop_early: Callable[[list[Level], CapacitySearch], str | None] | None = None,
+               capabilities: frozenset[str] = frozenset({"reset_cache", "gauges"})) -> CapacityRun:
     """Bracket then narrow on task rate from a first estimate (`first_estimate` of the operating-load level and
     the study's `priors`); the engine keeps running across levels (and for the next trial). Each level runs on a
     standby load generator when `standbys` has one. A level whose verdict is a coin flip (misses, and an interval
     that still holds the target: autotune.sla.straddles) gets one continuation window at the same rate (a fresh
     arrival draw, `extend_s`), judged together with it; each window is a row, both carry the pooled verdict.
     `stop_early` (the levels so far, the search) may end the search after any level: the reason it returns is
-    the search's stop reason (a config already certain to break a quality floor needs no capacity)."""
+    the search's stop reason (a config already certain to break a quality floor needs no capacity).
+    `capabilities`: what the endpoint offers beyond the API (an API endpoint: neither a cache reset between
+    levels nor gauges to wait on for an idle engine)."""
     cap, sla = inputs.workload.capacity, limits_of(inputs.space.sla)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
@@ -117,7 +121,7 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
     # reached the same items, which a fixed arrival seed at the same rates makes the usual case); the first level,
     # the operating load every latency objective reads, always walks the set in the fixed order
     ctx = _Context(url, base_cfg, inputs, out_dir, phase, api_key, standbys, drain,
-                   ItemScores(list(getattr(inputs, "eval_ids", []))))
+                   ItemScores(list(getattr(inputs, "eval_ids", []))), capabilities=capabilities)
     levels: list[Level] = []
     while (rate := search.next_rate()) is not None:
         group = [_window(ctx, levels, rate, 0, (0, 0))]
@@ -157,7 +161,7 @@ def _window(ctx: _Context, levels: list[Level], rate: float, segment: int, prior
     ctx.phase("settling")
     if ctx.standbys is not None and levels:  # replacements (a search longer than the pool) import meanwhile
         ctx.standbys.top_up()
-    settle = wait_idle(ctx.url, timeout_s=ctx.drain + 30.0)
+    settle = wait_idle(ctx.url, timeout_s=ctx.drain + 30.0) if "gauges" in ctx.capabilities else 0.0
     if levels:
         levels[-1].row["settle_s"] = settle
     if ctx.standbys is not None:  # on a reused engine they are still importing: not while a level measures
@@ -173,7 +177,7 @@ def _window(ctx: _Context, levels: list[Level], rate: float, segment: int, prior
                "abandon_on_fail": bool(levels), "prior_met": prior[0], "prior_missed": prior[1],
                "segment": segment})
     started = time.monotonic()
-    cold = reset_prefix_cache(ctx.url)
+    cold = "reset_cache" in ctx.capabilities and reset_prefix_cache(ctx.url)
     load = run_load(ctx.url, cfg, level_dir, api_key=ctx.api_key, standbys=ctx.standbys)
     measured = [t for t in load.tasks if t.get("phase") == "measure"]
     verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment, cap.confidence)

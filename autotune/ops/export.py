@@ -143,7 +143,6 @@ def next_version(root: Path) -> Path:
 def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate: float | None = None,
                   min_quality: float | None = None, min_sla: float = 0.95,
                   headroom: float = 0.8) -> tuple[Path, Candidate, str]:
-    from autotune.engines import build_argv
     from autotune.loadgen import app_config
     from autotune.workloads import few_shot_examples
 
@@ -161,11 +160,6 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
                           "cannot be exported", show_value=False)
     trial_dir = Path(attrs.get("run_dir", "runs")) / study.study_name / f"trial-{chosen.number:04d}"
     config = TrialConfig.model_validate(json.loads((trial_dir / "resolved-config.json").read_text()))
-    server = config.server
-    argv = build_argv(server, space.engine, 8000)
-    if "/" in argv[0] and Path(argv[0]).exists():  # a relative interpreter path must work from anywhere
-        argv[0] = str(Path(argv[0]).absolute())  # not resolve(): a venv's python is a symlink that must stay one
-    env, required_env = deploy_env(space.engine, server)
     workload_file = Path(attrs["workload_file"])
     workload = load_workload(workload_file, host_checks=False)
     app = app_config(workload, config.client, few_shot_examples(workload, workload_file))
@@ -177,6 +171,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         raise ConfigError(study.study_name, "--target-rate", str(exc), target_rate) from None
     cis, fresh = window_cis(study, space, chosen)
     engine_version = chosen.user_attrs.get("engine_version", "unknown")
+    endpoint, endpoint_files = deploy_files(space, config, replicas, engine_version)
     out = next_version(out_root / study.study_name)
     out.mkdir(parents=True)
     bundle = {
@@ -184,9 +179,8 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "study": study.study_name,
         "trial": chosen.number, "mlflow_run_id": chosen.user_attrs.get("mlflow_run_id"),
         "policy": policy, "rule": rule, "hardware": space.hardware.model_dump(),
-        "server": server.model_dump(), "client": config.client.model_dump(), "engine_argv": argv, "engine_env": env,
-        "required_env": required_env,
-        "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
+        "server": config.server.model_dump(), "client": config.client.model_dump(),
+        **endpoint, "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
         # where one fresh launch of this config will measure (benchmarks/calibration.py checks both)
         "prediction_intervals_95": {k: list(v) for k, v in fresh.items()},
         "windows": int(chosen.metrics.get("windows", 1)), "trials": chosen.user_attrs.get("trials", [chosen.number]),
@@ -197,13 +191,10 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     }
     # every file passes the redaction policy as data, before it is serialised (a mask must not break JSON,
     # YAML or shell quoting), whatever a future field carries
-    argv, env, bundle, app_yaml = scrub_obj(argv), scrub_obj(env), scrub_obj(bundle), scrub_obj(app_yaml)
+    bundle, app_yaml = scrub_obj(bundle), scrub_obj(app_yaml)
     files = {
-        "bundle.json": json.dumps(bundle, indent=2, default=str), "vllm-args.json": json.dumps(argv, indent=2),
-        "serve.sh": serve_script(argv, env),
+        "bundle.json": json.dumps(bundle, indent=2, default=str), **endpoint_files,
         "app-config.yaml": yaml.safe_dump(app_yaml, sort_keys=False, allow_unicode=True),
-        "helm-values.yaml": yaml.safe_dump(helm_values(config, argv, replicas, engine_version, env,
-                                                       space.engine.device), sort_keys=False),
         "README.md": _readme(bundle, cis),
     }
     for name, text in files.items():
@@ -211,8 +202,34 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     for name in ("latency_load.png", "capacity_levels.json"):  # the curve the capacity was read from
         if (trial_dir / name).is_file():
             (out / name).write_bytes((trial_dir / name).read_bytes())
-    (out / "serve.sh").chmod(0o755)
+    if (out / "serve.sh").is_file():
+        (out / "serve.sh").chmod(0o755)
     return out, chosen, rule
+
+
+def deploy_files(space: SpaceConfig, config: TrialConfig, replicas: int | None,
+                 engine_version: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the bundle's fields, the files) of the endpoint, redacted: a vLLM process's argv and env, `serve.sh` and the
+    Helm values; an API's client config (`endpoint.yaml`: where, which model, the key by name, prices, limits)."""
+    if space.engine.kind == "openai":
+        api = space.engine
+        endpoint = {"kind": "openai", "url": api.url, "model": api.model, "api_key_env": api.api_key_env,
+                    "usd_per_1m_input": api.usd_per_1m_input, "usd_per_1m_output": api.usd_per_1m_output,
+                    "rpm": api.rpm, "tpm": api.tpm}
+        return ({"endpoint": endpoint, "engine_argv": [], "engine_env": {},
+                 "required_env": [api.api_key_env] if api.api_key_env else []},
+                {"endpoint.yaml": yaml.safe_dump(scrub_obj(endpoint), sort_keys=False)})
+    from autotune.engines import build_argv
+
+    argv = build_argv(config.server, space.engine, 8000)
+    if "/" in argv[0] and Path(argv[0]).exists():  # a relative interpreter path must work from anywhere
+        argv[0] = str(Path(argv[0]).absolute())  # not resolve(): a venv's python is a symlink that must stay one
+    env, required_env = deploy_env(space.engine, config.server)
+    argv, env = scrub_obj(argv), scrub_obj(env)
+    return ({"engine_argv": argv, "engine_env": env, "required_env": required_env},
+            {"vllm-args.json": json.dumps(argv, indent=2), "serve.sh": serve_script(argv, env),
+             "helm-values.yaml": yaml.safe_dump(helm_values(config, argv, replicas, engine_version, env,
+                                                            space.engine.device), sort_keys=False)})
 
 
 def window_cis(study, space: SpaceConfig, chosen: Candidate) -> tuple[dict[str, tuple[float, float, float]],
@@ -258,7 +275,20 @@ def _api_key_env(workload, space: SpaceConfig) -> str | None:
     """The variable the application reads its bearer token from (the value is never written)."""
     if workload.api_key is not None:
         return reference(workload.api_key) or "AUTOTUNE_API_KEY"
+    if space.engine.kind == "openai":
+        return space.engine.api_key_env
     return "VLLM_API_KEY" if "VLLM_API_KEY" in space.engine.env else None
+
+
+def _start(b: dict[str, Any]) -> str:
+    """How to run what the bundle holds."""
+    app = ("the application settings (architecture, format, constraint, repair, cache, prompts) are in "
+           "`app-config.yaml`")
+    if b.get("endpoint"):
+        return (f"Nothing to start: the FM calls go to the API in `endpoint.yaml` ({b['endpoint']['url']}, model "
+                f"`{b['endpoint']['model']}`, priced per token); {app}.")
+    return (f"Start it: `PORT=8000 ./serve.sh` (the engine argv is also in `vllm-args.json`); {app}; Kubernetes "
+            "values for the vLLM production-stack chart in `helm-values.yaml`.")
 
 
 def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> str:
@@ -277,10 +307,14 @@ def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> st
             rows.append(f"| {key} | {m[key]:.4g} | - | - |")
     knobs = "\n".join(f"- `{k}`: {v}" for k, v in {**b["server"], **b["client"]}.items() if v is not None)
     secrets = ("\n## Secrets the deployment must provide\n" + "\n".join(f"- `{n}`" for n in b["required_env"])
-               + "\n\nThey are referred to by name in `serve.sh`, `bundle.json` and `helm-values.yaml`; autotune "
-               "never writes their values.\n") if b["required_env"] else ""
+               + "\n\nThey are referred to by name in " + ("`endpoint.yaml` and `bundle.json`" if b.get("endpoint")
+                                                         else "`serve.sh`, `bundle.json` and `helm-values.yaml`")
+               + "; autotune never writes their values.\n") if b["required_env"] else ""
     sizing = (f"{b['replicas']} replica(s) for {b['target_rate_tps']:g} tasks/s, from the {b['replicas_basis']}."
               if b["replicas"] else f"Pass `--target-rate` to size replicas (basis: the {b['replicas_basis']}).")
+    if b.get("endpoint"):
+        sizing = ("An API has no replicas to size: its capacity below is what the API gave these tasks from this "
+                  "host, within its rate limits.")
     if "capacity_tps" in m:
         sla = b["sla"]
         sizing += (f"\n\nCapacity at SLA: **{m['capacity_tps']:.3g} tasks/s per replica**, the highest offered task "
@@ -293,9 +327,7 @@ def _readme(b: dict[str, Any], cis: dict[str, tuple[float, float, float]]) -> st
 
 Chosen by `{b['policy']}` ({b['rule']}).
 
-Start it: `PORT=8000 ./serve.sh` (the engine argv is also in `vllm-args.json`); the application settings
-(architecture, format, constraint, repair, cache, prompts) are in `app-config.yaml`; Kubernetes values for
-the vLLM production-stack chart in `helm-values.yaml`.
+{_start(b)}
 
 ## Measured ({b['windows']} window(s): trials {', '.join(map(str, b['trials']))} plus confirmations; 95% intervals)
 

@@ -161,9 +161,9 @@ def _incumbent(study, space, exports: Path, study_name: str, policy: str,
 def _ab_windows(configs: dict[str, TrialConfig], inputs, space, run_dir: Path, night_dir: Path, confirm: int,
                 window_gates, reporter, say: Callable[[str], None] | None) -> dict[str, list[Window]]:
     """`confirm` rounds of one window per arm, ABBA-ordered, each on a fresh engine launch."""
-    from autotune.engines import EngineKeeper, EngineRegistry, VLLMEngine
+    from autotune.engines import EngineRegistry, keeper_for
 
-    keeper = EngineKeeper(VLLMEngine(space.engine, EngineRegistry(run_dir / "engines")))
+    keeper = keeper_for(space.engine, EngineRegistry(run_dir / "engines"))
     windows: dict[str, list[Window]] = {arm: [] for arm in ARMS}
     try:
         for i in range(confirm):

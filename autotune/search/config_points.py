@@ -113,11 +113,14 @@ class ConfigPoint:
                 if k in self.log_metrics and xs and min(xs) > 0 and max(xs) < math.inf \
                 else float(np.mean(xs)) if xs else math.nan
         if "capacity_tps" in out and "usd_per_1k_tasks" in out:  # cost at the merged capacity, not a mean of costs
-            per_hour = [w["metrics"]["usd_per_1k_tasks"] * w["metrics"]["capacity_tps"] for w in wins
+            # the self-hosted part is hours spread over capacity; an API's part is per token, whatever the capacity
+            per_hour = [(w["metrics"]["usd_per_1k_tasks"] - w["metrics"].get("usd_per_1k_tasks_api", 0.0))
+                        * w["metrics"]["capacity_tps"] for w in wins
                         if 0 < w["metrics"].get("capacity_tps", 0) < math.inf
                         and 0 < w["metrics"].get("usd_per_1k_tasks", 0) < math.inf]
-            cap = out["capacity_tps"]
-            out["usd_per_1k_tasks"] = per_hour[0] / cap if per_hour and cap > 0 else math.inf
+            cap, api = out["capacity_tps"], out.get("usd_per_1k_tasks_api", 0.0)
+            out["usd_per_1k_tasks"] = (api if api == api else 0.0) + per_hour[0] / cap if per_hour and cap > 0 \
+                else math.inf
         items = self.items()
         if items:
             out[QUALITY], out["quality_ci_low"], out["quality_ci_high"] = quality_interval(items)

@@ -15,7 +15,10 @@ from autotune.workloads import few_shot_examples, read_dataset, render_tasks
 
 
 def check_models(space: SpaceConfig, file: str) -> None:
-    """Every model the space can pick must be servable here (prepared bundled name or existing path)."""
+    """Every model the space can pick must be servable here (prepared bundled name or existing path); an API
+    endpoint serves its own (checked when it is first called)."""
+    if space.engine.kind != "vllm":
+        return
     spec = space.knobs.get("model")
     candidates = spec.candidates() if spec else [ServerConfig().model]
     quant = space.knobs.get("quantization")

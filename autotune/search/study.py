@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import optuna
 
 from autotune.config import SpaceConfig, WorkloadConfig, load_space, load_workload, workload_path
-from autotune.engines import EngineKeeper, VLLMEngine
+from autotune.engines import EngineKeeper, keeper_for
 from autotune.errors import ConfigError, TrackingError
 from autotune.measure import over_budget_warning
 from autotune.samplers import MAX_BATCH, ask_size
@@ -90,8 +90,7 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     warn(reporter, "eval_budget", over_budget_warning(workload, len(inputs.eval_ids)))
     registry, reaped = open_stores(s, opts)
     prepare_study(s, opts)
-    engine = VLLMEngine(space.engine, registry, on_wait=lambda secs: reporter.phase(f"launching ({secs:.0f}s)"))
-    keeper = EngineKeeper(engine, space.engine.park)
+    keeper = keeper_for(space.engine, registry, on_wait=lambda secs: reporter.phase(f"launching ({secs:.0f}s)"))
     s.tracker.objectives = [(o.metric, o.direction) for o in space.objectives]
     reporter.search_started(s.study_name, s.n_trials, finished_trials(s.study))
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}

@@ -14,7 +14,9 @@ from typing import Any
 from autotune.config import Scorer, SpaceConfig, TrialConfig, WorkloadConfig, safe_score
 from autotune.engines import (
     EngineKeeper,
+    api_cost,
     classify_failure,
+    endpoint_key,
     engine_fatal,
     histogram_delta,
     parse_metrics,
@@ -113,7 +115,7 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     m = summarize(load.records, window, limits)
     m.update(summarize_tasks(load.tasks, window, limits))
     m["usd_per_1k_requests"] = usd_per_1k(space.hardware.usd_per_hour, m["requests_per_s"])
-    m["usd_per_1k_tasks"] = usd_per_1k(space.hardware.usd_per_hour, m["tasks_per_s"])
+    m.update(task_cost(space, m["tasks_per_s"], m))
     arrival = workload.arrival
     m["target_task_rate"] = arrival.rate if arrival.mode == "poisson" and arrival.rate else math.nan
     m["loadgen_cpu_s"] = float(load.summary.get("loadgen_cpu_s", math.nan))
@@ -129,8 +131,12 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
 
 
 def api_key(inputs: TrialInputs) -> str | None:
-    """The bearer token the application sends: the workload's `api_key`, else the engine's VLLM_API_KEY."""
-    raw = inputs.workload.api_key or inputs.space.engine.env.get("VLLM_API_KEY")
+    """The bearer token the application sends: the workload's `api_key`, else the endpoint's: an API's from the
+    variable its spec names, a vLLM engine's VLLM_API_KEY."""
+    engine = inputs.space.engine
+    if engine.kind == "openai" and not inputs.workload.api_key:
+        return endpoint_key(engine)
+    raw = inputs.workload.api_key or engine.env.get("VLLM_API_KEY")
     try:
         return expand(raw) if raw else None
     except KeyError as exc:
@@ -169,7 +175,8 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
     files["engine-argv.json"] = trial_dir / "engine-argv.json"
     # the tasks list starts with the evaluation items: the load walks them first
     cfg = build_load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
-                      trial_dir / "load", eval_first=len(inputs.eval_ids))
+                            trial_dir / "load", eval_first=len(inputs.eval_ids),
+                            server_metrics="gauges" in handle.capabilities)
     phase("warming")
     t0 = time.monotonic()
     try:
@@ -177,12 +184,14 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
             first_check = functools.partial(check_calls, engine_log=handle.log_path)
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), first_check,
                              standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
-                             config_key(config), functools.partial(below_quality_floor, inputs=inputs))
+                             config_key(config), functools.partial(below_quality_floor, inputs=inputs),
+                             handle.capabilities)
             held, over = level_loads(run.levels, run.capacity, inputs)
             graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0,
                                    answered=over, standbys=standbys)
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
-        cold = reset_prefix_cache(handle.url)  # a reused engine must not carry the last trial's prefixes
+        # a reused engine must not carry the last trial's prefixes (an API cannot be asked: False)
+        cold = "reset_cache" in handle.capabilities and reset_prefix_cache(handle.url)
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
                         api_key=api_key(inputs))
         load.summary["prefix_cache_reset"] = cold
@@ -228,7 +237,7 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     metrics["operating_rate"] = run.levels[0].rate
     metrics["capacity_tps"] = run.capacity
     metrics.update(bracket_metrics(run.search, run.estimate))
-    metrics["usd_per_1k_tasks"] = usd_per_1k(inputs.space.hardware.usd_per_hour, run.capacity)
+    metrics.update(task_cost(inputs.space, run.capacity, metrics))
     metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     metrics["capacity_levels"] = float(len(run.levels))
     metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
@@ -246,6 +255,17 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
                        tables={"node_breakdown.json": breakdown, "capacity_levels.json": rows},
                        dominant_node=breakdown[0]["node"] if breakdown else "",
                        tags={"autotune.capacity_stop": run.search.stop_reason}, item_scores=dict(graded.scores))
+
+
+def task_cost(space: SpaceConfig, rate: float, m: dict[str, float]) -> dict[str, float]:
+    """$ per 1k tasks and its two parts: self-hosted hours spread over the task rate one replica carries, and API
+    tokens per task at the API's prices (an API endpoint is not billed by the hour)."""
+    if space.engine.kind == "openai":
+        hosted, api = 0.0, api_cost(space.engine, m.get("input_tokens_per_task", math.nan),
+                                    m.get("output_tokens_per_task", math.nan))
+    else:
+        hosted, api = usd_per_1k(space.hardware.usd_per_hour, rate), 0.0
+    return {"usd_per_1k_tasks": hosted + api, "usd_per_1k_tasks_hosted": hosted, "usd_per_1k_tasks_api": api}
 
 
 def bracket_metrics(search, estimate: float) -> dict[str, float]:
