@@ -121,6 +121,9 @@ def measure_outcome(sides: list[Side], inputs, out_dir: Path, windows: int = 2, 
     from autotune.ops.nightly import measure_window
     from autotune.secrets import redact, redact_argv
 
+    if inputs.space.engine.kind != "vllm":
+        raise SystemExit(f"outcome: windows on fresh launches need a self-hosted engine; the space's endpoint is "
+                         f"`{inputs.space.engine.kind}`")
     engine = engine or VLLMEngine(inputs.space.engine, EngineRegistry(out_dir / "engines"))
     keeper = EngineKeeper(engine)
     runs = [SideRun(s) for s in sides]

@@ -1,0 +1,75 @@
+"""A whole search on an API endpoint (`engine.kind: openai`): the stand-in engine started apart plays a hosted API
+behind a key. Capacity at SLA is measured by the same levels, cost is the API's tokens per task (no hours), no
+engine metrics are scraped from it, and the bundle is a client config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from autotune.ops.export import export_bundle
+from autotune.search.study import SearchOptions, run_search
+from tests.stand_in import EXTRACTION_WORKLOAD, HERE, NullReporter, _study, write_items
+
+KEY = "sk-search-api-test-0123456789"
+
+
+@pytest.fixture
+def api(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(HERE / "fake_engine.py"), "--port", str(port),
+                             "--served-model-name", "hosted-model"], env={**os.environ, "VLLM_API_KEY": KEY},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    monkeypatch.setenv("SEARCH_API_KEY", KEY)
+    yield f"http://127.0.0.1:{port}/v1"
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+def test_a_search_on_an_api_measures_capacity_and_prices_tokens(api, tmp_path, write):
+    write_items(tmp_path, 6)
+    write("wl.yaml", EXTRACTION_WORKLOAD + """\
+        load_protocol: capacity
+        capacity: {start_rate: 2, tolerance: 1.0, max_levels: 2, level_s: 1.5, warmup_s: 0.2, min_tasks: 3}
+        drain_timeout_s: 5
+        max_tokens: 40
+        eval_items: 6
+        """)
+    space = write("space.yaml", f"""\
+        name: s
+        workload: wl.yaml
+        engine: {{kind: openai, url: "{api}", model: hosted-model, api_key_env: SEARCH_API_KEY,
+                  usd_per_1m_input: 2.0, usd_per_1m_output: 8.0, startup_timeout_s: 10}}
+        knobs:
+          output_format: {{choices: [json, yaml]}}
+        sla: {{task_ms: 3000, attainment: 0.9}}
+        search: {{n_trials: 2, sampler: grid, batch: 1, noise_repeats: 0}}
+        """)
+    opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+    run_search(opts, NullReporter())
+    study = _study(opts)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2, [(t.state.name, t.user_attrs.get("fail_message")) for t in study.trials]
+    for t in done:
+        m = t.user_attrs["metrics"]
+        assert m["capacity_tps"] > 0 and m["usd_per_1k_tasks_hosted"] == 0.0
+        want = 1000 * (m["input_tokens_per_task"] * 2.0 + m["output_tokens_per_task"] * 8.0) / 1e6
+        assert m["usd_per_1k_tasks_api"] == pytest.approx(want) and m["usd_per_1k_tasks"] == pytest.approx(want)
+        assert t.user_attrs["engine_version"] == "api:hosted-model"
+        assert not any(k.startswith("server_") for k in m), "an API has no engine metrics to scrape"
+    trial_dir = tmp_path / "runs" / "s" / f"trial-{done[0].number:04d}"
+    assert not list(trial_dir.rglob("metrics-before.txt"))
+    bundle, _, _ = export_bundle(study, "cheapest-within-quality", tmp_path / "exports")
+    assert not (bundle / "serve.sh").exists()
+    endpoint = yaml.safe_load((bundle / "endpoint.yaml").read_text())
+    assert endpoint["model"] == "hosted-model" and endpoint["api_key_env"] == "SEARCH_API_KEY"
+    assert KEY not in "".join(p.read_text() for p in bundle.iterdir() if p.suffix in (".json", ".yaml", ".md"))
+    assert "Nothing to start" in (bundle / "README.md").read_text()
