@@ -355,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         config, source = from_bundle(args.export)
     space_file = space_file or DEFAULT_SPACE
     space, workload, wl_path = load_inputs(SearchOptions(space_file=space_file, workload_file=wl_file))
+    if space.engine.kind != "vllm":
+        raise SystemExit(f"outcome: `vllm serve` defaults need a self-hosted engine; the space's endpoint is "
+                         f"`{space.engine.kind}`")
     if workload.load_protocol != "capacity":
         raise SystemExit(f"outcome: the workload `{wl_path}` is not `load_protocol: capacity`: capacity at SLA is "
                          "what this compares")
