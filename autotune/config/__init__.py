@@ -2,6 +2,7 @@
 metrics, scorers."""
 
 from autotune.config.dataset import read_items
+from autotune.config.endpoints import EndpointConfig, OpenAIEndpointConfig
 from autotune.config.knobs import KNOBS, ClientConfig, ServerConfig, TrialConfig, check_value, split_values
 from autotune.config.loader import load_yaml, parse_model
 from autotune.config.metric_names import PERCENTILES
@@ -20,8 +21,9 @@ from autotune.config.space import (
 from autotune.config.workload import WorkloadConfig, load_workload, templates
 
 __all__ = [
-    "ClientConfig", "Constraint", "EngineConfig", "KNOBS", "KNOWN_METRICS", "Objective", "PERCENTILES", "SAMPLERS",
-    "STUDY_NAME", "Scorer", "ServerConfig", "SpaceConfig", "TrialConfig", "WorkloadConfig", "check_value",
-    "load_space", "load_workload", "load_yaml", "parse_model", "population", "random_start", "read_items",
-    "resolve_scorer", "safe_score", "sampler_help", "split_values", "templates", "workload_path",
+    "ClientConfig", "Constraint", "EndpointConfig", "EngineConfig", "OpenAIEndpointConfig", "KNOBS", "KNOWN_METRICS",
+    "Objective", "PERCENTILES", "SAMPLERS", "STUDY_NAME", "Scorer", "ServerConfig", "SpaceConfig", "TrialConfig",
+    "WorkloadConfig", "check_value", "load_space", "load_workload", "load_yaml", "parse_model", "population",
+    "random_start", "read_items", "resolve_scorer", "safe_score", "sampler_help", "split_values", "templates",
+    "workload_path",
 ]

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from autotune.config import ServerConfig
-from autotune.config.endpoints import OpenAIEndpointConfig
+from autotune.config import OpenAIEndpointConfig, ServerConfig
 from autotune.engines.base import EngineHandle
 from autotune.errors import EngineHealthTimeout, EngineLaunchError
 

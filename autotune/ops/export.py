@@ -259,7 +259,7 @@ def window_cis(study, space: SpaceConfig, chosen: Candidate) -> tuple[dict[str, 
 
 def _prior_note(study) -> dict[str, Any] | None:
     """Where the pooled host noise came from and its degrees of freedom per metric, when the study used one."""
-    from autotune.search.noise_prior import study_prior
+    from autotune.search import study_prior
 
     prior, used = study.user_attrs.get("noise_prior"), study_prior(study)
     return {"source": prior.get("source"), "created": prior.get("created"),
