@@ -124,6 +124,10 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
                    ItemScores(list(getattr(inputs, "eval_ids", []))), capabilities=capabilities)
     levels: list[Level] = []
     while (rate := search.next_rate()) is not None:
+        if levels and (why := over_rate_limit(rate, levels[0].load.tasks, getattr(inputs.space, "engine", None))):
+            levels.append(refused_level(rate, why, ctx.out_dir / f"level-{len(levels):02d}"))
+            search.record(LevelResult(rate, False))  # the API would refuse these calls: a failed level, not run
+            continue
         group = [_window(ctx, levels, rate, 0, (0, 0))]
         if not levels:
             first_level_check(group[0].load)  # every call refused at the operating load: unsupported, not overload
@@ -149,6 +153,34 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
             search.stop_reason = why
             break
     return CapacityRun(levels, search, ctx.waited, standbys.dropped if standbys is not None else 0)
+
+
+def over_rate_limit(rate: float, tasks: list[dict[str, Any]], engine) -> str | None:
+    """Why an API endpoint's rate limits refuse `rate` tasks/s, from the calls and tokens per task the operating
+    load measured (None: within them, or no limit). A level past a limit would measure the API's 429s."""
+    rpm, tpm = getattr(engine, "rpm", None), getattr(engine, "tpm", None)
+    done = [t for t in tasks if t.get("phase") == "measure" and t.get("ok")]
+    if not (rpm or tpm) or not done:
+        return None
+    calls = float(np.mean([t.get("fm_calls", 1) for t in done]))
+    tokens = float(np.mean([(t.get("tokens_in") or 0) + (t.get("tokens_out") or 0) for t in done]))
+    if rpm and rate * calls * 60 > rpm:
+        return f"rate_limit: {rate * calls * 60:.0f} calls/min > rpm {rpm}"
+    if tpm and rate * tokens * 60 > tpm:
+        return f"rate_limit: {rate * tokens * 60:.0f} tokens/min > tpm {tpm}"
+    return None
+
+
+def refused_level(rate: float, why: str, out_dir: Path) -> Level:
+    """A level not run because the endpoint's limits refuse its load: a row saying so, failed, no tasks."""
+    load = LoadResult(records=[], tasks=[], summary={"early_stop": why}, metrics_before="", metrics_after="",
+                      out_dir=out_dir)
+    verdict = Verdict(0, 0, math.nan, math.nan, math.nan, False, True)
+    return Level(rate, load, verdict, 0.0, {"rate": rate, "passed": False, "resolved": True, "valid": True,
+                                            "early_stop": why, "window_s": 0.0, "judged": 0, "met": 0,
+                                            "attainment": math.nan, "p50_task_ms": math.nan,
+                                            "p95_task_ms": math.nan, "tasks_per_s": 0.0, "segment": 0,
+                                            "level_met": 0, "level_judged": 0})
 
 
 def _window(ctx: _Context, levels: list[Level], rate: float, segment: int, prior: tuple[int, int],

@@ -305,7 +305,7 @@ def test_the_first_estimate_scales_the_nearest_measured_config_by_service_demand
 
 
 def _levels_on(fake_load, cap, tmp_path, attainment: float = 0.95, eval_ids: list[str] | None = None,
-               stop_early=None):
+               stop_early=None, engine=None):
     """run_levels with `fake_load` for the load generator (no engine: the prefix reset and the idle wait are
     no-ops), an 8-s task SLA and `attainment`."""
     from types import SimpleNamespace
@@ -314,7 +314,7 @@ def _levels_on(fake_load, cap, tmp_path, attainment: float = 0.95, eval_ids: lis
 
     inputs = SimpleNamespace(workload=SimpleNamespace(capacity=cap, drain_timeout_s=30),
                              space=SimpleNamespace(sla=SimpleNamespace(task_ms=8000, ttft_ms=None, tpot_ms=None,
-                                                                       attainment=attainment)))
+                                                                       attainment=attainment), engine=engine))
     if eval_ids is not None:
         inputs.eval_ids = eval_ids
     orig = levels.run_load, levels.reset_prefix_cache, levels.wait_idle
@@ -348,3 +348,31 @@ def test_a_search_stops_when_the_trial_says_why(tmp_path):
     assert shown == [1, 2] and len(run.levels) == 2
     assert run.search.stop_reason == "quality_floor" and not run.search.resolved
     assert run.search.bracket == (2.0, math.inf)
+
+
+def test_an_api_rate_limit_fails_a_level_without_running_it(tmp_path):
+    """With `rpm` 120 and 2 calls per task (measured at the operating load), 1 task/s is 120 calls/min: it runs;
+    2 tasks/s would be 240: a failed level named `rate_limit`, no load sent, and the search bisects below it."""
+    from types import SimpleNamespace
+
+    from autotune.config.workload import Capacity
+
+    sent = []
+
+    def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
+        sent.append(cfg.arrival.rate)
+        good = {"phase": "measure", "ok": True, "latency_s": 0.1, "send_ts": 1.0, "id": "e0", "fm_calls": 2,
+                "tokens_in": 50, "tokens_out": 10}
+        return SimpleNamespace(tasks=[good] * 30, records=[], summary={"measure_s": cfg.duration_s})
+
+    from autotune.measure import levels
+
+    cap = Capacity(start_rate=1, tolerance=0.3, max_levels=4, level_s=5, min_tasks=4, extend_s=0)
+    run = _levels_on(fake_load, cap, tmp_path, engine=SimpleNamespace(rpm=120, tpm=None))
+    refused = [r for r in run.rows() if str(r.get("early_stop", "")).startswith("rate_limit")]
+    assert refused and refused[0]["rate"] == 2.0 and "240 calls/min > rpm 120" in refused[0]["early_stop"]
+    assert 2.0 not in sent and all(r <= 1.0 for r in sent[1:] or [1.0]), sent
+    assert run.capacity == 1.0 and not refused[0]["passed"]
+    assert levels.over_rate_limit(1.0, [{"phase": "measure", "ok": True, "fm_calls": 1, "tokens_in": 900,
+                                         "tokens_out": 100}], SimpleNamespace(rpm=None, tpm=30000)) \
+        == "rate_limit: 60000 tokens/min > tpm 30000"
