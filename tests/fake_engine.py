@@ -15,6 +15,10 @@ Faults are chosen explicitly, never by a knob's value alone: FAKE_FAULTS (in the
   silent       accepts every chat request and never answers it, while /metrics keeps answering
   dies         healthy, then its engine core dies on the first chat request as vLLM's does when a kernel refuses the
                dtype (a fatal RuntimeError in its log), and every request after gets HTTP 500
+As a hosted API misbehaves:
+  ratelimited  every 3rd chat request gets HTTP 429 with Retry-After, as a rate-limited API answers
+  spiky        every 5th chat request waits 1.5 s before its first token (a latency spike)
+  stalls       every 4th chat request streams one chunk, then nothing (a stalled stream, connection open)
 A --model directory holding a file CORRUPT dies at start as vLLM does on damaged weights (SafetensorError);
 removing the file is the repair.
 Like a careless wrapper script, it prints every *TOKEN*/*KEY* variable of its environment, and those named in
@@ -43,7 +47,8 @@ args, _unknown = ap.parse_known_args()
 ECHO = set(os.environ.get("FAKE_ECHO_ENV", "").split(","))
 FAULTS = dict(item.split(":", 1) for item in os.environ.get("FAKE_FAULTS", "").split(",") if ":" in item)
 FAULT = FAULTS.get(str(args.max_num_seqs)) or FAULTS.get("*")
-assert FAULT in (None, "unsupported", "oom", "hang", "slow", "stuck", "silent", "dies"), f"unknown fault {FAULT!r}"
+assert FAULT in (None, "unsupported", "oom", "hang", "slow", "stuck", "silent", "dies", "ratelimited", "spiky",
+                 "stalls"), f"unknown fault {FAULT!r}"
 for name, value in sorted(os.environ.items()):
     if "TOKEN" in name or "KEY" in name or name in ECHO:
         print(f"environment: {name}={value}", flush=True)
@@ -144,6 +149,15 @@ class Handler(BaseHTTPRequestHandler):
                             b'for the root cause.", "type": "InternalServerError", "code": 500}}')
             return
         COUNT["post"] += 1
+        if FAULT == "ratelimited" and COUNT["post"] % 3 == 0:
+            self.send_response(429)
+            body = b'{"error": {"message": "Rate limit reached for requests", "type": "requests", "code": 429}}'
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         COUNT["running"] += 1
         try:
             self._answer(body)
@@ -156,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(SERVICE_S)
         if FAULT == "stuck" and COUNT["post"] % 4 == 0:
             time.sleep(30)
+        if FAULT == "spiky" and COUNT["post"] % 5 == 0:
+            time.sleep(1.5)
         max_tokens = body.get("max_tokens", 16)
         reply = answer_for(body["messages"][-1]["content"])
         choices = (body.get("structured_outputs") or {}).get("choice")
@@ -173,6 +189,9 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["ttft_count"] += 1
             chunk = {"choices": [{"index": 0, "delta": {"content": p}}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if FAULT == "stalls" and COUNT["post"] % 4 == 0:
+                self.wfile.flush()
+                time.sleep(3600)  # the stream stalls with its connection open
         STATE["gen"] += len(pieces)
         STATE["prompt"] += 20
         usage = {"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": len(pieces)}}

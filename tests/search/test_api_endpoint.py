@@ -4,11 +4,13 @@ engine metrics are scraped from it, and the bundle is a client config."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -22,39 +24,73 @@ KEY = "sk-search-api-test-0123456789"
 
 @pytest.fixture
 def api(monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(HERE / "fake_engine.py"), "--port", str(port),
-                             "--served-model-name", "hosted-model"], env={**os.environ, "VLLM_API_KEY": KEY},
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """api(fault) -> the URL of a stand-in API (the fake engine behind a key, FAKE_FAULTS `*:fault`)."""
+    procs = []
+
+    def start(fault: str = "") -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "VLLM_API_KEY": KEY, "FAKE_FAULTS": f"*:{fault}" if fault else ""}
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "fake_engine.py"), "--port", str(port),
+                                       "--served-model-name", "hosted-model"], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return f"http://127.0.0.1:{port}/v1"
+
     monkeypatch.setenv("SEARCH_API_KEY", KEY)
-    yield f"http://127.0.0.1:{port}/v1"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
+    yield start
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
 
 
-def test_a_search_on_an_api_measures_capacity_and_prices_tokens(api, tmp_path, write):
+def _search(url: str, tmp_path, write, n_trials: int = 2) -> SearchOptions:
+    """A capacity search of `n_trials` format choices on the API at `url`; its options."""
     write_items(tmp_path, 6)
     write("wl.yaml", EXTRACTION_WORKLOAD + """\
         load_protocol: capacity
         capacity: {start_rate: 2, tolerance: 1.0, max_levels: 2, level_s: 1.5, warmup_s: 0.2, min_tasks: 3}
         drain_timeout_s: 5
+        request_timeout_s: 3
         max_tokens: 40
         eval_items: 6
         """)
     space = write("space.yaml", f"""\
         name: s
         workload: wl.yaml
-        engine: {{kind: openai, url: "{api}", model: hosted-model, api_key_env: SEARCH_API_KEY,
+        engine: {{kind: openai, url: "{url}", model: hosted-model, api_key_env: SEARCH_API_KEY,
                   usd_per_1m_input: 2.0, usd_per_1m_output: 8.0, startup_timeout_s: 10}}
         knobs:
           output_format: {{choices: [json, yaml]}}
         sla: {{task_ms: 3000, attainment: 0.9}}
-        search: {{n_trials: 2, sampler: grid, batch: 1, noise_repeats: 0}}
+        search: {{n_trials: {n_trials}, sampler: grid, batch: 1, noise_repeats: 0}}
         """)
     opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
     run_search(opts, NullReporter())
+    return opts
+
+
+@pytest.mark.parametrize("fault, sign", [("ratelimited", "HTTP 429"), ("stalls", "Timeout"), ("spiky", None)])
+def test_an_api_that_misbehaves_gives_failed_calls_with_reasons_never_a_hang(api, tmp_path, write, fault, sign):
+    """429s are failed calls quoting the API's answer; a stalled stream ends at the request timeout; a latency
+    spike is latency. The trial ends in bounded time, complete (its levels judged on what happened)."""
+    started = time.monotonic()
+    opts = _search(api(fault), tmp_path, write, n_trials=1)
+    assert time.monotonic() - started < 120
+    trial = _study(opts).trials[0]
+    assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_message")
+    records = [json.loads(line) for p in (tmp_path / "runs" / "s").rglob("requests*.jsonl")
+               for line in p.read_text().splitlines() if line.strip()]
+    errors = [r.get("error") or "" for r in records]
+    if sign:
+        assert any(sign in e for e in errors), sorted(set(errors))[:5]
+    else:
+        assert not any(e.startswith("HTTP") for e in errors)
+        assert max(r.get("e2e_s") or 0 for r in records) >= 1.5, "the spike is in the latency"
+
+
+def test_a_search_on_an_api_measures_capacity_and_prices_tokens(api, tmp_path, write):
+    opts = _search(api(), tmp_path, write)
     study = _study(opts)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 2, [(t.state.name, t.user_attrs.get("fail_message")) for t in study.trials]
