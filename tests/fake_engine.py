@@ -112,7 +112,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"")
         elif self.path == "/version":
             self._send(200, b'{"version": "fake-0"}')
-        elif self.path == "/v1/models":
+        elif self.path == "/v1/models":  # behind the key, as vLLM's /v1 routes are
+            if API_KEY and self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                self._send(401, b'{"error": "Unauthorized"}')
+                return
             self._send(200, json.dumps({"data": [{"id": args.served_model_name}]}).encode())
         elif self.path == "/metrics":
             text = (

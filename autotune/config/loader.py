@@ -70,9 +70,15 @@ def parse_model(cls: type[M], data: dict[str, Any], file: str, context: dict[str
         raise _first_error(exc, file) from None
 
 
+UNION_TAGS = ("vllm", "openai")  # the `kind`s of `engine:` (autotune.config.endpoints)
+
+
 def _first_error(exc: ValidationError, file: str) -> ConfigError:
     err = exc.errors(include_url=False)[0]
-    key = ".".join(str(p) for p in err["loc"])
+    # a tagged union's tag is no key of the file (engine.vllm.env.X is `engine.env.X` in the YAML)
+    loc = tuple(p for i, p in enumerate(err["loc"]) if not (i and err["loc"][i - 1] == "engine" and p in UNION_TAGS))
+    err = {**err, "loc": loc}
+    key = ".".join(str(p) for p in loc)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         return ConfigError(file, key, "unknown key", show_value=False)

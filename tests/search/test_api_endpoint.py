@@ -51,7 +51,8 @@ def _search(url: str, tmp_path, write, n_trials: int = 2) -> SearchOptions:
         load_protocol: capacity
         capacity: {start_rate: 2, tolerance: 1.0, max_levels: 2, level_s: 1.5, warmup_s: 0.2, min_tasks: 3}
         drain_timeout_s: 5
-        request_timeout_s: 3
+        request_timeout_s: 4
+        stall_timeout_s: 2
         max_tokens: 40
         eval_items: 6
         """)
@@ -70,7 +71,7 @@ def _search(url: str, tmp_path, write, n_trials: int = 2) -> SearchOptions:
     return opts
 
 
-@pytest.mark.parametrize("fault, sign", [("ratelimited", "HTTP 429"), ("stalls", "Timeout"), ("spiky", None)])
+@pytest.mark.parametrize("fault, sign", [("ratelimited", "HTTP 429"), ("stalls", "timed out"), ("spiky", None)])
 def test_an_api_that_misbehaves_gives_failed_calls_with_reasons_never_a_hang(api, tmp_path, write, fault, sign):
     """429s are failed calls quoting the API's answer; a stalled stream ends at the request timeout; a latency
     spike is latency. The trial ends in bounded time, complete (its levels judged on what happened)."""
