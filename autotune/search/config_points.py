@@ -34,9 +34,21 @@ from autotune.measure import (
 ALPHA = 0.05  # family-wise error rate of the "distinguishable" statements on the front (Holm)
 
 
+# knobs added after studies recorded their keys: unset (None), they are left out, so a config keeps its identity
+ADDED_LATER = {"cpu_threads_bind", "cpu_reserved_cores", "route_one_call", "route_subquestions", "route_agents",
+               "route_judge", "route_reask"}
+
+
 def config_key(config: TrialConfig) -> str:
     """The identity of a config: every knob, sampled or default, server and client."""
-    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    parts = config.model_dump(mode="json")
+    for part in parts.values():
+        for name in ADDED_LATER & part.keys():
+            if part[name] is None:
+                del part[name]
+    if parts["server"].get("kv_cache_space_gb") is not None:  # a float once (1.0): keys recorded then still match
+        parts["server"]["kv_cache_space_gb"] = float(parts["server"]["kv_cache_space_gb"])
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 

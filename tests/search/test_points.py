@@ -107,3 +107,16 @@ def test_a_changed_pick_is_distinguishable_only_by_a_tested_difference(monkeypat
                                                                         "p95_task_ms_at_load": 980.0}}]})
     assert nightly.distinguishable(study, Space, 0, 1), "3x slower with a 2% window noise"
     assert not nightly.distinguishable(study, Space, 0, 0)
+
+
+def test_a_config_keeps_its_key_when_knobs_are_added_or_retyped():
+    """Keys recorded by earlier versions (the literals below: before `cpu_*` and `route_*` knobs existed, and
+    while `kv_cache_space_gb` was a float) still name the same configs, so a resumed study merges its trials."""
+    from autotune.config import ClientConfig, ServerConfig, TrialConfig
+    from autotune.search.config_points import config_key
+
+    assert config_key(TrialConfig(server=ServerConfig(), client=ClientConfig())) == "b85295593d9c5d13"
+    assert config_key(TrialConfig(server=ServerConfig(kv_cache_space_gb=1, max_num_seqs=16),
+                                  client=ClientConfig(architecture="judge"))) == "fc7ad9a3fd5862a0"
+    assert config_key(TrialConfig(server=ServerConfig(cpu_reserved_cores=0), client=ClientConfig())) \
+        != "b85295593d9c5d13", "a set new knob is part of the identity"
