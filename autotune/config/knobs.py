@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from autotune.fmware import ARCHITECTURES, CONSTRAINTS, FORMATS, PROMPT_VARIANTS, REPAIRS
+from autotune.fmware import ARCHITECTURES, CONSTRAINTS, FORMATS, PROMPT_VARIANTS, REPAIRS, ROLES
 
 Part = Literal["server", "client"]
 SPEC_METHODS = ("none", "ngram", "draft_model")
@@ -68,6 +68,8 @@ KNOBS: dict[str, Knob] = {
         Knob("repair", "client", str, "malformed replies: none, cpu (salvage, no FM call), reask (one more call)",
              allowed=REPAIRS),
         Knob("semantic_cache", "client", bool, "reuse answers of semantically similar earlier tasks"),
+        *(Knob(f"route_{role}", "client", str, f"where the {what} calls go: `engine` (the space's endpoint) or "
+               "a name of the space's `endpoints`") for role, what in ROLES.items()),
         Knob("cache_threshold", "client", float, "cosine similarity needed for a cache hit", min=0.5, max=1.0),
         Knob("prompt_variant", "client", str, "zero_shot or few_shot (the workload's `few_shot` examples)",
              allowed=PROMPT_VARIANTS),
@@ -119,6 +121,12 @@ class ClientConfig(BaseModel):
     cache_threshold: float = 0.9
     prompt_variant: str = "zero_shot"
     judge_rounds: int = 2
+    # where each FM role's calls go (None: the space's `engine`); changing one keeps every engine running
+    route_one_call: str | None = None
+    route_subquestions: str | None = None
+    route_agents: str | None = None
+    route_judge: str | None = None
+    route_reask: str | None = None
 
 
 class TrialConfig(BaseModel):

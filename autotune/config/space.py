@@ -130,6 +130,9 @@ class SpaceConfig(Strict):
     description: str = ""
     workload: str | None = None  # path relative to this file
     engine: EndpointConfig = Field(default_factory=EngineConfig)
+    # more endpoints the `route_<role>` knobs can send an FM role's calls to (APIs, by name); `engine` is the above
+    endpoints: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], OpenAIEndpointConfig] = \
+        Field(default_factory=dict)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     knobs: dict[str, KnobSpec] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=default_objectives, min_length=1)
@@ -175,6 +178,18 @@ class SpaceConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _routes_name_endpoints(self) -> SpaceConfig:
+        if "engine" in self.endpoints:
+            raise ValueError("endpoints: `engine` names the space's own endpoint; give this one another name")
+        for name, spec in self.knobs.items():
+            if name.startswith("route_"):
+                wrong = [v for v in spec.candidates() if v != "engine" and v not in self.endpoints]
+                if wrong:
+                    raise ValueError(f"knob {name!r}: {wrong} is no endpoint of this space (`engine` or one of "
+                                     f"`endpoints`: {sorted(self.endpoints)})")
+        return self
+
+    @model_validator(mode="after")
     def _server_knobs_need_a_server(self) -> SpaceConfig:
         """An API endpoint runs no engine the tuner could configure: a server knob there would change nothing."""
         if self.engine.kind != "vllm":
@@ -195,6 +210,8 @@ class SpaceConfig(Strict):
 def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
     data = load_yaml(path)
     space = parse_model(SpaceConfig, data, str(path))
+    for name, api in space.endpoints.items():
+        register_api_key(api, str(path), strict=check_paths, key=f"endpoints.{name}.api_key_env")
     if isinstance(space.engine, OpenAIEndpointConfig):
         register_api_key(space.engine, str(path), strict=check_paths)
         return space
@@ -205,7 +222,7 @@ def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
     return space
 
 
-def register_api_key(api: OpenAIEndpointConfig, file: str, strict: bool) -> None:
+def register_api_key(api: OpenAIEndpointConfig, file: str, strict: bool, key: str = "engine.api_key_env") -> None:
     """The API key joins the redaction policy (it is in every request's header); `strict`: an unset variable is an
     error now, not 401s later."""
     if api.api_key_env is None:
@@ -213,7 +230,7 @@ def register_api_key(api: OpenAIEndpointConfig, file: str, strict: bool) -> None
     value = os.environ.get(api.api_key_env)
     if value is None:
         if strict:
-            raise ConfigError(file, "engine.api_key_env", f"names ${api.api_key_env}, which is not set in this "
+            raise ConfigError(file, key, f"names ${api.api_key_env}, which is not set in this "
                               "environment", show_value=False)
         return
     register_value(api.api_key_env, value)

@@ -23,6 +23,16 @@ class ArrivalSpec(Strict):
     rate: float | None = Field(None, gt=0)
 
 
+class Route(Strict):
+    """Where one FM role's calls go instead of the engine: an API root, its model, and the environment variable
+    the load generator finds its key in (the value travels through the environment, never this file)."""
+
+    name: str  # the space's endpoint name, recorded on each call
+    url: str
+    model: str
+    key_var: str | None = None
+
+
 class LevelRule(Strict):
     """A capacity level judges itself as it runs (autotune.sla): it stops once its verdict cannot change."""
 
@@ -56,6 +66,7 @@ class LoadConfig(Strict):
     level: LevelRule | None = None  # set: a capacity level, open until its verdict is certain
     once: bool = False  # the evaluation completion pass: every task exactly once, then the window ends
     server_metrics: bool = True  # scrape and poll the engine's /metrics (a self-hosted vLLM; an API has none)
+    routes: dict[str, Route] = Field(default_factory=dict)  # FM role -> its endpoint (autotune.fmware.roles)
     # set by run_load for a standby started before its load was known: the users, the backstop, the host
     load_users: int | None = Field(None, ge=1)
     run_time_s: int | None = Field(None, ge=1)

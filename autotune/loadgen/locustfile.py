@@ -37,7 +37,7 @@ import scipy.special  # noqa: F401  a level judges itself (Wilson interval) as i
 from locust import HttpUser, events, task
 from locust.exception import StopUser
 
-from autotune.fmware import AppConfig, SemanticCache, minilm_embedder, run_task
+from autotune.fmware import AppConfig, SemanticCache, minilm_embedder, role_of, run_task
 from autotune.loadgen.launch import STANDBY_READY
 from autotune.loadgen.load_config import BUILT_IN, LoadConfig, read_load_config
 from autotune.loadgen.probes import gauge_summary, lag_ms, poll_gauges, scrape, watch_loop
@@ -265,6 +265,16 @@ def _controller(environment, out: Path) -> None:
         environment.runner.quit()
 
 
+def _target(route, payload: dict) -> tuple[str, dict | None]:
+    """(url, headers) of a call: the engine's, or its role's own endpoint (the payload's model set to that
+    endpoint's, its key from the variable the route names: never the engine's key)."""
+    if route is None:
+        return "/v1/chat/completions", None
+    payload["model"] = route.model
+    key = os.environ.get(route.key_var) if route.key_var else None
+    return f"{route.url}/v1/chat/completions", {"Authorization": f"Bearer {key}" if key else None}
+
+
 class ChatUser(HttpUser):
     """Closed loop: one task at a time. Poisson: fire-and-forget task arrivals at rate/users."""
 
@@ -334,20 +344,22 @@ class ChatUser(HttpUser):
         }
         if req.get("structured_outputs"):
             payload["structured_outputs"] = req["structured_outputs"]
+        route = CFG.routes.get(role_of(req.get("node")) or "")
+        url, headers = _target(route, payload)
         send_ts = time.time()
         start = time.perf_counter()
         rec = {"n": len(Run.records), "task_n": task_n, "node": req.get("node"), "phase": phase,
                "send_ts": send_ts, "ttft_s": None, "token_ts": [], "token_counts": [], "e2e_s": None,
                "prompt_tokens": None,
                "completion_tokens": None, "finish_reason": None, "ok": False, "status": None, "error": None,
-               "text": ""}
+               "text": "", "endpoint": route.name if route is not None else "engine"}
         parts: list[str] = []
         Run.open_requests[id(rec)] = rec
         if Run.outstanding == 0:  # the stall clock starts with the first request the engine owes us
             Run.last_progress = time.time()
         Run.outstanding += 1
         try:
-            with self.client.post("/v1/chat/completions", json=payload, stream=True, catch_response=True,
+            with self.client.post(url, json=payload, stream=True, catch_response=True, headers=headers,
                                   name=(req.get("node") or "chat").split(".")[0],
                                   timeout=CFG.request_timeout_s) as resp:
                 Run.last_progress = time.time()  # any response (headers, an error status) is progress

@@ -16,7 +16,7 @@ from autotune.config import ClientConfig, WorkloadConfig
 from autotune.engines import flush_log, start_group, terminate_group
 from autotune.errors import EngineHung, LoadGenError
 from autotune.fmware import AppConfig
-from autotune.loadgen.launch import LOCUSTFILE, clean_env
+from autotune.loadgen.launch import LOCUSTFILE, clean_env, key_env
 from autotune.loadgen.load_config import LoadConfig
 from autotune.loadgen.records import read_jsonl
 from autotune.loadgen.standby import StandbyPool
@@ -53,13 +53,13 @@ def app_config(workload: WorkloadConfig, client: ClientConfig, examples: list[di
 
 def build_load_config(workload: WorkloadConfig, client: ClientConfig, tasks: list[dict[str, Any]],
                 examples: list[dict[str, Any]], model: str, out_dir: Path, eval_first: int = 0,
-                server_metrics: bool = True) -> LoadConfig:
+                server_metrics: bool = True, routes: dict[str, Any] | None = None) -> LoadConfig:
     return LoadConfig(
         tasks=tasks, app=app_config(workload, client, examples), model=model, seed=workload.seed,
         arrival=workload.arrival.model_dump(), warmup_s=workload.warmup_s, duration_s=workload.duration_s,
         drain_timeout_s=workload.drain_timeout_s, request_timeout_s=workload.request_timeout_s,
         stall_timeout_s=workload.stall_timeout_s, processes=workload.processes, out_dir=str(out_dir),
-        eval_first=eval_first, server_metrics=server_metrics)
+        eval_first=eval_first, server_metrics=server_metrics, routes=routes or {})
 
 
 def locust_argv(url: str, cfg: LoadConfig) -> list[str]:
@@ -75,7 +75,7 @@ def locust_argv(url: str, cfg: LoadConfig) -> list[str]:
 
 
 def run_load(url: str, cfg: LoadConfig, out_dir: Path, on_tick: Callable[[], None] | None = None,
-             api_key: str | None = None, standbys: StandbyPool | None = None) -> LoadResult:
+             api_key: str | dict[str, str] | None = None, standbys: StandbyPool | None = None) -> LoadResult:
     """Run Locust in its own process group (a standby from `standbys` when one is free: a single process, the
     same api_key); any failure becomes LoadGenError quoting its output, a frozen engine (the load generator's
     no-progress watchdog fired) EngineHung."""
@@ -85,8 +85,7 @@ def run_load(url: str, cfg: LoadConfig, out_dir: Path, on_tick: Callable[[], Non
     cfg_path = out_dir / "load-config.json"
     cfg_path.write_text(cfg.model_dump_json(indent=2))
     env = {**clean_env(), "AUTOTUNE_LOAD_CONFIG": str(cfg_path.resolve())}
-    if api_key:  # through the environment, never the config file on disk
-        env["AUTOTUNE_API_KEY"] = api_key
+    env.update(key_env(api_key))  # through the environment, never the config file on disk
     log_path = out_dir / "locust.log"
     argv = locust_argv(url, cfg)
     log_path.unlink(missing_ok=True)

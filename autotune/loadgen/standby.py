@@ -17,19 +17,18 @@ import time
 from pathlib import Path
 
 from autotune.engines import group_alive, start_group, terminate_group
-from autotune.loadgen.launch import LOCUSTFILE, clean_env
+from autotune.loadgen.launch import LOCUSTFILE, clean_env, key_env
 from autotune.loadgen.launch import STANDBY_READY as READY
 
 
 class Standby:
     """One Locust process, imported and waiting for its config's path on stdin."""
 
-    def __init__(self, workdir: Path, api_key: str | None) -> None:
+    def __init__(self, workdir: Path, api_key: str | dict[str, str] | None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)  # its own empty working directory: no user locust.conf
         self.log_path = workdir / "locust.log"
         env = {**clean_env(), "AUTOTUNE_LOAD_CONFIG": "-"}
-        if api_key:
-            env["AUTOTUNE_API_KEY"] = api_key
+        env.update(key_env(api_key))
         argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1", "-r", "1",
                 "--stop-timeout", "5", "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING"]
         self.proc = start_group(argv, env, self.log_path, cwd=workdir.resolve(), stdin=subprocess.PIPE)
@@ -71,7 +70,7 @@ class StandbyPool:
     """The standbys of one trial: `take` hands out one that is alive, `top_up` starts more between levels (at
     most `ahead` import at once: a 50-level search must not start 51 interpreters), `close` stops the unused."""
 
-    def __init__(self, root: Path, api_key: str | None, size: int, ahead: int = 8) -> None:
+    def __init__(self, root: Path, api_key: str | dict[str, str] | None, size: int, ahead: int = 8) -> None:
         self.api_key = api_key  # run_load takes a standby only for a load with the same key
         self.root, self.ahead = root, ahead
         self.left = size  # standbys the trial may still need (levels and the evaluation pass)

@@ -87,7 +87,7 @@ class _Context:
     inputs: Any
     out_dir: Path
     phase: Callable[[str], None]
-    api_key: str | None
+    api_key: str | dict[str, str] | None
     standbys: StandbyPool | None
     drain: float
     covered: ItemScores
@@ -96,7 +96,7 @@ class _Context:
 
 
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
-               api_key: str | None, first_level_check: Callable[[LoadResult], None],
+               api_key: str | dict[str, str] | None, first_level_check: Callable[[LoadResult], None],
                standbys: StandbyPool | None = None, priors: list[CapacityPrior] = (),
                server: dict[str, Any] | None = None, key: str = "",
                stop_early: Callable[[list[Level], CapacitySearch], str | None] | None = None,

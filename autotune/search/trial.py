@@ -38,6 +38,7 @@ from autotune.measure import (
     usd_per_1k,
 )
 from autotune.search.config_points import config_key
+from autotune.search.routes import check_routes, route_keys, routes_for
 from autotune.secrets import expand, redact_argv
 from autotune.sla import limits_of
 
@@ -58,6 +59,7 @@ class TrialInputs:
     complete_eval: bool = True  # False for a screening window: its quality is read off what the window reached
     # configs the study measured (autotune.measure.levels.first_estimate): where this trial's levels start
     capacity_priors: list[CapacityPrior] = field(default_factory=list)
+    checked_endpoints: set[str] = field(default_factory=set)  # routed endpoints that answered (autotune.search.routes)
 
 
 @dataclass
@@ -115,7 +117,7 @@ def trial_metrics(load: LoadResult, inputs: TrialInputs, startup_s: float, reuse
     m = summarize(load.records, window, limits)
     m.update(summarize_tasks(load.tasks, window, limits))
     m["usd_per_1k_requests"] = usd_per_1k(space.hardware.usd_per_hour, m["requests_per_s"])
-    m.update(task_cost(space, m["tasks_per_s"], m))
+    m.update(task_cost(space, m["tasks_per_s"], m, load.records))
     arrival = workload.arrival
     m["target_task_rate"] = arrival.rate if arrival.mode == "poisson" and arrival.rate else math.nan
     m["loadgen_cpu_s"] = float(load.summary.get("loadgen_cpu_s", math.nan))
@@ -143,6 +145,11 @@ def api_key(inputs: TrialInputs) -> str | None:
         raise TrialRejected(f"api_key refers to ${{{exc.args[0]}}}, which is not set", "bad_config") from None
 
 
+def load_keys(inputs: TrialInputs, routes: dict[str, Any]) -> dict[str, str]:
+    """Every key the load generator needs: the engine's, and each routed endpoint's."""
+    return {"AUTOTUNE_API_KEY": api_key(inputs) or "", **route_keys(inputs.space, routes)}
+
+
 def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path,
               phase: Phase) -> TrialResult:
     """Raises TrialError subclasses on failure. The engine is left running for the next trial (the keeper
@@ -153,20 +160,22 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     problem = AppConfig.from_dict(app).problem()
     if problem:
         raise TrialRejected(problem, "unsupported")
-    wl, key = inputs.workload, api_key(inputs)
+    routes = routes_for(inputs.space, config.client)
+    check_routes(inputs.space, routes, inputs.checked_endpoints, trial_dir)
+    wl, key = inputs.workload, load_keys(inputs, routes)
     # a capacity trial's load generators import while the engine launches (one per level, one for the evaluation
     # pass), not at the start of each level
     standbys = StandbyPool(trial_dir / "loadgen", key, wl.capacity.max_levels + 1) \
         if wl.load_protocol == "capacity" and wl.processes <= 1 else None
     try:
-        return _run_trial(config, inputs, keeper, trial_dir, phase, standbys)
+        return _run_trial(config, inputs, keeper, trial_dir, phase, standbys, routes)
     finally:
         if standbys is not None:
             standbys.close()
 
 
 def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, phase: Phase,
-               standbys: StandbyPool | None) -> TrialResult:
+               standbys: StandbyPool | None, routes: dict[str, Any]) -> TrialResult:
     files = {"resolved-config.json": trial_dir / "resolved-config.json"}
     phase("launching")
     handle, reused = keeper.acquire(config.server, trial_dir / "engine.log")
@@ -176,14 +185,14 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
     # the tasks list starts with the evaluation items: the load walks them first
     cfg = build_load_config(inputs.workload, config.client, inputs.tasks, inputs.examples, handle.served_model,
                             trial_dir / "load", eval_first=len(inputs.eval_ids),
-                            server_metrics="gauges" in handle.capabilities)
+                            server_metrics="gauges" in handle.capabilities, routes=routes)
     phase("warming")
     t0 = time.monotonic()
     try:
         if inputs.workload.load_protocol == "capacity":
             first_check = functools.partial(check_calls, engine_log=handle.log_path)
-            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, api_key(inputs), first_check,
-                             standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
+            run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, load_keys(inputs, routes),
+                             first_check, standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
                              config_key(config), functools.partial(below_quality_floor, inputs=inputs),
                              handle.capabilities)
             held, over = level_loads(run.levels, run.capacity, inputs)
@@ -193,7 +202,7 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
         # a reused engine must not carry the last trial's prefixes (an API cannot be asked: False)
         cold = "reset_cache" in handle.capabilities and reset_prefix_cache(handle.url)
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
-                        api_key=api_key(inputs))
+                        api_key=load_keys(inputs, routes))
         load.summary["prefix_cache_reset"] = cold
         check_requests(load, handle.log_path)
         score_tasks(load.tasks, inputs.references, inputs.scorer)
@@ -237,7 +246,7 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
     metrics["operating_rate"] = run.levels[0].rate
     metrics["capacity_tps"] = run.capacity
     metrics.update(bracket_metrics(run.search, run.estimate))
-    metrics.update(task_cost(inputs.space, run.capacity, metrics))
+    metrics.update(task_cost(inputs.space, run.capacity, metrics, first.records))
     metrics.update(finish_grading(graded, inputs, eval_s, trial_dir, files))
     metrics["capacity_levels"] = float(len(run.levels))
     metrics["capacity_search_s"] = sum(lv.wall_s for lv in run.levels)
@@ -257,14 +266,26 @@ def capacity_result(run, inputs: TrialInputs, handle, reused: bool, trial_dir: P
                        tags={"autotune.capacity_stop": run.search.stop_reason}, item_scores=dict(graded.scores))
 
 
-def task_cost(space: SpaceConfig, rate: float, m: dict[str, float]) -> dict[str, float]:
-    """$ per 1k tasks and its two parts: self-hosted hours spread over the task rate one replica carries, and API
-    tokens per task at the API's prices (an API endpoint is not billed by the hour)."""
-    if space.engine.kind == "openai":
-        hosted, api = 0.0, api_cost(space.engine, m.get("input_tokens_per_task", math.nan),
-                                    m.get("output_tokens_per_task", math.nan))
+def task_cost(space: SpaceConfig, rate: float, m: dict[str, float],
+              records: list[dict[str, Any]] = ()) -> dict[str, float]:
+    """$ per 1k tasks and its two parts: self-hosted hours spread over the task rate one replica carries (0 when
+    every call went elsewhere), and API spend per completed task: every answered call of the window at the prices
+    of the endpoint it went to (the space's engine when it is an API, or the endpoint its role was routed to:
+    the records' `endpoint`). Without records, an API engine's tokens per task at its prices."""
+    measured = [r for r in records if r.get("phase") == "measure" and r.get("ok")]
+    prices = {**({"engine": space.engine} if space.engine.kind == "openai" else {}), **space.endpoints}
+    engine_used = not measured or any(r.get("endpoint", "engine") == "engine" for r in measured)
+    hosted = usd_per_1k(space.hardware.usd_per_hour, rate) if space.engine.kind == "vllm" and engine_used else 0.0
+    if measured:
+        spend = sum(prices[e].usd_per_1m_input * (r.get("prompt_tokens") or 0)
+                    + prices[e].usd_per_1m_output * (r.get("completion_tokens") or 0)
+                    for r in measured if (e := r.get("endpoint", "engine")) in prices)
+        api = 1000.0 * spend / 1e6 / (m.get("tasks_ok") or 1.0)
+    elif space.engine.kind == "openai":
+        api = api_cost(space.engine, m.get("input_tokens_per_task", math.nan),
+                       m.get("output_tokens_per_task", math.nan))
     else:
-        hosted, api = usd_per_1k(space.hardware.usd_per_hour, rate), 0.0
+        api = 0.0
     return {"usd_per_1k_tasks": hosted + api, "usd_per_1k_tasks_hosted": hosted, "usd_per_1k_tasks_api": api}
 
 
@@ -334,7 +355,7 @@ def complete_eval(url: str, cfg: LoadConfig, inputs: TrialInputs, graded: ItemSc
     started = time.monotonic()
     wl = inputs.workload
     ecfg = completion_config(cfg, inputs.tasks, missing, wl.eval_concurrency, wl.request_timeout_s, out_dir)
-    load = run_load(url, ecfg, out_dir, api_key=api_key(inputs), standbys=standbys)
+    load = run_load(url, ecfg, out_dir, api_key=load_keys(inputs, cfg.routes), standbys=standbys)
     score_tasks(load.tasks, inputs.references, inputs.scorer)
     graded.take(load.tasks, "completion", phases=("measure",))
     return time.monotonic() - started
