@@ -122,3 +122,23 @@ def test_cpu_repair_unwraps_sentence_values_of_a_well_formed_reply():
     assert rec["answer"] == VALUES and all(p["valid"] and p["repair"] == "cpu" for p in rec["parses"])
     plain = run_task(app(architecture="parallel", output_format="minimal"), ITEM, chat)
     assert plain["answer"]["name"] == "The main person's name is Ada Lovelace."
+
+
+def test_every_fm_node_of_every_architecture_has_the_role_its_route_knob_names():
+    """one_call -> one_call; parallel and sequential -> subquestions; judge -> agents and judge; a re-ask ->
+    reask; CPU nodes none. A node nobody routes is an FM call a `route_<role>` knob could not move."""
+    from autotune.fmware import ROLES, role_of
+    from autotune.fmware.architectures import build
+    from tests.fmware_fakes import app
+
+    seen = {}
+    for arch in ("one_call", "parallel", "sequential", "judge"):
+        nodes = build(app(architecture=arch, repair="reask"), {"id": "x", "input": {}, "reference": {}})
+        for node in nodes:
+            role = role_of(node.name)
+            assert (role is not None) == (node.kind == "fm"), (arch, node.name, node.kind)
+            if role:
+                seen.setdefault(arch, set()).add(role)
+    assert seen == {"one_call": {"one_call", "reask"}, "parallel": {"subquestions", "reask"},
+                    "sequential": {"subquestions", "reask"}, "judge": {"agents", "judge", "reask"}}
+    assert set().union(*seen.values()) == set(ROLES)

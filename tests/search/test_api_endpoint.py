@@ -110,3 +110,49 @@ def test_a_search_on_an_api_measures_capacity_and_prices_tokens(api, tmp_path, w
     assert endpoint["model"] == "hosted-model" and endpoint["api_key_env"] == "SEARCH_API_KEY"
     assert KEY not in "".join(p.read_text() for p in bundle.iterdir() if p.suffix in (".json", ".yaml", ".md"))
     assert "Nothing to start" in (bundle / "README.md").read_text()
+
+
+def test_a_judge_routed_to_an_api_beside_self_hosted_agents(api, tmp_path, write):
+    """Hybrid hosting in one trial: the agents on the launched engine, the judge on an API (route_judge). Only the
+    routing changes between the two trials, so the engine keeps running; the judge's calls go to the API with its
+    model and key, and the cost adds the API's tokens to the engine's hours."""
+    url = api()
+    write_items(tmp_path, 5)
+    write("wl.yaml", EXTRACTION_WORKLOAD + """\
+        arrival: {mode: closed, users: 2}
+        warmup_s: 0.5
+        duration_s: 2
+        drain_timeout_s: 5
+        max_tokens: 40
+        """)
+    space = write("space.yaml", f"""\
+        name: s
+        workload: wl.yaml
+        engine:
+          command: [{sys.executable}, {HERE / 'fake_engine.py'}]
+          startup_timeout_s: 5
+          shutdown_timeout_s: 3
+        endpoints:
+          api: {{kind: openai, url: "{url}", model: hosted-model, api_key_env: SEARCH_API_KEY,
+                 usd_per_1m_input: 2.0, usd_per_1m_output: 8.0}}
+        knobs:
+          model: {{value: {tmp_path}}}
+          architecture: {{value: judge}}
+          judge_rounds: {{value: 1}}
+          route_judge: {{choices: [engine, api]}}
+        search: {{n_trials: 2, sampler: grid, batch: 1, noise_repeats: 0}}
+        """)
+    opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+    run_search(opts, NullReporter())
+    trials = {t.params["route_judge"]: t for t in _study(opts).trials}
+    assert {k: t.state.name for k, t in trials.items()} == {"engine": "COMPLETE", "api": "COMPLETE"}
+    assert sorted(t.user_attrs["metrics"]["engine_reused"] for t in trials.values()) == [0.0, 1.0]
+    for route, t in trials.items():
+        records = [json.loads(line) for line in
+                   (tmp_path / "runs" / "s" / f"trial-{t.number:04d}" / "requests.jsonl").read_text().splitlines()]
+        where = {(r["node"].split(".")[1], r["endpoint"]) for r in records if r.get("ok")}
+        assert where == {("agent_a", "engine"), ("agent_b", "engine"), ("judge", route)}, where
+        m = t.user_attrs["metrics"]
+        assert m["usd_per_1k_tasks_hosted"] > 0, "the agents still run on the engine"
+        assert (m["usd_per_1k_tasks_api"] > 0) == (route == "api")
+        assert m["usd_per_1k_tasks"] == pytest.approx(m["usd_per_1k_tasks_hosted"] + m["usd_per_1k_tasks_api"])
