@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from autotune.fmware import ARCHITECTURES, CONSTRAINTS, FORMATS, PROMPT_VARIANTS, REPAIRS, ROLES
 
@@ -127,6 +127,11 @@ class ClientConfig(BaseModel):
     route_agents: str | None = None
     route_judge: str | None = None
     route_reask: str | None = None
+
+    @field_validator("route_one_call", "route_subquestions", "route_agents", "route_judge", "route_reask")
+    @classmethod
+    def _engine_is_the_default(cls, v: str | None) -> str | None:
+        return None if v == "engine" else v  # one identity for "the space's engine", named or not
 
 
 class TrialConfig(BaseModel):
