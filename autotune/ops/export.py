@@ -172,6 +172,7 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     cis, fresh = window_cis(study, space, chosen)
     engine_version = chosen.user_attrs.get("engine_version", "unknown")
     endpoint, endpoint_files = deploy_files(space, config, replicas, engine_version)
+    endpoint, endpoint_files = with_routes(space, config, endpoint, endpoint_files)
     out = next_version(out_root / study.study_name)
     out.mkdir(parents=True)
     bundle = {
@@ -205,6 +206,23 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
     if (out / "serve.sh").is_file():
         (out / "serve.sh").chmod(0o755)
     return out, chosen, rule
+
+
+def with_routes(space: SpaceConfig, config: TrialConfig, fields: dict[str, Any],
+                files: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A mixed plan's API roles: `routes.yaml` (role -> the endpoint its calls go to: url, model, prices, the
+    key's variable by name) beside the engine's files, and those variables among the secrets to provide."""
+    from autotune.search import routes_for
+
+    routes = routes_for(space, config.client)
+    if not routes:
+        return fields, files
+    plan = {role: {"endpoint": r["name"], **{k: v for k, v in space.endpoints[r["name"]].model_dump().items()
+                                             if k not in ("kind", "startup_timeout_s")}}
+            for role, r in routes.items()}
+    keys = sorted({p["api_key_env"] for p in plan.values() if p["api_key_env"]})
+    return ({**fields, "routes": plan, "required_env": sorted({*fields["required_env"], *keys})},
+            {**files, "routes.yaml": yaml.safe_dump(scrub_obj(plan), sort_keys=False)})
 
 
 def deploy_files(space: SpaceConfig, config: TrialConfig, replicas: int | None,

@@ -156,3 +156,9 @@ def test_a_judge_routed_to_an_api_beside_self_hosted_agents(api, tmp_path, write
         assert m["usd_per_1k_tasks_hosted"] > 0, "the agents still run on the engine"
         assert (m["usd_per_1k_tasks_api"] > 0) == (route == "api")
         assert m["usd_per_1k_tasks"] == pytest.approx(m["usd_per_1k_tasks_hosted"] + m["usd_per_1k_tasks_api"])
+    bundle, chosen, _ = export_bundle(_study(opts), "max usd_per_1k_tasks_api", tmp_path / "exports")
+    assert chosen.params["route_judge"] == "api" and (bundle / "serve.sh").exists(), "the agents' engine ships"
+    plan = yaml.safe_load((bundle / "routes.yaml").read_text())
+    assert plan["judge"]["endpoint"] == "api" and plan["judge"]["api_key_env"] == "SEARCH_API_KEY"
+    assert "SEARCH_API_KEY" in json.loads((bundle / "bundle.json").read_text())["required_env"]
+    assert KEY not in "".join(p.read_text() for p in bundle.iterdir() if p.suffix in (".json", ".yaml", ".md", ".sh"))
