@@ -124,7 +124,7 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
                    ItemScores(list(getattr(inputs, "eval_ids", []))), capabilities=capabilities)
     levels: list[Level] = []
     while (rate := search.next_rate()) is not None:
-        if levels and (why := over_rate_limit(rate, levels[0].load.tasks, getattr(inputs.space, "engine", None))):
+        if levels and (why := over_rate_limit(rate, levels[0].load, inputs.space)):
             levels.append(refused_level(rate, why, ctx.out_dir / f"level-{len(levels):02d}"))
             search.record(LevelResult(rate, False))  # the API would refuse these calls: a failed level, not run
             continue
@@ -155,19 +155,25 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
     return CapacityRun(levels, search, ctx.waited, standbys.dropped if standbys is not None else 0)
 
 
-def over_rate_limit(rate: float, tasks: list[dict[str, Any]], engine) -> str | None:
-    """Why an API endpoint's rate limits refuse `rate` tasks/s, from the calls and tokens per task the operating
-    load measured (None: within them, or no limit). A level past a limit would measure the API's 429s."""
-    rpm, tpm = getattr(engine, "rpm", None), getattr(engine, "tpm", None)
-    done = [t for t in tasks if t.get("phase") == "measure" and t.get("ok")]
-    if not (rpm or tpm) or not done:
+def over_rate_limit(rate: float, load: LoadResult, space) -> str | None:
+    """Why an API's rate limits refuse `rate` tasks/s (None: within them, or no limit), from what the operating
+    load sent each endpoint per task: its calls and tokens (records' `endpoint`; the space's own `engine` when
+    it is an API, and every routed one). A level past a limit would measure the API's 429s."""
+    limited = {name: api for name, api in [("engine", getattr(space, "engine", None)),
+                                           *getattr(space, "endpoints", {}).items()]
+               if getattr(api, "rpm", None) or getattr(api, "tpm", None)}
+    tasks = [t for t in load.tasks if t.get("phase") == "measure"]
+    if not limited or not tasks:
         return None
-    calls = float(np.mean([t.get("fm_calls", 1) for t in done]))
-    tokens = float(np.mean([(t.get("tokens_in") or 0) + (t.get("tokens_out") or 0) for t in done]))
-    if rpm and rate * calls * 60 > rpm:
-        return f"rate_limit: {rate * calls * 60:.0f} calls/min > rpm {rpm}"
-    if tpm and rate * tokens * 60 > tpm:
-        return f"rate_limit: {rate * tokens * 60:.0f} tokens/min > tpm {tpm}"
+    for name, api in limited.items():
+        sent = [r for r in load.records if r.get("phase") == "measure" and r.get("endpoint", "engine") == name]
+        calls = len(sent) / len(tasks)
+        tokens = sum((r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0) for r in sent) / len(tasks)
+        where = "" if name == "engine" else f" to {name}"
+        if api.rpm and rate * calls * 60 > api.rpm:
+            return f"rate_limit: {rate * calls * 60:.0f} calls/min{where} > rpm {api.rpm}"
+        if api.tpm and rate * tokens * 60 > api.tpm:
+            return f"rate_limit: {rate * tokens * 60:.0f} tokens/min{where} > tpm {api.tpm}"
     return None
 
 

@@ -361,18 +361,24 @@ def test_an_api_rate_limit_fails_a_level_without_running_it(tmp_path):
 
     def fake_load(url, cfg, out_dir, api_key=None, standbys=None):
         sent.append(cfg.arrival.rate)
-        good = {"phase": "measure", "ok": True, "latency_s": 0.1, "send_ts": 1.0, "id": "e0", "fm_calls": 2,
-                "tokens_in": 50, "tokens_out": 10}
-        return SimpleNamespace(tasks=[good] * 30, records=[], summary={"measure_s": cfg.duration_s})
+        good = {"phase": "measure", "ok": True, "latency_s": 0.1, "send_ts": 1.0, "id": "e0"}
+        call = {"phase": "measure", "ok": True, "prompt_tokens": 50, "completion_tokens": 10, "e2e_s": 0.1,
+                "ttft_s": 0.01, "send_ts": 1.0, "token_ts": [], "token_counts": []}
+        return SimpleNamespace(tasks=[good] * 30, records=[call] * 60, summary={"measure_s": cfg.duration_s})
 
     from autotune.measure import levels
 
     cap = Capacity(start_rate=1, tolerance=0.3, max_levels=4, level_s=5, min_tasks=4, extend_s=0)
-    run = _levels_on(fake_load, cap, tmp_path, engine=SimpleNamespace(rpm=120, tpm=None))
+    run = _levels_on(fake_load, cap, tmp_path, engine=SimpleNamespace(rpm=120, tpm=None))  # 2 calls per task
     refused = [r for r in run.rows() if str(r.get("early_stop", "")).startswith("rate_limit")]
     assert refused and refused[0]["rate"] == 2.0 and "240 calls/min > rpm 120" in refused[0]["early_stop"]
     assert 2.0 not in sent and all(r <= 1.0 for r in sent[1:] or [1.0]), sent
     assert run.capacity == 1.0 and not refused[0]["passed"]
-    assert levels.over_rate_limit(1.0, [{"phase": "measure", "ok": True, "fm_calls": 1, "tokens_in": 900,
-                                         "tokens_out": 100}], SimpleNamespace(rpm=None, tpm=30000)) \
-        == "rate_limit: 60000 tokens/min > tpm 30000"
+    # a routed endpoint's own limits count its own calls: 1 of the task's 2 calls, 1000 tokens each
+    load = SimpleNamespace(tasks=[{"phase": "measure"}], records=[
+        {"phase": "measure", "endpoint": "engine", "prompt_tokens": 900, "completion_tokens": 100},
+        {"phase": "measure", "endpoint": "api", "prompt_tokens": 900, "completion_tokens": 100}])
+    space = SimpleNamespace(engine=SimpleNamespace(rpm=None, tpm=None),
+                            endpoints={"api": SimpleNamespace(rpm=None, tpm=30000)})
+    assert levels.over_rate_limit(0.4, load, space) is None
+    assert levels.over_rate_limit(1.0, load, space) == "rate_limit: 60000 tokens/min to api > tpm 30000"
