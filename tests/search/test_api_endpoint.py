@@ -112,37 +112,17 @@ def test_a_search_on_an_api_measures_capacity_and_prices_tokens(api, tmp_path, w
     assert "Nothing to start" in (bundle / "README.md").read_text()
 
 
-def test_a_judge_routed_to_an_api_beside_self_hosted_agents(api, tmp_path, write):
+def test_a_judge_routed_to_an_api_beside_self_hosted_agents(api, setup, tmp_path):
     """Hybrid hosting in one trial: the agents on the launched engine, the judge on an API (route_judge). Only the
     routing changes between the two trials, so the engine keeps running; the judge's calls go to the API with its
     model and key, and the cost adds the API's tokens to the engine's hours."""
-    url = api()
-    write_items(tmp_path, 5)
-    write("wl.yaml", EXTRACTION_WORKLOAD + """\
-        arrival: {mode: closed, users: 2}
-        warmup_s: 0.5
-        duration_s: 2
-        drain_timeout_s: 5
-        max_tokens: 40
-        """)
-    space = write("space.yaml", f"""\
-        name: s
-        workload: wl.yaml
-        engine:
-          command: [{sys.executable}, {HERE / 'fake_engine.py'}]
-          startup_timeout_s: 5
-          shutdown_timeout_s: 3
-        endpoints:
-          api: {{kind: openai, url: "{url}", model: hosted-model, api_key_env: SEARCH_API_KEY,
-                 usd_per_1m_input: 2.0, usd_per_1m_output: 8.0}}
-        knobs:
-          model: {{value: {tmp_path}}}
-          architecture: {{value: judge}}
-          judge_rounds: {{value: 1}}
-          route_judge: {{choices: [engine, api]}}
-        search: {{n_trials: 2, sampler: grid, batch: 1, noise_repeats: 0}}
-        """)
-    opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
+    knobs = ["architecture: {value: judge}", "judge_rounds: {value: 1}", "route_judge: {choices: [engine, api]}"]
+    opts = setup("{value: 4}", sampler="grid", client="  " + ("\n" + " " * 14).join(knobs))  # the space's indent
+    opts.space_file.write_text(opts.space_file.read_text() + f"""\
+endpoints:
+  api: {{kind: openai, url: "{api()}", model: hosted-model, api_key_env: SEARCH_API_KEY, usd_per_1m_input: 2.0,
+         usd_per_1m_output: 8.0}}
+""")
     run_search(opts, NullReporter())
     trials = {t.params["route_judge"]: t for t in _study(opts).trials}
     assert {k: t.state.name for k, t in trials.items()} == {"engine": "COMPLETE", "api": "COMPLETE"}
