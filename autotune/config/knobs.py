@@ -70,6 +70,9 @@ KNOBS: dict[str, Knob] = {
         Knob("semantic_cache", "client", bool, "reuse answers of semantically similar earlier tasks"),
         *(Knob(f"route_{role}", "client", str, f"where the {what} calls go: `engine` (the space's endpoint) or "
                "a name of the space's `endpoints`") for role, what in ROLES.items()),
+        Knob("overflow_to", "client", str, "an endpoint of the space's `endpoints` that takes the engine's calls "
+             "while the engine already owes `overflow_at` (a self-hosted queue spilling to an API)"),
+        Knob("overflow_at", "client", int, "calls in flight to the engine at which further ones overflow", min=1),
         Knob("cache_threshold", "client", float, "cosine similarity needed for a cache hit", min=0.5, max=1.0),
         Knob("prompt_variant", "client", str, "zero_shot or few_shot (the workload's `few_shot` examples)",
              allowed=PROMPT_VARIANTS),
@@ -127,6 +130,8 @@ class ClientConfig(BaseModel):
     route_agents: str | None = None
     route_judge: str | None = None
     route_reask: str | None = None
+    overflow_to: str | None = None
+    overflow_at: int | None = None
 
     @field_validator("route_one_call", "route_subquestions", "route_agents", "route_judge", "route_reask")
     @classmethod

@@ -182,7 +182,7 @@ class SpaceConfig(Strict):
         if "engine" in self.endpoints:
             raise ValueError("endpoints: `engine` names the space's own endpoint; give this one another name")
         for name, spec in self.knobs.items():
-            if name.startswith("route_"):
+            if name.startswith("route_") or name == "overflow_to":
                 wrong = [v for v in spec.candidates() if v != "engine" and v not in self.endpoints]
                 if wrong:
                     raise ValueError(f"knob {name!r}: {wrong} is no endpoint of this space (`engine` or one of "

@@ -67,6 +67,9 @@ class LoadConfig(Strict):
     once: bool = False  # the evaluation completion pass: every task exactly once, then the window ends
     server_metrics: bool = True  # scrape and poll the engine's /metrics (a self-hosted vLLM; an API has none)
     routes: dict[str, Route] = Field(default_factory=dict)  # FM role -> its endpoint (autotune.fmware.roles)
+    # overflow: a call for the engine goes here instead while the engine owes `overflow_at` calls already
+    overflow: Route | None = None
+    overflow_at: int = Field(8, ge=1)
     # set by run_load for a standby started before its load was known: the users, the backstop, the host
     load_users: int | None = Field(None, ge=1)
     run_time_s: int | None = Field(None, ge=1)

@@ -265,6 +265,45 @@ def _controller(environment, out: Path) -> None:
         environment.runner.quit()
 
 
+def _read_stream(resp, rec: dict, parts: list[str], start: float) -> None:
+    """The streamed chunks into the record: token stamps, usage, finish reason, an error streamed with HTTP 200."""
+    for line in resp.iter_lines():
+        Run.last_progress = time.time()  # per streamed line: one float store, cheap
+        if not line or not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            break
+        chunk = json.loads(data)
+        if chunk.get("error"):  # vLLM streams request errors (bad constraint...) with HTTP 200
+            err = chunk["error"]
+            rec["error"] = f"HTTP {err.get('code', 400)} in stream: {err.get('message', '')}"[:400]
+            break
+        if chunk.get("usage"):
+            rec["prompt_tokens"] = chunk["usage"].get("prompt_tokens")
+            rec["completion_tokens"] = chunk["usage"].get("completion_tokens")
+        for choice in chunk.get("choices") or []:
+            if choice.get("finish_reason"):
+                rec["finish_reason"] = choice["finish_reason"]
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                t = time.perf_counter() - start
+                if rec["ttft_s"] is None:
+                    rec["ttft_s"] = t
+                rec["token_ts"].append(t)
+                rec["token_counts"].append((chunk.get("usage") or {}).get("completion_tokens"))
+                parts.append(content)
+
+
+def _route(req: dict):
+    """Where a call goes: its role's route; else the engine, unless the engine already owes `overflow_at` calls
+    and an overflow endpoint is set (then there: a self-hosted queue spilling to an API)."""
+    route = CFG.routes.get(role_of(req.get("node")) or "")
+    if route is None and CFG.overflow is not None and Run.engine_in_flight >= CFG.overflow_at:
+        return CFG.overflow
+    return route
+
+
 def _target(route, payload: dict) -> tuple[str, dict | None]:
     """(url, headers) of a call: the engine's, or its role's own endpoint (the payload's model set to that
     endpoint's, its key from the variable the route names: never the engine's key)."""
@@ -344,7 +383,7 @@ class ChatUser(HttpUser):
         }
         if req.get("structured_outputs"):
             payload["structured_outputs"] = req["structured_outputs"]
-        route = CFG.routes.get(role_of(req.get("node")) or "")
+        route = _route(req)
         url, headers = _target(route, payload)
         send_ts = time.time()
         start = time.perf_counter()
@@ -358,6 +397,7 @@ class ChatUser(HttpUser):
         if Run.outstanding == 0:  # the stall clock starts with the first request the engine owes us
             Run.last_progress = time.time()
         Run.outstanding += 1
+        Run.engine_in_flight += int(route is None)
         try:
             with self.client.post(url, json=payload, stream=True, catch_response=True, headers=headers,
                                   name=(req.get("node") or "chat").split(".")[0],
@@ -368,32 +408,7 @@ class ChatUser(HttpUser):
                     rec["error"] = f"HTTP {resp.status_code}: {resp.text[:300]}"
                     resp.failure(rec["error"])
                 else:
-                    for line in resp.iter_lines():
-                        Run.last_progress = time.time()  # per streamed line: one float store, cheap
-                        if not line or not line.startswith(b"data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == b"[DONE]":
-                            break
-                        chunk = json.loads(data)
-                        if chunk.get("error"):  # vLLM streams request errors (bad constraint...) with HTTP 200
-                            err = chunk["error"]
-                            rec["error"] = f"HTTP {err.get('code', 400)} in stream: {err.get('message', '')}"[:400]
-                            break
-                        if chunk.get("usage"):
-                            rec["prompt_tokens"] = chunk["usage"].get("prompt_tokens")
-                            rec["completion_tokens"] = chunk["usage"].get("completion_tokens")
-                        for choice in chunk.get("choices") or []:
-                            if choice.get("finish_reason"):
-                                rec["finish_reason"] = choice["finish_reason"]
-                            content = (choice.get("delta") or {}).get("content")
-                            if content:
-                                t = time.perf_counter() - start
-                                if rec["ttft_s"] is None:
-                                    rec["ttft_s"] = t
-                                rec["token_ts"].append(t)
-                                rec["token_counts"].append((chunk.get("usage") or {}).get("completion_tokens"))
-                                parts.append(content)
+                    _read_stream(resp, rec, parts, start)
                     rec["e2e_s"] = time.perf_counter() - start
                     rec["text"] = "".join(parts)
                     if rec["error"]:
@@ -410,6 +425,7 @@ class ChatUser(HttpUser):
             rec["e2e_s"] = time.perf_counter() - start
         finally:
             Run.outstanding -= 1
+            Run.engine_in_flight -= int(route is None)
             Run.open_requests.pop(id(rec), None)
         Run.records.append(rec)
         return rec

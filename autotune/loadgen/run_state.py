@@ -22,6 +22,7 @@ class Run:
     open_tasks: dict[int, dict] = {}  # n -> the task's start record, until it finishes
     open_requests: dict[int, dict] = {}  # id(record) -> the request record, until its response ends
     outstanding = 0  # HTTP requests waiting on the engine
+    engine_in_flight = 0  # of them, the ones sent to the engine itself (not routed or spilled to an API)
     last_progress = 0.0  # time of the latest chunk / response / transport error from the engine
     server_tokens: float | None = None  # the server's generation counter, read halfway through a quiet spell
     baseline_for = 0.0  # the quiet spell (its last_progress) that counter belongs to

@@ -59,7 +59,9 @@ def build_load_config(workload: WorkloadConfig, client: ClientConfig, tasks: lis
         arrival=workload.arrival.model_dump(), warmup_s=workload.warmup_s, duration_s=workload.duration_s,
         drain_timeout_s=workload.drain_timeout_s, request_timeout_s=workload.request_timeout_s,
         stall_timeout_s=workload.stall_timeout_s, processes=workload.processes, out_dir=str(out_dir),
-        eval_first=eval_first, server_metrics=server_metrics, routes=routes or {})
+        eval_first=eval_first, server_metrics=server_metrics,
+        routes={role: r for role, r in (routes or {}).items() if role != "overflow"},
+        overflow=(routes or {}).get("overflow"), overflow_at=client.overflow_at or 8)
 
 
 def locust_argv(url: str, cfg: LoadConfig) -> list[str]:

@@ -36,7 +36,7 @@ ALPHA = 0.05  # family-wise error rate of the "distinguishable" statements on th
 
 # knobs added after studies recorded their keys: unset (None), they are left out, so a config keeps its identity
 ADDED_LATER = {"cpu_threads_bind", "cpu_reserved_cores", "route_one_call", "route_subquestions", "route_agents",
-               "route_judge", "route_reask"}
+               "route_judge", "route_reask", "overflow_to", "overflow_at"}
 
 
 def config_key(config: TrialConfig) -> str:

@@ -14,10 +14,11 @@ from autotune.fmware import ROLES
 
 
 def routes_for(space, client: ClientConfig) -> dict[str, dict[str, Any]]:
-    """role -> LoadConfig route for every role the config sends away from the engine."""
+    """role -> LoadConfig route for every role the config sends away from the engine, and `overflow` (no role:
+    where the engine's calls spill while it owes `overflow_at`) when the config sets one."""
     routes = {}
-    for role in ROLES:
-        name = getattr(client, f"route_{role}", None)
+    for role in [*ROLES, "overflow"]:
+        name = client.overflow_to if role == "overflow" else getattr(client, f"route_{role}", None)
         if name in (None, "engine"):
             continue
         api = space.endpoints[name]

@@ -142,3 +142,23 @@ endpoints:
     assert plan["judge"]["endpoint"] == "api" and plan["judge"]["api_key_env"] == "SEARCH_API_KEY"
     assert "SEARCH_API_KEY" in json.loads((bundle / "bundle.json").read_text())["required_env"]
     assert KEY not in "".join(p.read_text() for p in bundle.iterdir() if p.suffix in (".json", ".yaml", ".md", ".sh"))
+
+
+def test_overflow_spills_the_engines_calls_to_an_api_while_the_engine_is_busy(api, setup):
+    """overflow_to/overflow_at: a call for the engine goes to the API while the engine already owes one. With two
+    users some calls overlap, so some spill; without overflow none does."""
+    knobs = ["overflow_to: {choices: [engine, api]}", "overflow_at: {value: 1}"]
+    opts = setup("{value: 4}", sampler="grid", client="  " + ("\n" + " " * 14).join(knobs))
+    opts.space_file.write_text(opts.space_file.read_text() + f"""\
+endpoints:
+  api: {{kind: openai, url: "{api()}", model: hosted-model, api_key_env: SEARCH_API_KEY, usd_per_1m_output: 8.0}}
+""")
+    run_search(opts, NullReporter())
+    for t in _study(opts).trials:
+        assert t.state.name == "COMPLETE", t.user_attrs.get("fail_message")
+        records = [json.loads(line) for line in (opts.run_dir / "s" / f"trial-{t.number:04d}" /
+                                                 "requests.jsonl").read_text().splitlines()]
+        where = {r["endpoint"] for r in records if r.get("ok")}
+        spills = t.params["overflow_to"] == "api"
+        assert where == ({"engine", "api"} if spills else {"engine"}), where
+        assert (t.user_attrs["metrics"]["usd_per_1k_tasks_api"] > 0) == spills
