@@ -211,7 +211,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/table/table.csv")
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--prior-to", type=Path, help="also write the repeats' launch-to-launch noise as the host's "
-                    "noise prior (noise-prior.json) into this run dir, e.g. runs/ (autotune.search.noise_prior)")
+                    "noise prior (noise-prior.json) into this folder: a run dir (runs/), or noise_priors/<host> to "
+                    "ship it with the repository (autotune.search.noise_prior)")
     args = ap.parse_args()
     if not args.export_only:
         record(args.space, args.run_dir, args.repeats)

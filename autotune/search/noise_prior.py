@@ -8,11 +8,12 @@ so a measurement with many degrees of freedom made once (the tabular benchmark's
 makes every later study's intervals as narrow as the noise is.
 
 `noise-prior.json` in a run dir holds it: per metric the sd of one window (of log values when `log`) and its
-degrees of freedom, with the host (CPU model, cores), the engine version and the workload it was measured on. A
-study adopts it at its start when the host and the workload's name match, and records it (`noise_prior`), so the
-intervals it prints can be reproduced; a trial measured on another engine version drops it. Its windows were
-measured at the recording workload's level length, which may differ from the study's: a prior from shorter
-levels is wider, so erring safe.
+degrees of freedom, with the host (CPU model, cores), the engine version and the workload it was measured on.
+Priors measured on known hosts ship in the repository's `noise_priors/` (one file per host and workload). A
+study adopts the run dir's, else the newest shipped one, when the host and the workload's name match, and records
+it (`noise_prior`), so the intervals it prints can be reproduced; a trial on another engine version drops it.
+Its windows were measured at the recording workload's level length, which may differ from the study's: a prior
+from shorter levels is wider, so erring safe.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 from autotune.measure import Noise
 
 FILE = "noise-prior.json"
+SHIPPED = Path(__file__).resolve().parents[2] / "noise_priors"  # the repository's, measured on known hosts
 SCHEMA = 1
 
 
@@ -66,17 +68,18 @@ def write_prior(run_dir: Path, metrics: dict[str, dict[str, float]], workload: d
     return path
 
 
-def adopt(run_dir: Path, workload_name: str) -> dict[str, Any] | None:
-    """The run dir's prior when it was measured on this host for this workload, else None."""
-    path = Path(run_dir) / FILE
-    try:
-        prior = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if prior.get("schema") != SCHEMA or prior.get("host") != host() \
-            or (prior.get("workload") or {}).get("name") != workload_name:
-        return None
-    return prior
+def adopt(run_dir: Path, workload_name: str, shipped: Path = SHIPPED) -> dict[str, Any] | None:
+    """The run dir's prior, else the newest shipped one, measured on this host for this workload; else None."""
+    candidates = [Path(run_dir) / FILE, *sorted(Path(shipped).glob("*.json"), key=lambda p: p.name, reverse=True)]
+    for path in candidates:
+        try:
+            prior = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if prior.get("schema") == SCHEMA and prior.get("host") == host() \
+                and (prior.get("workload") or {}).get("name") == workload_name:
+            return prior
+    return None
 
 
 def study_prior(study) -> dict[str, Noise]:
