@@ -70,7 +70,7 @@ def write_prior(run_dir: Path, metrics: dict[str, dict[str, float]], workload: d
 
 def adopt(run_dir: Path, workload_name: str, shipped: Path = SHIPPED) -> dict[str, Any] | None:
     """The run dir's prior, else the newest shipped one, measured on this host for this workload; else None."""
-    candidates = [Path(run_dir) / FILE, *sorted(Path(shipped).glob("*.json"), key=lambda p: p.name, reverse=True)]
+    candidates = [Path(run_dir) / FILE, *sorted(Path(shipped).rglob("*.json"), key=lambda p: str(p), reverse=True)]
     for path in candidates:
         try:
             prior = json.loads(path.read_text())
