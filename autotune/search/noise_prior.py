@@ -70,16 +70,19 @@ def write_prior(run_dir: Path, metrics: dict[str, dict[str, float]], workload: d
 
 def adopt(run_dir: Path, workload_name: str, shipped: Path = SHIPPED) -> dict[str, Any] | None:
     """The run dir's prior, else the newest shipped one, measured on this host for this workload; else None."""
-    candidates = [Path(run_dir) / FILE, *sorted(Path(shipped).rglob("*.json"), key=lambda p: str(p), reverse=True)]
-    for path in candidates:
+    def matching(path: Path) -> dict[str, Any] | None:
         try:
             prior = json.loads(path.read_text())
         except (OSError, ValueError):
-            continue
-        if prior.get("schema") == SCHEMA and prior.get("host") == host() \
-                and (prior.get("workload") or {}).get("name") == workload_name:
-            return prior
-    return None
+            return None
+        ok = prior.get("schema") == SCHEMA and prior.get("host") == host() \
+            and (prior.get("workload") or {}).get("name") == workload_name
+        return prior if ok else None
+
+    if (own := matching(Path(run_dir) / FILE)) is not None:
+        return own
+    found = [p for path in Path(shipped).rglob("*.json") if (p := matching(path)) is not None]
+    return max(found, key=lambda p: p.get("created", "")) if found else None
 
 
 def study_prior(study) -> dict[str, Noise]:
