@@ -97,7 +97,9 @@ def run_one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, stu
         "autotune.violations": json.dumps(ev.violations), "autotune.dominant_node": result.dominant_node,
         "autotune.fidelity": fidelity, **result.tags,
     }, tables=result.tables)
-    reporter.trial_finished(trial.number, result.metrics, None)
+    # the done line names why a capacity bracket stayed wider than asked (a tag, not a metric)
+    reporter.trial_finished(trial.number, {**result.metrics, "capacity_stop": result.tags.get("autotune.capacity_stop")},
+                            None)
     warn(reporter, "eval_cost", costly_pass_warning(result.metrics))
     return fidelity
 
