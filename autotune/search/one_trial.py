@@ -98,8 +98,8 @@ def run_one_trial(study, inputs: TrialInputs, keeper: EngineKeeper, tracker, stu
         "autotune.fidelity": fidelity, **result.tags,
     }, tables=result.tables)
     # the done line names why a capacity bracket stayed wider than asked (a tag, not a metric)
-    reporter.trial_finished(trial.number, {**result.metrics, "capacity_stop": result.tags.get("autotune.capacity_stop")},
-                            None)
+    stop = result.tags.get("autotune.capacity_stop")
+    reporter.trial_finished(trial.number, {**result.metrics, "capacity_stop": stop}, None)
     warn(reporter, "eval_cost", costly_pass_warning(result.metrics))
     return fidelity
 
