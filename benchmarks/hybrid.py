@@ -60,8 +60,8 @@ def plan_space(base: dict, small: str, strong_url: str, strong_model: str, price
             "workload": workload, "engine": base.get("engine", {}), "hardware": base.get("hardware", {}),
             "endpoints": {"strong": {"kind": "openai", "url": strong_url, "model": strong_model,
                                      "usd_per_1m_input": prices[0], "usd_per_1m_output": prices[1]}},
-            "knobs": knobs, "objectives": base.get("objectives"), "constraints": [c for c in base.get("constraints", [])
-                                                                                if c.get("metric") != "quality"],
+            "knobs": knobs, **({"objectives": base["objectives"]} if base.get("objectives") else {}),
+            "constraints": [c for c in base.get("constraints", []) if c.get("metric") != "quality"],
             "sla": base.get("sla", {}),
             "search": {"n_trials": n, "sampler": "random", "seed": 0, "batch": 1, "max_failures": n,
                        "noise_repeats": 0, "enqueue": [p for _, p in PLANS]}}
