@@ -180,7 +180,8 @@ def export_bundle(study: optuna.Study, policy: str, out_root: Path, target_rate:
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "study": study.study_name,
         "trial": chosen.number, "mlflow_run_id": chosen.user_attrs.get("mlflow_run_id"),
         "policy": policy, "rule": rule, "hardware": space.hardware.model_dump(),
-        "server": config.server.model_dump(), "client": config.client.model_dump(),
+        "server": config.server.model_dump() if space.engine.kind == "vllm" else {},
+        "client": config.client.model_dump(),
         **endpoint, "metrics": chosen.metrics, "confidence_intervals_95": {k: list(v) for k, v in cis.items()},
         # where one fresh launch of this config will measure (benchmarks/calibration.py checks both)
         "prediction_intervals_95": {k: list(v) for k, v in fresh.items()},
