@@ -85,6 +85,22 @@ class OpenAIEndpointConfig(Strict):
         return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
+class VllmEndpointConfig(EngineConfig):
+    """A second self-hosted engine of the plan (`endpoints.NAME` with `kind: vllm`): launched once per search on its
+    own fixed server part (`server`: ServerConfig's fields, e.g. a stronger model, its dtype, its cores through
+    `cpu_threads_bind`), kept running while the routes change, stopped with the search."""
+
+    server: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("server")
+    @classmethod
+    def _a_server_part(cls, server: dict[str, Any]) -> dict[str, Any]:
+        from autotune.config.knobs import ServerConfig
+
+        ServerConfig(**server)  # unknown or ill-typed keys fail here, with the key's name
+        return server
+
+
 def _kind(value: Any) -> str:
     return (value.get("kind", "vllm") if isinstance(value, dict) else getattr(value, "kind", "vllm")) or "vllm"
 
@@ -92,3 +108,6 @@ def _kind(value: Any) -> str:
 # `engine:` in a space: the default kind needs no `kind:` key (every space before endpoints had none)
 EndpointConfig = Annotated[Annotated[EngineConfig, Tag("vllm")] | Annotated[OpenAIEndpointConfig, Tag("openai")],
                            Discriminator(_kind)]
+# `endpoints.NAME` in a space: an API, or a second self-hosted engine with its own server part
+NamedEndpoint = Annotated[Annotated[VllmEndpointConfig, Tag("vllm")] | Annotated[OpenAIEndpointConfig, Tag("openai")],
+                          Discriminator(_kind)]

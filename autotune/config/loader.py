@@ -76,7 +76,8 @@ UNION_TAGS = ("vllm", "openai")  # the `kind`s of `engine:` (autotune.config.end
 def _first_error(exc: ValidationError, file: str) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     # a tagged union's tag is no key of the file (engine.vllm.env.X is `engine.env.X` in the YAML)
-    loc = tuple(p for i, p in enumerate(err["loc"]) if not (i and err["loc"][i - 1] == "engine" and p in UNION_TAGS))
+    loc = tuple(p for i, p in enumerate(err["loc"]) if not (p in UNION_TAGS and (
+        (i and err["loc"][i - 1] == "engine") or (i > 1 and err["loc"][i - 2] == "endpoints"))))
     err = {**err, "loc": loc}
     key = ".".join(str(p) for p in loc)
     msg = err["msg"]

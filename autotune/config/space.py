@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from autotune.config.endpoints import DEFAULT_ENGINE_PYTHON, EndpointConfig, EngineConfig, OpenAIEndpointConfig, Strict
+from autotune.config.endpoints import (
+    DEFAULT_ENGINE_PYTHON,
+    EndpointConfig,
+    EngineConfig,
+    NamedEndpoint,
+    OpenAIEndpointConfig,
+    Strict,
+)
 from autotune.config.knobs import KNOBS, check_value
 from autotune.config.loader import load_yaml, parse_model
 from autotune.config.metric_names import KNOWN_METRICS
@@ -130,9 +137,9 @@ class SpaceConfig(Strict):
     description: str = ""
     workload: str | None = None  # path relative to this file
     engine: EndpointConfig = Field(default_factory=EngineConfig)
-    # more endpoints the `route_<role>` knobs can send an FM role's calls to (APIs, by name); `engine` is the above
-    endpoints: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], OpenAIEndpointConfig] = \
-        Field(default_factory=dict)
+    # more endpoints the `route_<role>` knobs can send an FM role's calls to, by name: APIs, or more self-hosted
+    # engines on fixed server parts; `engine` is the above
+    endpoints: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], NamedEndpoint] = Field(default_factory=dict)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     knobs: dict[str, KnobSpec] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=default_objectives, min_length=1)
@@ -210,8 +217,11 @@ class SpaceConfig(Strict):
 def load_space(path: str | Path, check_paths: bool = True) -> SpaceConfig:
     data = load_yaml(path)
     space = parse_model(SpaceConfig, data, str(path))
-    for name, api in space.endpoints.items():
-        register_api_key(api, str(path), strict=check_paths, key=f"endpoints.{name}.api_key_env")
+    for name, ep in space.endpoints.items():
+        if isinstance(ep, OpenAIEndpointConfig):
+            register_api_key(ep, str(path), strict=check_paths, key=f"endpoints.{name}.api_key_env")
+        else:
+            register_engine_secrets(ep, str(path), strict=check_paths)
     if isinstance(space.engine, OpenAIEndpointConfig):
         register_api_key(space.engine, str(path), strict=check_paths)
         return space

@@ -93,6 +93,7 @@ class _Context:
     covered: ItemScores
     waited: float = 0.0
     capabilities: frozenset[str] = frozenset({"reset_cache", "gauges"})
+    others: list[str] = field(default_factory=list)
 
 
 def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Callable[[str], None],
@@ -100,7 +101,8 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
                standbys: StandbyPool | None = None, priors: list[CapacityPrior] = (),
                server: dict[str, Any] | None = None, key: str = "",
                stop_early: Callable[[list[Level], CapacitySearch], str | None] | None = None,
-               capabilities: frozenset[str] = frozenset({"reset_cache", "gauges"})) -> CapacityRun:
+               capabilities: frozenset[str] = frozenset({"reset_cache", "gauges"}),
+               others: list[str] = ()) -> CapacityRun:
     """Bracket then narrow on task rate from a first estimate (`first_estimate` of the operating-load level and
     the study's `priors`); the engine keeps running across levels (and for the next trial). Each level runs on a
     standby load generator when `standbys` has one. A level whose verdict is a coin flip (misses, and an interval
@@ -109,7 +111,8 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
     `stop_early` (the levels so far, the search) may end the search after any level: the reason it returns is
     the search's stop reason (a config already certain to break a quality floor needs no capacity).
     `capabilities`: what the endpoint offers beyond the API (an API endpoint: neither a cache reset between
-    levels nor gauges to wait on for an idle engine)."""
+    levels nor gauges to wait on for an idle engine). `others`: the routed self-hosted engines' urls, whose prefix
+    caches are reset before every level too."""
     cap, sla = inputs.workload.capacity, limits_of(inputs.space.sla)
     # a level's failing tasks are known misses one SLA period after they start: the drain need not be longer
     drain = min(inputs.workload.drain_timeout_s, sla["task_ms"] / 1000.0 * 1.5 + 2.0) if sla["task_ms"] \
@@ -121,7 +124,7 @@ def run_levels(url: str, base_cfg: LoadConfig, inputs, out_dir: Path, phase: Cal
     # reached the same items, which a fixed arrival seed at the same rates makes the usual case); the first level,
     # the operating load every latency objective reads, always walks the set in the fixed order
     ctx = _Context(url, base_cfg, inputs, out_dir, phase, api_key, standbys, drain,
-                   ItemScores(list(getattr(inputs, "eval_ids", []))), capabilities=capabilities)
+                   ItemScores(list(getattr(inputs, "eval_ids", []))), capabilities=capabilities, others=list(others))
     levels: list[Level] = []
     while (rate := search.next_rate()) is not None:
         if levels and (why := over_rate_limit(rate, levels[0].load, inputs.space)):
@@ -216,6 +219,8 @@ def _window(ctx: _Context, levels: list[Level], rate: float, segment: int, prior
                "segment": segment})
     started = time.monotonic()
     cold = "reset_cache" in ctx.capabilities and reset_prefix_cache(ctx.url)
+    for url in ctx.others:
+        reset_prefix_cache(url)
     load = run_load(ctx.url, cfg, level_dir, api_key=ctx.api_key, standbys=ctx.standbys)
     measured = [t for t in load.tasks if t.get("phase") == "measure"]
     verdict = judge(sum(task_meets(t, sla) for t in measured), len(measured), space.sla.attainment, cap.confidence)

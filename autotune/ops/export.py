@@ -218,12 +218,18 @@ def with_routes(space: SpaceConfig, config: TrialConfig, fields: dict[str, Any],
     routes = routes_for(space, config.client)
     if not routes:
         return fields, files
-    plan = {role: {"endpoint": r["name"], **{k: v for k, v in space.endpoints[r["name"]].model_dump().items()
-                                             if k not in ("kind", "startup_timeout_s")}}
-            for role, r in routes.items()}
-    keys = sorted({p["api_key_env"] for p in plan.values() if p["api_key_env"]})
+    plan = {role: {"endpoint": r["name"], **_endpoint_entry(space.endpoints[r["name"]])} for role, r in routes.items()}
+    keys = sorted({p["api_key_env"] for p in plan.values() if p.get("api_key_env")})
     return ({**fields, "routes": plan, "required_env": sorted({*fields["required_env"], *keys})},
             {**files, "routes.yaml": yaml.safe_dump(scrub_obj(plan), sort_keys=False)})
+
+
+def _endpoint_entry(ep) -> dict[str, Any]:
+    """What a deployment needs of a routed endpoint: an API's url, model, prices, limits and the key's variable; a
+    self-hosted engine's server part (serve it as `serve.sh` does the main one, with these settings)."""
+    if ep.kind == "vllm":
+        return {"kind": "vllm", "server": dict(ep.server)}
+    return {k: v for k, v in ep.model_dump().items() if k != "startup_timeout_s"}
 
 
 def deploy_files(space: SpaceConfig, config: TrialConfig, replicas: int | None,

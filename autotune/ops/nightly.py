@@ -163,7 +163,7 @@ def _ab_windows(configs: dict[str, TrialConfig], inputs, space, run_dir: Path, n
     """`confirm` rounds of one window per arm, ABBA-ordered, each on a fresh engine launch."""
     from autotune.engines import EngineRegistry, keeper_for
 
-    keeper = keeper_for(space.engine, EngineRegistry(run_dir / "engines"))
+    keeper = keeper_for(space.engine, EngineRegistry(run_dir / "engines"), endpoints=space.endpoints)
     windows: dict[str, list[Window]] = {arm: [] for arm in ARMS}
     try:
         for i in range(confirm):

@@ -13,17 +13,32 @@ from autotune.errors import EngineLaunchError, TrialRejected
 from autotune.fmware import ROLES
 
 
-def routes_for(space, client: ClientConfig) -> dict[str, dict[str, Any]]:
+def routed_names(client: ClientConfig) -> dict[str, str]:
+    """role -> endpoint name, for every role sent away from the engine (and `overflow`, when set)."""
+    out = {role: getattr(client, f"route_{role}", None) for role in ROLES}
+    out["overflow"] = client.overflow_to
+    return {role: name for role, name in out.items() if name not in (None, "engine")}
+
+
+def self_hosted(space, client: ClientConfig) -> set[str]:
+    """The self-hosted endpoints (`kind: vllm`) the config routes a role to: they must be running."""
+    return {name for name in routed_names(client).values() if space.endpoints[name].kind == "vllm"}
+
+
+def routes_for(space, client: ClientConfig, live: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """role -> LoadConfig route for every role the config sends away from the engine, and `overflow` (no role:
-    where the engine's calls spill while it owes `overflow_at`) when the config sets one."""
+    where the engine's calls spill while it owes `overflow_at`) when the config sets one. A self-hosted endpoint's
+    url and model are its running engine's (`live` handles; without them, its model and no url)."""
     routes = {}
-    for role in [*ROLES, "overflow"]:
-        name = client.overflow_to if role == "overflow" else getattr(client, f"route_{role}", None)
-        if name in (None, "engine"):
+    for role, name in routed_names(client).items():
+        ep = space.endpoints[name]
+        if ep.kind == "vllm":
+            handle = (live or {}).get(name)
+            routes[role] = {"name": name, "url": handle.url if handle else "",
+                            "model": handle.served_model if handle else ep.server.get("model", ""), "key_var": None}
             continue
-        api = space.endpoints[name]
-        routes[role] = {"name": name, "url": api.root, "model": api.model,
-                        "key_var": f"AUTOTUNE_KEY_{name.upper()}" if api.api_key_env else None}
+        routes[role] = {"name": name, "url": ep.root, "model": ep.model,
+                        "key_var": f"AUTOTUNE_KEY_{name.upper()}" if ep.api_key_env else None}
     return routes
 
 
@@ -32,7 +47,7 @@ def route_keys(space, routes: dict[str, Any]) -> dict[str, str]:
     out = {}
     for route in routes.values():
         r = route if isinstance(route, dict) else route.model_dump()
-        if r.get("key_var") and (key := endpoint_key(space.endpoints[r["name"]])):
+        if r.get("key_var") and (key := endpoint_key(space.endpoints[r["name"]])):  # an API's (self-hosted: none)
             out[r["key_var"]] = key
     return out
 
@@ -40,7 +55,8 @@ def route_keys(space, routes: dict[str, Any]) -> dict[str, str]:
 def check_routes(space, routes: dict[str, dict[str, Any]], checked: set[str], trial_dir: Path) -> None:
     """Each routed endpoint answers with its model once per search. One that does not rejects the trial with
     the reason (TrialRejected: the routing's fault, never remembered against the engine's server part)."""
-    for name in sorted({r["name"] for r in routes.values()} - checked):
+    apis = {r["name"] for r in routes.values() if space.endpoints[r["name"]].kind == "openai"}
+    for name in sorted(apis - checked):
         try:
             APIKeeper(space.endpoints[name]).acquire(ServerConfig(), trial_dir / f"endpoint-{name}.log")
         except EngineLaunchError as exc:

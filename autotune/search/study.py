@@ -90,7 +90,8 @@ def run_search(opts: SearchOptions, reporter: Reporter) -> SearchSummary:
     warn(reporter, "eval_budget", over_budget_warning(workload, len(inputs.eval_ids)))
     registry, reaped = open_stores(s, opts)
     prepare_study(s, opts)
-    keeper = keeper_for(space.engine, registry, on_wait=lambda secs: reporter.phase(f"launching ({secs:.0f}s)"))
+    keeper = keeper_for(space.engine, registry, on_wait=lambda secs: reporter.phase(f"launching ({secs:.0f}s)"),
+                        endpoints=space.endpoints)
     s.tracker.objectives = [(o.metric, o.direction) for o in space.objectives]
     reporter.search_started(s.study_name, s.n_trials, finished_trials(s.study))
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}

@@ -38,7 +38,7 @@ from autotune.measure import (
     usd_per_1k,
 )
 from autotune.search.config_points import config_key
-from autotune.search.routes import check_routes, route_keys, routes_for
+from autotune.search.routes import check_routes, route_keys, routes_for, self_hosted
 from autotune.secrets import expand, redact_argv
 from autotune.sla import limits_of
 
@@ -160,7 +160,10 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     problem = AppConfig.from_dict(app).problem()
     if problem:
         raise TrialRejected(problem, "unsupported")
-    routes = routes_for(inputs.space, config.client)
+    # the self-hosted endpoints the routes need run first (launched once, kept); the APIs answer once per search
+    live = {name: keeper.endpoint(name, trial_dir / f"endpoint-{name}.log")
+            for name in sorted(self_hosted(inputs.space, config.client))}
+    routes = routes_for(inputs.space, config.client, live)
     check_routes(inputs.space, routes, inputs.checked_endpoints, trial_dir)
     wl, key = inputs.workload, load_keys(inputs, routes)
     # a capacity trial's load generators import while the engine launches (one per level, one for the evaluation
@@ -168,14 +171,14 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     standbys = StandbyPool(trial_dir / "loadgen", key, wl.capacity.max_levels + 1) \
         if wl.load_protocol == "capacity" and wl.processes <= 1 else None
     try:
-        return _run_trial(config, inputs, keeper, trial_dir, phase, standbys, routes)
+        return _run_trial(config, inputs, keeper, trial_dir, phase, standbys, routes, [h.url for h in live.values()])
     finally:
         if standbys is not None:
             standbys.close()
 
 
 def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, trial_dir: Path, phase: Phase,
-               standbys: StandbyPool | None, routes: dict[str, Any]) -> TrialResult:
+               standbys: StandbyPool | None, routes: dict[str, Any], others: list[str]) -> TrialResult:
     files = {"resolved-config.json": trial_dir / "resolved-config.json"}
     phase("launching")
     handle, reused = keeper.acquire(config.server, trial_dir / "engine.log")
@@ -194,13 +197,15 @@ def _run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, t
             run = run_levels(handle.url, cfg, inputs, trial_dir / "levels", phase, load_keys(inputs, routes),
                              first_check, standbys, inputs.capacity_priors, config.server.model_dump(mode="json"),
                              config_key(config), functools.partial(below_quality_floor, inputs=inputs),
-                             handle.capabilities)
+                             handle.capabilities, others)
             held, over = level_loads(run.levels, run.capacity, inputs)
             graded, eval_s = grade(held, handle.url, cfg, inputs, trial_dir, phase, complete=run.capacity > 0,
                                    answered=over, standbys=standbys)
             return capacity_result(run, inputs, handle, reused, trial_dir, files, graded, eval_s)
         # a reused engine must not carry the last trial's prefixes (an API cannot be asked: False)
         cold = "reset_cache" in handle.capabilities and reset_prefix_cache(handle.url)
+        for url in others:  # the routed self-hosted engines start cold too
+            reset_prefix_cache(url)
         load = run_load(handle.url, cfg, trial_dir / "load", on_tick=lambda: _tick(phase, t0, inputs.workload),
                         api_key=load_keys(inputs, routes))
         load.summary["prefix_cache_reset"] = cold
@@ -273,9 +278,13 @@ def task_cost(space: SpaceConfig, rate: float, m: dict[str, float],
     of the endpoint it went to (the space's engine when it is an API, or the endpoint its role was routed to:
     the records' `endpoint`). Without records, an API engine's tokens per task at its prices."""
     measured = [r for r in records if r.get("phase") == "measure" and r.get("ok")]
-    prices = {**({"engine": space.engine} if space.engine.kind == "openai" else {}), **space.endpoints}
-    engine_used = not measured or any(r.get("endpoint", "engine") == "engine" for r in measured)
-    hosted = usd_per_1k(space.hardware.usd_per_hour, rate) if space.engine.kind == "vllm" and engine_used else 0.0
+    prices = {**({"engine": space.engine} if space.engine.kind == "openai" else {}),
+              **{n: e for n, e in space.endpoints.items() if e.kind == "openai"}}
+    # the host's hours count when a call went to an engine on it (the trial's own or a self-hosted endpoint)
+    on_host = ({"engine"} if space.engine.kind == "vllm" else set()) | \
+        {n for n, e in space.endpoints.items() if e.kind == "vllm"}
+    host_used = any(r.get("endpoint", "engine") in on_host for r in measured) if measured else bool(on_host)
+    hosted = usd_per_1k(space.hardware.usd_per_hour, rate) if host_used else 0.0
     if measured:
         spend = sum(prices[e].usd_per_1m_input * (r.get("prompt_tokens") or 0)
                     + prices[e].usd_per_1m_output * (r.get("completion_tokens") or 0)

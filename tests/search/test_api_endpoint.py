@@ -162,3 +162,28 @@ endpoints:
         spills = t.params["overflow_to"] == "api"
         assert where == ({"engine", "api"} if spills else {"engine"}), where
         assert (t.user_attrs["metrics"]["usd_per_1k_tasks_api"] > 0) == spills
+
+
+def test_a_judge_on_a_second_self_hosted_engine(setup, tmp_path):
+    """`endpoints.big` with `kind: vllm`: a second engine on its own fixed server part, launched the first time a
+    route needs it, kept while the routes change, stopped with the search; its calls cost host hours, no tokens."""
+    knobs = ["architecture: {value: judge}", "judge_rounds: {value: 1}", "route_judge: {choices: [engine, big]}"]
+    opts = setup("{value: 4}", sampler="grid", client="  " + ("\n" + " " * 14).join(knobs))
+    opts.space_file.write_text(opts.space_file.read_text() + f"""\
+endpoints:
+  big: {{kind: vllm, command: [{sys.executable}, {HERE / 'fake_engine.py'}], startup_timeout_s: 5,
+         shutdown_timeout_s: 3, server: {{model: {tmp_path}, max_num_seqs: 8}}}}
+""")
+    run_search(opts, NullReporter())
+    trials = {t.params["route_judge"]: t for t in _study(opts).trials}
+    assert {k: t.state.name for k, t in trials.items()} == {"engine": "COMPLETE", "big": "COMPLETE"}
+    for route, t in trials.items():
+        trial_dir = opts.run_dir / "s" / f"trial-{t.number:04d}"
+        records = [json.loads(line) for line in (trial_dir / "requests.jsonl").read_text().splitlines()]
+        where = {(r["node"].split(".")[1], r["endpoint"]) for r in records if r.get("ok")}
+        assert where == {("agent_a", "engine"), ("agent_b", "engine"), ("judge", route)}, where
+        m = t.user_attrs["metrics"]
+        assert m["usd_per_1k_tasks_hosted"] > 0 and m["usd_per_1k_tasks_api"] == 0.0
+    argv = json.loads((opts.run_dir / "s" / f"trial-{trials['big'].number:04d}" / "engine-argv.json").read_text())
+    assert "--max-num-seqs" in argv and argv[argv.index("--max-num-seqs") + 1] == "4", "the trial's own engine"
+    assert not list((opts.run_dir / "engines").glob("*.json")), "both engines stopped with the search"
