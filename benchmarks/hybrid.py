@@ -2,14 +2,14 @@
 study, one front of quality x capacity x $ per 1k tasks, on this host.
 
     .venv/bin/python benchmarks/hybrid.py                          # qwen2.5-coder-0.5b vs smollm2-135m
-    .venv/bin/python benchmarks/hybrid.py --strong MODEL --small MODEL --usd-per-1m 0.05 0.10
+    .venv/bin/python benchmarks/hybrid.py --strong MODEL --small MODEL --dtype bfloat16
 
-The small model is the study's own engine (launched by the search). The strong one plays a hosted API: a second
-vLLM this script starts before the search and stops after it, reached through `kind: openai` (`endpoints.strong`)
-at the per-token prices given (an assumption: state the API you would buy). On one host the two engines share it:
-each engine's OpenMP threads are bound to their own cores (`--cores`: the small engine's, then the strong
-engine's), no core is reserved for either API server, and each gets `--kv-gb` of KV cache; the report states the
-split. Plans (enqueued, so exactly these run, with the capacity protocol and the paired evaluation set):
+Both models are self-hosted on this host: the small one is the study's own engine, the strong one a second engine
+(`endpoints.strong`, `kind: vllm`) the search launches on the first plan that routes to it and keeps. They share
+the host: each engine's OpenMP threads are bound to their own cores (`--cores`: the small engine's, then the
+strong engine's), no core is reserved for either API server, and each gets `--kv-gb` of KV cache; the report
+states the split. Cost is the host's hours over the plan's capacity (both engines live on it). Plans (enqueued, so
+exactly these run, with the capacity protocol and the paired evaluation set):
 
 1. strong, one call;            2. small, one call;    3. small, parallel;    4. small, sequential;
 5. small agents + small judge;  6. small agents + strong judge (the mixed plan).
@@ -29,6 +29,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SERVER = ("dtype", "enforce_eager", "block_size", "max_model_len", "max_num_seqs", "max_num_batched_tokens",
+          "enable_prefix_caching", "enable_chunked_prefill")  # the strong engine takes these from the plans' space
 PLANS = [
     ("strong, one call", {"architecture": "one_call", "route_one_call": "strong"}),
     ("small, one call", {"architecture": "one_call", "route_one_call": "engine"}),
@@ -39,17 +41,21 @@ PLANS = [
 ]
 
 
-def plan_space(base: dict, small: str, strong_url: str, strong_model: str, prices: tuple[float, float],
-               cores: tuple[str, str], kv_gb: int, workload: str, n: int) -> dict:
+def plan_space(base: dict, small: str, strong: str, dtype: str | None, cores: tuple[str, str], kv_gb: int,
+               workload: str, n: int) -> dict:
     """The study's space: the base space's engine, hardware, SLA and the knobs the plans do not set (a searched
     one at its warm-start value: the application a user starts from), the small model on its cores, the strong
-    engine as `endpoints.strong`, the plans enqueued."""
+    one as the self-hosted `endpoints.strong` on the same server settings and the other cores, the plans
+    enqueued."""
     warm = (base.get("search", {}).get("enqueue") or [{}])[0]
     knobs = {k: v if "choices" not in v else {"value": warm.get(k, v["choices"][0])}
              for k, v in base.get("knobs", {}).items()
              if k not in ("model", "quantization", "architecture", "judge_rounds", "cpu_threads_bind",
                           "cpu_reserved_cores", "kv_cache_space_gb") and not k.startswith("route_")}
     knobs = {k: {kk: vv for kk, vv in v.items() if kk != "when"} for k, v in knobs.items()}
+    if dtype:
+        knobs["dtype"] = {"value": dtype}
+    server = {k: v["value"] for k, v in knobs.items() if k in SERVER and "value" in v}
     knobs = {"model": {"value": small}, "kv_cache_space_gb": {"value": kv_gb},
              "cpu_threads_bind": {"value": cores[0]}, "cpu_reserved_cores": {"value": 0}, **knobs,
              "architecture": {"choices": ["one_call", "parallel", "sequential", "judge"]},
@@ -58,28 +64,14 @@ def plan_space(base: dict, small: str, strong_url: str, strong_model: str, price
              "route_judge": {"choices": ["engine", "strong"], "when": {"architecture": ["judge"]}}}
     return {"name": "hybrid", "description": "strong FM simple vs small FMs complex, and mixed (benchmarks/hybrid.py)",
             "workload": workload, "engine": base.get("engine", {}), "hardware": base.get("hardware", {}),
-            "endpoints": {"strong": {"kind": "openai", "url": strong_url, "model": strong_model,
-                                     "usd_per_1m_input": prices[0], "usd_per_1m_output": prices[1]}},
+            "endpoints": {"strong": {**base.get("engine", {}), "kind": "vllm",
+                                     "server": {**server, "model": strong, "kv_cache_space_gb": kv_gb,
+                                                "cpu_threads_bind": cores[1], "cpu_reserved_cores": 0}}},
             "knobs": knobs, **({"objectives": base["objectives"]} if base.get("objectives") else {}),
             "constraints": [c for c in base.get("constraints", []) if c.get("metric") != "quality"],
             "sla": base.get("sla", {}),
             "search": {"n_trials": n, "sampler": "random", "seed": 0, "batch": 1, "max_failures": n,
                        "noise_repeats": 0, "enqueue": [p for _, p in PLANS]}}
-
-
-def start_strong(base: dict, model: str, core: str, kv_gb: int, run_dir: Path):
-    """The strong model's engine, launched as a trial's would be (own process group, registry), bound to `core`."""
-    from autotune.config import EngineConfig, ServerConfig
-    from autotune.engines import EngineRegistry, VLLMEngine
-
-    engine = VLLMEngine(EngineConfig.model_validate(base.get("engine", {})), EngineRegistry(run_dir / "hybrid-engines"))
-    warm = (base.get("search", {}).get("enqueue") or [{}])[0]
-    fixed = {k: v.get("value", warm.get(k)) for k, v in base.get("knobs", {}).items() if k in ServerConfig.model_fields
-             and k not in ("model", "quantization", "kv_cache_space_gb", "cpu_threads_bind", "cpu_reserved_cores")}
-    fixed = {k: v for k, v in fixed.items() if v is not None}
-    server = ServerConfig(**{**fixed, "model": model, "kv_cache_space_gb": kv_gb, "cpu_threads_bind": core,
-                             "cpu_reserved_cores": 0})
-    return engine, engine.launch(server, run_dir / "hybrid-strong-engine.log")
 
 
 def rows_of(study) -> list[dict]:
@@ -109,8 +101,8 @@ def render(rows: list[dict], meta: dict) -> str:
 
     lines = ["# A stronger FM in a simple architecture, or smaller FMs in a complex one", "",
              f"{meta['created']}; small `{meta['small']}` (the study's engine), strong `{meta['strong']}` (a second "
-             f"vLLM played as an API at ${meta['prices'][0]:g} / ${meta['prices'][1]:g} per 1M input / output "
-             f"tokens); cores: small {meta['cores'][0]}, strong {meta['cores'][1]}, {meta['kv_gb']} GiB KV each. "
+             f"self-hosted engine), both {meta['dtype']}; cores: small {meta['cores'][0]}, strong "
+             f"{meta['cores'][1]}, {meta['kv_gb']} GiB KV each; cost = the host's hours over the plan's capacity. "
              f"Study `{meta['study_dir']}`.", "",
              "| plan | capacity at SLA (tasks/s) [bracket] | $ / 1k tasks (hosted + API) | quality [95% CI] | "
              "vs strong one call (paired) | FM calls / task |", "|---|---|---|---|---|---|"]
@@ -154,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="engine, hardware, SLA, objectives and fixed knobs from here")
     ap.add_argument("--strong", default="qwen2.5-coder-0.5b")
     ap.add_argument("--small", default="smollm2-135m")
-    ap.add_argument("--usd-per-1m", type=float, nargs=2, default=(0.05, 0.10), metavar=("INPUT", "OUTPUT"))
+    ap.add_argument("--dtype", help="both engines' dtype (default: the base space's)")
     ap.add_argument("--cores", nargs=2, default=("0", "1"), metavar=("SMALL", "STRONG"))
     ap.add_argument("--kv-gb", type=int, default=1)
     ap.add_argument("--run-dir", type=Path, default=Path("runs/hybrid"))
@@ -164,16 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     base = yaml.safe_load(args.space.read_text())
     args.run_dir.mkdir(parents=True, exist_ok=True)
     workload = str((args.space.parent / base["workload"]).resolve())
-    engine, strong = start_strong(base, args.strong, args.cores[1], args.kv_gb, args.run_dir.resolve())
-    try:
-        space = plan_space(base, args.small, strong.url, strong.served_model, tuple(args.usd_per_1m),
-                           tuple(args.cores), args.kv_gb, workload, len(PLANS))
-        space_file = args.run_dir / "hybrid-space.yaml"
-        space_file.write_text(yaml.safe_dump(space, sort_keys=False))
-        code = subprocess.call([str(REPO / ".venv/bin/autotune"), "search", "--space", str(space_file),
-                                "--run-dir", str(args.run_dir)])
-    finally:
-        engine.stop(strong)
+    space = plan_space(base, args.small, args.strong, args.dtype, tuple(args.cores), args.kv_gb, workload, len(PLANS))
+    space_file = args.run_dir / "hybrid-space.yaml"
+    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
+    code = subprocess.call([str(REPO / ".venv/bin/autotune"), "search", "--space", str(space_file),
+                            "--run-dir", str(args.run_dir)])
     if code not in (0, 3):
         return code
     import optuna
@@ -181,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     study = optuna.load_study(study_name="hybrid", storage=f"sqlite:///{(args.run_dir / 'optuna.db').resolve()}")
     rows = rows_of(study)
     meta = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "small": args.small,
-            "strong": args.strong, "prices": args.usd_per_1m, "cores": args.cores, "kv_gb": args.kv_gb,
+            "strong": args.strong, "dtype": args.dtype or base.get("knobs", {}).get("dtype", {}).get("value", "auto"),
+            "cores": args.cores, "kv_gb": args.kv_gb,
             "study_dir": str(args.run_dir)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(rows, meta))

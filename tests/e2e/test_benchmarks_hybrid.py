@@ -1,6 +1,6 @@
-"""benchmarks/hybrid.py mechanics on the stand-in engine: the strong model's engine is started apart and reached as
-an API, the six plans run as one study, and the report has a row per plan with its cost split and its paired
-quality against the strong one-call plan."""
+"""benchmarks/hybrid.py mechanics on the stand-in engine: the strong model is a second self-hosted endpoint, the
+six plans run as one study, and the report has a row per plan with its paired quality against the strong one-call
+plan."""
 
 from __future__ import annotations
 
@@ -49,11 +49,8 @@ def test_the_plans_run_as_one_study_and_the_report_compares_them(tmp_path, write
 
     study = optuna.load_study(study_name="hybrid", storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
     rows = {r["plan"]: r for r in hybrid.rows_of(study)}
-    assert rows["strong, one call"]["usd_per_1k_tasks_hosted"] == 0.0, "every call went to the strong API"
-    assert rows["strong, one call"]["usd_per_1k_tasks_api"] > 0
-    assert rows["small agents + strong judge"]["usd_per_1k_tasks_hosted"] > 0 < \
-        rows["small agents + strong judge"]["usd_per_1k_tasks_api"]
-    assert rows["small, parallel"]["usd_per_1k_tasks_api"] == 0.0
+    assert all(r["usd_per_1k_tasks_hosted"] > 0 and r["usd_per_1k_tasks_api"] == 0 for r in rows.values()), rows
     space = (tmp_path / "runs" / "hybrid-space.yaml").read_text()
     assert "output_format:\n    value: yaml" in space, "the base space's warm start is the plans' application"
-    assert not list((tmp_path / "runs" / "hybrid-engines").glob("*.json")), "the strong engine was stopped"
+    assert "cpu_threads_bind: '1'" in space and "cpu_threads_bind:\n    value: '0'" in space, "a core each"
+    assert not list((tmp_path / "runs" / "engines").glob("*.json")), "both engines stopped with the search"
