@@ -52,6 +52,18 @@ def route_keys(space, routes: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def start_endpoints(keeper, names: set[str], trial_dir: Path) -> dict[str, Any]:
+    """The named self-hosted endpoints' handles, launched the first time (PlanKeeper). One that does not start
+    rejects the trial with its reason: the routing's, never remembered against the trial's own server part."""
+    live = {}
+    for name in sorted(names):
+        try:
+            live[name] = keeper.endpoint(name, trial_dir / f"endpoint-{name}.log")
+        except EngineLaunchError as exc:
+            raise TrialRejected(f"endpoint {name!r}: {exc}", exc.reason) from None
+    return live
+
+
 def check_routes(space, routes: dict[str, dict[str, Any]], checked: set[str], trial_dir: Path) -> None:
     """Each routed endpoint answers with its model once per search. One that does not rejects the trial with
     the reason (TrialRejected: the routing's fault, never remembered against the engine's server part)."""

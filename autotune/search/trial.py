@@ -38,7 +38,7 @@ from autotune.measure import (
     usd_per_1k,
 )
 from autotune.search.config_points import config_key
-from autotune.search.routes import check_routes, route_keys, routes_for, self_hosted
+from autotune.search.routes import check_routes, route_keys, routes_for, self_hosted, start_endpoints
 from autotune.secrets import expand, redact_argv
 from autotune.sla import limits_of
 
@@ -161,8 +161,7 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     if problem:
         raise TrialRejected(problem, "unsupported")
     # the self-hosted endpoints the routes need run first (launched once, kept); the APIs answer once per search
-    live = {name: keeper.endpoint(name, trial_dir / f"endpoint-{name}.log")
-            for name in sorted(self_hosted(inputs.space, config.client))}
+    live = start_endpoints(keeper, self_hosted(inputs.space, config.client), trial_dir)
     routes = routes_for(inputs.space, config.client, live)
     check_routes(inputs.space, routes, inputs.checked_endpoints, trial_dir)
     wl, key = inputs.workload, load_keys(inputs, routes)

@@ -75,7 +75,7 @@ def test_a_judge_on_a_second_local_vllm_played_as_an_api(tmp_path: Path, write, 
             """)
         opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
         run_search(opts, NullReporter())
-        trial = _study(opts).trials[0]
+        trial = _study(opts, "e2e").trials[0]
         assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_message")
         records = [json.loads(line) for line in
                    (tmp_path / "runs" / "e2e" / "trial-0000" / "requests.jsonl").read_text().splitlines()]
