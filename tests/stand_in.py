@@ -46,6 +46,19 @@ EXTRACTION_WORKLOAD = """\
 """  # the head of a workload on `write_items`' dataset (the fake engine answers it correctly)
 
 
+REAL_EXTRACTION = f"""\
+        name: e2e
+        dataset: {HERE.parent / 'workloads/extraction/items.jsonl'}
+        fields:
+          - {{name: email, question: "What is the main person's e-mail address?"}}
+          - {{name: name, question: "What is the main person's full name?"}}
+        prompt:
+          system: "You extract contact details from news articles."
+          context: "Article: {{article}}"
+          task: "Give the main person's e-mail address and full name."
+"""  # the head of a workload on the shipped extraction dataset (two fields), for the real-engine tests
+
+
 def write_items(folder: Path, n: int) -> None:
     (folder / "items.jsonl").write_text("".join(json.dumps({
         "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},

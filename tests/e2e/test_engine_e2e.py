@@ -16,7 +16,7 @@ from autotune.engines.process import group_alive
 from autotune.models.registry import is_prepared
 from autotune.search.study import SearchOptions, run_search
 from tests.conftest import REPO
-from tests.stand_in import NullReporter
+from tests.stand_in import REAL_EXTRACTION, NullReporter
 
 pytestmark = pytest.mark.engine
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
@@ -36,17 +36,8 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
     formats, and one regex-constrained trial; the engine is launched once and never outlives the search."""
     assert ENGINE_PY.exists(), "engine env missing: run `make setup`"
     assert is_prepared("smollm2-135m"), "bundled model not prepared: run `make setup`"
-    write("wl.yaml", f"""\
-        name: e2e
-        dataset: {REPO / 'workloads/extraction/items.jsonl'}
-        fields:
-          - {{name: email, question: "What is the main person's e-mail address?"}}
-          - {{name: name, question: "What is the main person's full name?"}}
-        prompt:
-          system: "You extract contact details from news articles."
-          context: "Article: {{article}}"
-          task: "Give the main person's e-mail address and full name."
-        arrival: {{mode: closed, users: 3}}
+    write("wl.yaml", REAL_EXTRACTION + """\
+        arrival: {mode: closed, users: 3}
         warmup_s: 1
         duration_s: 6
         drain_timeout_s: 40

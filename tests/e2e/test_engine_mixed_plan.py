@@ -17,7 +17,7 @@ from autotune.engines import EngineRegistry, VLLMEngine
 from autotune.models.registry import is_prepared
 from autotune.search.study import SearchOptions, run_search
 from tests.conftest import REPO
-from tests.stand_in import NullReporter, _study
+from tests.stand_in import REAL_EXTRACTION, NullReporter, _study
 
 pytestmark = pytest.mark.engine
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
@@ -33,23 +33,14 @@ def test_a_judge_on_a_second_local_vllm_played_as_an_api(tmp_path: Path, write, 
                                          cpu_threads_bind="1", cpu_reserved_cores=0), tmp_path / "api-engine.log")
     try:
         monkeypatch.setenv("MIXED_API_KEY", KEY)
-        write("wl.yaml", f"""\
-            name: e2e
-            dataset: {REPO / 'workloads/extraction/items.jsonl'}
-            fields:
-              - {{name: email, question: "What is the main person's e-mail address?"}}
-              - {{name: name, question: "What is the main person's full name?"}}
-            prompt:
-              system: "You extract contact details from news articles."
-              context: "Article: {{article}}"
-              task: "Give the main person's e-mail address and full name."
-            arrival: {{mode: closed, users: 2}}
-            warmup_s: 1
-            duration_s: 6
-            drain_timeout_s: 40
-            max_tokens: 24
-            eval_items: 6
-            """)
+        write("wl.yaml", REAL_EXTRACTION + """\
+        arrival: {mode: closed, users: 2}
+        warmup_s: 1
+        duration_s: 6
+        drain_timeout_s: 40
+        max_tokens: 24
+        eval_items: 6
+""")
         space = write("space.yaml", f"""\
             name: e2e
             workload: wl.yaml
