@@ -235,15 +235,17 @@ def write_table_prior(rows: list[dict], space_file: Path, run_dir: Path, to: Pat
     workload = load_workload((space_file.parent / space.workload).resolve())
     skip = set(METRICS) | BOOKKEEPING
     by: dict[tuple, dict[int, dict]] = {}
-    for r in rows:
-        if r["state"] == "COMPLETE" and r.get("capacity_stop", "converged") != "quality_floor":
+    for r in rows:  # a bracket open above (max_rate, a floor, the generator's limit) bounds capacity: no spread
+        if r["state"] == "COMPLETE" and r.get("capacity_stop") in ("converged", "max_levels"):
             by.setdefault(tuple(str(v) for k, v in r.items() if k not in skip), {})[r["repeat"]] = r
     pairs = {m: [(float(v[1][m]), float(v[2][m])) for v in by.values() if 1 in v and 2 in v
                  and v[1][m] is not None and v[2][m] is not None]
              for m in ("capacity_tps", "usd_per_1k_tasks", "p95_task_ms_at_load")}
     study = optuna.load_study(study_name="table-r1", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     version = next((t.user_attrs["engine_version"] for t in study.trials if t.user_attrs.get("engine_version")), "")
-    return write_prior(to, from_pairs(pairs), {"name": workload.name, "level_s": workload.capacity.level_s},
+    tol = workload.capacity.tolerance
+    return write_prior(to, from_pairs(pairs, {"capacity_tps": tol, "usd_per_1k_tasks": tol}),
+                       {"name": workload.name, "level_s": workload.capacity.level_s},
                        version, f"benchmarks/record_table.py: {run_dir} (repeat pairs of a {len(by)}-config grid)")
 
 

@@ -78,6 +78,14 @@ class OpenAIEndpointConfig(Strict):
     tpm: int | None = Field(None, gt=0)  # tokens per minute
     startup_timeout_s: float = Field(30.0, gt=0)  # how long its first answer to /v1/models may take
 
+    @field_validator("url")
+    @classmethod
+    def _no_credential_in_url(cls, url: str) -> str:
+        if secret_parts(url):  # it travels in argv, configs and logs: a key goes in `api_key_env`
+            raise ValueError("carries a credential (a password or key in the URL): put the key in the variable "
+                             "`api_key_env` names")
+        return url
+
     @property
     def root(self) -> str:
         """The URL the client appends /v1/... to."""

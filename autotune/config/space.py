@@ -22,7 +22,7 @@ from autotune.config.loader import load_yaml, parse_model
 from autotune.config.metric_names import KNOWN_METRICS
 from autotune.config.samplers import SamplerName
 from autotune.errors import ConfigError
-from autotune.secrets import expand, is_secret_name, reference, register_value
+from autotune.secrets import expand, is_secret_name, reference, register, register_value
 
 
 class HardwareConfig(Strict):
@@ -243,7 +243,7 @@ def register_api_key(api: OpenAIEndpointConfig, file: str, strict: bool, key: st
             raise ConfigError(file, key, f"names ${api.api_key_env}, which is not set in this "
                               "environment", show_value=False)
         return
-    register_value(api.api_key_env, value)
+    register([value])  # whatever the variable's name: it holds a key
 
 
 def check_host(host: str, file: str) -> None:

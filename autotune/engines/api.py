@@ -72,7 +72,9 @@ class APIKeeper:
                     raise EngineLaunchError(f"the API at {self.api.root} refused the key (HTTP {resp.status_code})",
                                             "bad_config")
                 if resp.status_code == 200:
-                    ids = {m.get("id") for m in resp.json().get("data", [])}
+                    body = resp.json()
+                    ids = {m.get("id") for m in (body.get("data", []) if isinstance(body, dict) else body)
+                           if isinstance(m, dict)}
                     log_path.write_text(f"{self.api.root}/v1/models: {sorted(ids)}\n")
                     return ids
                 last = f"HTTP {resp.status_code}"

@@ -3,10 +3,10 @@
 from autotune.fmware.app import ARCHITECTURES, CONSTRAINTS, PROMPT_VARIANTS, REPAIRS, AppConfig
 from autotune.fmware.cache import SemanticCache, minilm_embedder
 from autotune.fmware.formats import FORMATS
-from autotune.fmware.roles import ROLES, role_of
+from autotune.fmware.roles import ROLES, role_of, roles_of
 from autotune.fmware.runner import run_task
 
 __all__ = [
     "ARCHITECTURES", "AppConfig", "CONSTRAINTS", "FORMATS", "PROMPT_VARIANTS", "REPAIRS", "ROLES", "SemanticCache",
-    "minilm_embedder", "role_of", "run_task",
+    "minilm_embedder", "role_of", "roles_of", "run_task",
 ]

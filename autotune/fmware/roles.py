@@ -8,6 +8,13 @@ ROLES = {"one_call": "one-call (#1)", "subquestions": "sub-question (#2, #3)", "
          "judge": "judge's (#4)", "reask": "repair re-ask"}
 
 
+def roles_of(architecture: str, repair: str) -> set[str]:
+    """The roles an application's FM calls play: its architecture's, and `reask` when repair re-asks."""
+    own = {"one_call": {"one_call"}, "parallel": {"subquestions"}, "sequential": {"subquestions"},
+           "judge": {"agents", "judge"}}.get(architecture, set())
+    return own | ({"reask"} if repair == "reask" else set())
+
+
 def role_of(node: str | None) -> str | None:
     """`call.all` one_call, `call.<field>` subquestions, `call.agent_a.r1` agents, `call.judge.r1` judge,
     `reask.<key>` reask; None for a node that makes no FM call."""

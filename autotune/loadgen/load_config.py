@@ -31,6 +31,7 @@ class Route(Strict):
     url: str
     model: str
     key_var: str | None = None
+    api: bool = True  # an API: sent only the OpenAI fields (no vLLM extensions such as continuous usage stats)
 
 
 class LevelRule(Strict):

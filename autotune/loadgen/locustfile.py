@@ -307,6 +307,9 @@ def _route(req: dict):
 def _target(route, payload: dict) -> tuple[str, dict | None]:
     """(url, headers) of a call: the engine's, or its role's own endpoint (the payload's model set to that
     endpoint's, its key from the variable the route names: never the engine's key)."""
+    to_api = route.api if route is not None else not CFG.server_metrics  # an engine without /metrics is an API
+    if to_api:  # vLLM's per-chunk usage is an extension an API need not accept
+        payload["stream_options"] = {"include_usage": True}
     if route is None:
         return "/v1/chat/completions", None
     payload["model"] = route.model

@@ -72,6 +72,23 @@ def trial_key(t, space: SpaceConfig | None = None) -> str:
 CENSORABLE = ("capacity_tps", "usd_per_1k_tasks")  # read off a capacity search, whose bracket may stay open
 
 
+def merged_cost(wins: list[dict[str, Any]], cap: float, api: float) -> float:
+    """$ per 1k tasks at the merged capacity: the self-hosted part is hours spread over capacity (0 when no call
+    went to the host: an API-only plan, free or not), the API part per token, whatever the capacity; inf when the
+    host is paid for and nothing passed."""
+    api = api if api == api else 0.0
+    per_hour = []
+    for w in wins:
+        m = w["metrics"]
+        hosted = m.get("usd_per_1k_tasks_hosted", m.get("usd_per_1k_tasks", math.nan) - m.get("usd_per_1k_tasks_api",
+                                                                                                0.0))
+        if 0 < m.get("capacity_tps", 0) < math.inf and 0 <= hosted < math.inf:
+            per_hour.append(hosted * m["capacity_tps"])
+    if per_hour and cap > 0:
+        return api + per_hour[0] / cap
+    return api if wins and all(w["metrics"].get("usd_per_1k_tasks_hosted") == 0 for w in wins) else math.inf
+
+
 def window_of(metrics: dict[str, float], items: dict[str, float] | None, **extra: Any) -> dict[str, Any]:
     return {"metrics": {k: v for k, v in metrics.items() if v == v}, "items": dict(items or {}), **extra}
 
@@ -125,14 +142,7 @@ class ConfigPoint:
                 if k in self.log_metrics and xs and min(xs) > 0 and max(xs) < math.inf \
                 else float(np.mean(xs)) if xs else math.nan
         if "capacity_tps" in out and "usd_per_1k_tasks" in out:  # cost at the merged capacity, not a mean of costs
-            # the self-hosted part is hours spread over capacity; an API's part is per token, whatever the capacity
-            per_hour = [(w["metrics"]["usd_per_1k_tasks"] - w["metrics"].get("usd_per_1k_tasks_api", 0.0))
-                        * w["metrics"]["capacity_tps"] for w in wins
-                        if 0 < w["metrics"].get("capacity_tps", 0) < math.inf
-                        and 0 < w["metrics"].get("usd_per_1k_tasks", 0) < math.inf]
-            cap, api = out["capacity_tps"], out.get("usd_per_1k_tasks_api", 0.0)
-            out["usd_per_1k_tasks"] = (api if api == api else 0.0) + per_hour[0] / cap if per_hour and cap > 0 \
-                else math.inf
+            out["usd_per_1k_tasks"] = merged_cost(wins, out["capacity_tps"], out.get("usd_per_1k_tasks_api", 0.0))
         items = self.items()
         if items:
             out[QUALITY], out["quality_ci_low"], out["quality_ci_high"] = quality_interval(items)
@@ -150,7 +160,8 @@ class ConfigPoint:
     def point(self, metrics: list[str], resolution: dict[str, float], all_windows: bool = False) -> Point:
         """`all_windows` (the noise pool): every window but a capacity-0 one (nothing passed: an overloaded
         system, not the spread of a working one), and for capacity and cost not one whose bracket stayed open above
-        (a search stopped at max_rate, or by a quality floor): such values bound capacity, not measure it."""
+        (a search stopped at max_rate, or by a quality floor before a level failed): such values bound capacity,
+        not measure it."""
         wins = [*self.search_windows(), *self.confirm_ok()] if all_windows else self.windows()
         if all_windows:
             wins = [w for w in wins if w["metrics"].get("capacity_tps", 1.0) > 0]

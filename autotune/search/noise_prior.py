@@ -1,7 +1,7 @@
 """A host's launch-to-launch noise, measured once and pooled into every study on that host.
 
 A study's own noise rests on the few configs it measured twice (the warm start's one noise window: 1 degree of
-freedom, so a 95 % t interval is 12.7 standard errors wide, and `benchmarks/calibration.py` found the bundle's
+freedom, so a 95 % t interval's half-width is 12.7 standard errors, and `benchmarks/calibration.py` found the bundle's
 intervals 8x wider than the spread they cover). The launch-to-launch spread of a config's capacity and latency on
 one host, engine and workload barely depends on the config (the pooled model already assumes one spread for all),
 so a measurement with many degrees of freedom made once (the tabular benchmark's repeats, or a calibration run)
@@ -9,11 +9,10 @@ makes every later study's intervals as narrow as the noise is.
 
 `noise-prior.json` in a run dir holds it: per metric the sd of one window (of log values when `log`) and its
 degrees of freedom, with the host (CPU model, cores), the engine version and the workload it was measured on.
-Priors measured on known hosts ship in the repository's `noise_priors/` (one file per host and workload). A
-study adopts the run dir's, else the newest shipped one, when the host and the workload's name match, and records
-it (`noise_prior`), so the intervals it prints can be reproduced; a trial on another engine version drops it.
-Its windows were measured at the recording workload's level length, which may differ from the study's: a prior
-from shorter levels is wider, so erring safe.
+Priors measured on known hosts may ship in the repository's `noise_priors/` (none does yet). A study adopts the
+run dir's, else the newest shipped one, when the host and the workload's name match and the prior's levels were no
+longer than the study's (shorter levels are noisier: the prior errs wide), and records it (`noise_prior`), so the
+intervals it prints can be reproduced; a trial on another engine version drops it.
 """
 
 from __future__ import annotations
@@ -47,15 +46,20 @@ def host() -> dict[str, Any]:
     return {"cpu": model, "cores": os.cpu_count() or 0}
 
 
-def from_pairs(pairs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
+def from_pairs(pairs: dict[str, list[tuple[float, float]]],
+               resolution: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
     """Per metric, the sd of one window from repeat pairs of configs: sqrt(sum (log b - log a)^2 / 2n) with n
     degrees of freedom (each pair's two windows give one). Pairs with a non-positive value are left out (a
-    capacity of 0 is censored, not a spread)."""
+    capacity of 0 is censored, not a spread). A metric read off a grid (`resolution`: capacity's tolerance) has
+    each pair's squared difference floored at twice the grid's quantization variance, (log(1 + w))^2 / 12 per
+    window, as the study's own noise model floors it: two repeats on one grid step are not zero noise."""
     out = {}
     for metric, xs in pairs.items():
-        d = [math.log(b / a) for a, b in xs if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
-        if d:
-            out[metric] = {"sd": float(math.sqrt(np.sum(np.square(d)) / (2 * len(d)))), "df": len(d), "log": True}
+        floor = 2 * math.log1p((resolution or {}).get(metric, 0.0)) ** 2 / 12
+        d2 = [max(math.log(b / a) ** 2, floor) for a, b in xs
+              if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
+        if d2:
+            out[metric] = {"sd": float(math.sqrt(np.sum(d2) / (2 * len(d2)))), "df": len(d2), "log": True}
     return out
 
 
@@ -68,15 +72,19 @@ def write_prior(run_dir: Path, metrics: dict[str, dict[str, float]], workload: d
     return path
 
 
-def adopt(run_dir: Path, workload_name: str, shipped: Path = SHIPPED) -> dict[str, Any] | None:
-    """The run dir's prior, else the newest shipped one, measured on this host for this workload; else None."""
+def adopt(run_dir: Path, workload_name: str, shipped: Path = SHIPPED,
+          level_s: float | None = None) -> dict[str, Any] | None:
+    """The run dir's prior, else the newest shipped one, measured on this host for this workload's name, on levels
+    no longer than the study's (`level_s`: shorter levels are noisier, so the prior errs wide, never narrow);
+    else None."""
     def matching(path: Path) -> dict[str, Any] | None:
         try:
             prior = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        ok = prior.get("schema") == SCHEMA and prior.get("host") == host() \
-            and (prior.get("workload") or {}).get("name") == workload_name
+        wl = prior.get("workload") or {}
+        ok = prior.get("schema") == SCHEMA and prior.get("host") == host() and wl.get("name") == workload_name \
+            and (level_s is None or wl.get("level_s", math.inf) <= level_s)
         return prior if ok else None
 
     if (own := matching(Path(run_dir) / FILE)) is not None:

@@ -10,12 +10,15 @@ from typing import Any
 from autotune.config import ClientConfig, ServerConfig
 from autotune.engines import APIKeeper, endpoint_key
 from autotune.errors import EngineLaunchError, TrialRejected
-from autotune.fmware import ROLES
+from autotune.fmware import ROLES, roles_of
+from autotune.secrets import expand
 
 
 def routed_names(client: ClientConfig) -> dict[str, str]:
-    """role -> endpoint name, for every role sent away from the engine (and `overflow`, when set)."""
-    out = {role: getattr(client, f"route_{role}", None) for role in ROLES}
+    """role -> endpoint name, for every role of the application sent away from the engine (and `overflow`, when
+    set); a route for a role the architecture has no call for is inert (its endpoint is never started)."""
+    out = {role: getattr(client, f"route_{role}", None) for role in ROLES.keys() & roles_of(client.architecture,
+                                                                                      client.repair)}
     out["overflow"] = client.overflow_to
     return {role: name for role, name in out.items() if name not in (None, "engine")}
 
@@ -34,8 +37,9 @@ def routes_for(space, client: ClientConfig, live: dict[str, Any] | None = None) 
         ep = space.endpoints[name]
         if ep.kind == "vllm":
             handle = (live or {}).get(name)
-            routes[role] = {"name": name, "url": handle.url if handle else "",
-                            "model": handle.served_model if handle else ep.server.get("model", ""), "key_var": None}
+            routes[role] = {"name": name, "url": handle.url if handle else "", "api": False,
+                            "model": handle.served_model if handle else ep.server.get("model", ""),
+                            "key_var": f"AUTOTUNE_KEY_{name.upper()}" if ep.env.get("VLLM_API_KEY") else None}
             continue
         routes[role] = {"name": name, "url": ep.root, "model": ep.model,
                         "key_var": f"AUTOTUNE_KEY_{name.upper()}" if ep.api_key_env else None}
@@ -47,7 +51,9 @@ def route_keys(space, routes: dict[str, Any]) -> dict[str, str]:
     out = {}
     for route in routes.values():
         r = route if isinstance(route, dict) else route.model_dump()
-        if r.get("key_var") and (key := endpoint_key(space.endpoints[r["name"]])):  # an API's (self-hosted: none)
+        ep = space.endpoints[r["name"]]
+        key = endpoint_key(ep) if ep.kind == "openai" else expand(ep.env.get("VLLM_API_KEY", ""))
+        if r.get("key_var") and key:  # an API's from its variable, a self-hosted engine's VLLM_API_KEY
             out[r["key_var"]] = key
     return out
 

@@ -103,7 +103,8 @@ def prepare_study(s: Session, opts) -> None:
             "--sampler": s.sampler_name, "--n-trials": s.n_trials, "--seed": s.seed,
             "--max-failures": s.max_failures, "--timeout": opts.timeout_s, "--run-dir": s.run_dir,
             "--storage": opts.storage, "--mlflow-uri": opts.mlflow_uri, "--confirm": opts.confirm or None}))
-        if "noise_prior" not in study.user_attrs and (prior := adopt(s.run_dir, s.workload.name)) is not None:
+        if "noise_prior" not in study.user_attrs and \
+                (prior := adopt(s.run_dir, s.workload.name, level_s=s.workload.capacity.level_s)) is not None:
             study.set_user_attr("noise_prior", prior)  # the host's launch noise (autotune.search.noise_prior)
         recover_interrupted(study, tracker)
         tracker.repair_runs({t.user_attrs["mlflow_run_id"]: ("FINISHED" if t.state.name == "COMPLETE" else "FAILED",

@@ -163,6 +163,9 @@ def run_trial(config: TrialConfig, inputs: TrialInputs, keeper: EngineKeeper, tr
     # the self-hosted endpoints the routes need run first (launched once, kept); the APIs answer once per search
     live = start_endpoints(keeper, self_hosted(inputs.space, config.client), trial_dir)
     routes = routes_for(inputs.space, config.client, live)
+    if config.client.constrained != "none" and (inputs.space.engine.kind == "openai" or any(
+            r.get("api", True) for r in routes.values())):
+        raise TrialRejected("structured outputs (`constrained`) are vLLM's: an API endpoint takes none", "unsupported")
     check_routes(inputs.space, routes, inputs.checked_endpoints, trial_dir)
     wl, key = inputs.workload, load_keys(inputs, routes)
     # a capacity trial's load generators import while the engine launches (one per level, one for the evaluation
@@ -288,7 +291,8 @@ def task_cost(space: SpaceConfig, rate: float, m: dict[str, float],
         spend = sum(prices[e].usd_per_1m_input * (r.get("prompt_tokens") or 0)
                     + prices[e].usd_per_1m_output * (r.get("completion_tokens") or 0)
                     for r in measured if (e := r.get("endpoint", "engine")) in prices)
-        api = 1000.0 * spend / 1e6 / (m.get("tasks_ok") or 1.0)
+        done = m.get("tasks_ok") or 0.0  # spend with no completed task is no finite price per task
+        api = 1000.0 * spend / 1e6 / done if done else (math.inf if spend > 0 else 0.0)
     elif space.engine.kind == "openai":
         api = api_cost(space.engine, m.get("input_tokens_per_task", math.nan),
                        m.get("output_tokens_per_task", math.nan))
@@ -319,12 +323,14 @@ def level_loads(levels, capacity: float, inputs: TrialInputs) -> tuple[list[tupl
 
 
 def below_quality_floor(levels, search, inputs: TrialInputs) -> str | None:
-    """`quality_floor` when the space's floor (`quality >= x`) is already broken for certain: the set graded as
-    the trial would grade it if its levels stopped now, with every item still ungraded counted at the best score
-    (1), has a mean below the floor. No error rate: the quality the trial reports can only be lower. A full
-    window only (a screening window grades on what it reached, and a screen decides nothing alone)."""
+    """`quality_floor` when the space's floor (`quality >= x`) is already broken: the set graded as the trial
+    would grade it if its levels stopped now, with every item still ungraded counted at the best score (1), has a
+    mean below the floor. Only once a level has held the SLA (before that, every level grades as held and a lower
+    passing level would change the grading); then a later level could still replace an answered-over-SLA score
+    with a held one, so the bound is near-certain, not strict. A full window only (a screening window grades on
+    what it reached, and a screen decides nothing alone)."""
     floors = [c.value for c in inputs.space.constraints if c.metric == "quality" and c.op == ">="]
-    if not floors or not inputs.complete_eval or not inputs.eval_ids:
+    if not floors or not inputs.complete_eval or not inputs.eval_ids or search.capacity <= 0:
         return None
     graded = take_loads(inputs.eval_ids, *level_loads(levels, search.capacity, inputs))
     best = (sum(graded.scores.values()) + len(graded.missing)) / len(graded.ids)

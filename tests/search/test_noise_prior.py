@@ -20,6 +20,9 @@ def test_the_sd_of_one_window_from_repeat_pairs():
                                   "p95_task_ms_at_load": []})
     # d = +-0.1; each pair's two windows give one degree of freedom: var = sum d^2 / 2n; the capacity-0 pair is out
     assert got == {"capacity_tps": {"sd": pytest.approx(math.sqrt(0.02 / 4)), "df": 2, "log": True}}
+    same = noise_prior.from_pairs({"capacity_tps": [(2.0, 2.0), (3.0, 3.0)]}, {"capacity_tps": 0.1})
+    assert same["capacity_tps"]["sd"] == pytest.approx(math.log1p(0.1) / math.sqrt(12)), \
+        "two repeats on one grid step: the grid's quantization, not zero"
 
 
 def test_pooling_adds_sums_of_squares_and_the_prior_alone_stands_in_for_none():
@@ -36,6 +39,8 @@ def test_a_prior_is_adopted_only_on_its_host_for_its_workload(tmp_path):
     path = noise_prior.write_prior(tmp_path, metrics, {"name": "extraction", "level_s": 8.0}, "0.32.0", "test")
     assert noise_prior.adopt(tmp_path, "extraction")["metrics"] == metrics
     assert noise_prior.adopt(tmp_path, "arithmetic") is None, "another workload's noise"
+    assert noise_prior.adopt(tmp_path, "extraction", level_s=25.0) is not None, "8-s levels: wider, safe"
+    assert noise_prior.adopt(tmp_path, "extraction", level_s=5.0) is None, "longer levels than ours: too narrow"
     other = json.loads(path.read_text())
     other["host"]["cores"] += 1
     path.write_text(json.dumps(other))

@@ -120,3 +120,20 @@ def test_a_config_keeps_its_key_when_knobs_are_added_or_retyped():
                                   client=ClientConfig(architecture="judge"))) == "fc7ad9a3fd5862a0"
     assert config_key(TrialConfig(server=ServerConfig(cpu_reserved_cores=0), client=ClientConfig())) \
         != "b85295593d9c5d13", "a set new knob is part of the identity"
+
+
+def test_merged_cost_of_a_free_api_plan_is_zero_not_inf():
+    """An API-only plan at price 0 costs 0 per task (no host hours), at any capacity; a paid host at capacity 0 is
+    inf; a mixed plan is its API part plus the host's hours over the merged capacity."""
+    from autotune.search.config_points import merged_cost
+
+    api_only = [{"metrics": {"capacity_tps": 2.0, "usd_per_1k_tasks": 0.0, "usd_per_1k_tasks_hosted": 0.0,
+                             "usd_per_1k_tasks_api": 0.0}}]
+    assert merged_cost(api_only, 2.0, 0.0) == 0.0
+    host = [{"metrics": {"capacity_tps": 2.0, "usd_per_1k_tasks": 0.5, "usd_per_1k_tasks_hosted": 0.4,
+                         "usd_per_1k_tasks_api": 0.1}},
+            {"metrics": {"capacity_tps": 4.0, "usd_per_1k_tasks": 0.3, "usd_per_1k_tasks_hosted": 0.2,
+                         "usd_per_1k_tasks_api": 0.1}}]
+    assert merged_cost(host, math.sqrt(8.0), 0.1) == pytest.approx(0.1 + 0.8 / math.sqrt(8.0))
+    dead = [{"metrics": {"capacity_tps": 0.0, "usd_per_1k_tasks": math.inf, "usd_per_1k_tasks_hosted": math.inf}}]
+    assert merged_cost(dead, 0.0, 0.0) == math.inf
