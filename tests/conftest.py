@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autotune.search.study import SearchOptions
-from tests.stand_in import EXTRACTION_WORKLOAD, HERE, write_items
+from tests.stand_in import EXTRACTION_WORKLOAD, FIXED_LOAD, HERE, write_items
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,13 +68,7 @@ def cli_invoke(args: list[str]) -> CliResult:
 def setup(tmp_path, write):
     """setup(max_num_seqs spec, ...) -> SearchOptions of a stand-in engine search in tmp_path (tests/stand_in.py)."""
     write_items(tmp_path, 5)
-    write("wl.yaml", EXTRACTION_WORKLOAD + """\
-        arrival: {mode: closed, users: 2}
-        warmup_s: 0.5
-        duration_s: 2
-        drain_timeout_s: 5
-        max_tokens: 40
-        """)
+    write("wl.yaml", EXTRACTION_WORKLOAD + FIXED_LOAD)
 
     def make(seqs: str, n_trials: int = 2, max_failures: int = 5, study: str = "s",
              arrival: str = "{mode: closed, users: 2}", client: str = "", sampler: str = "random",

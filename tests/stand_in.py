@@ -59,6 +59,24 @@ REAL_EXTRACTION = f"""\
 """  # the head of a workload on the shipped extraction dataset (two fields), for the real-engine tests
 
 
+FIXED_LOAD = """\
+        arrival: {mode: closed, users: 2}
+        warmup_s: 0.5
+        duration_s: 2
+        drain_timeout_s: 5
+        max_tokens: 40
+"""  # the tail of a stand-in workload: a short closed-loop window (the `setup` fixture's)
+
+REAL_ENGINE_KNOBS = """\
+          model: {value: smollm2-135m}
+          kv_cache_space_gb: {value: 1}
+          max_model_len: {value: 512}
+          dtype: {value: float32}
+          enforce_eager: {value: true}
+          block_size: {value: 32}
+"""  # the real-engine tests' server part: the bundled model on a small fp32 eager engine (under `knobs:`)
+
+
 def write_items(folder: Path, n: int) -> None:
     (folder / "items.jsonl").write_text("".join(json.dumps({
         "id": f"i{i}", "input": {"article": "Ada Lovelace, ada@example.org, 1 Analytical Way"},

@@ -7,20 +7,14 @@ from __future__ import annotations
 import sys
 
 from tests.conftest import load_benchmark
-from tests.stand_in import EXTRACTION_WORKLOAD, HERE, write_items
+from tests.stand_in import EXTRACTION_WORKLOAD, FIXED_LOAD, HERE, write_items
 
 hybrid = load_benchmark("hybrid")
 
 
 def test_the_plans_run_as_one_study_and_the_report_compares_them(tmp_path, write):
     write_items(tmp_path, 5)
-    write("wl.yaml", EXTRACTION_WORKLOAD + """\
-        arrival: {mode: closed, users: 2}
-        warmup_s: 0.5
-        duration_s: 2
-        drain_timeout_s: 5
-        max_tokens: 40
-        """)
+    write("wl.yaml", EXTRACTION_WORKLOAD + FIXED_LOAD)
     space = write("space.yaml", f"""\
         name: base
         workload: wl.yaml

@@ -16,7 +16,7 @@ from autotune.engines.process import group_alive
 from autotune.models.registry import is_prepared
 from autotune.search.study import SearchOptions, run_search
 from tests.conftest import REPO
-from tests.stand_in import REAL_EXTRACTION, NullReporter
+from tests.stand_in import REAL_ENGINE_KNOBS, REAL_EXTRACTION, NullReporter
 
 pytestmark = pytest.mark.engine
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
@@ -56,12 +56,7 @@ def test_real_vllm_architectures_and_formats(tmp_path: Path, write):
         workload: wl.yaml
         engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
         knobs:
-          model: {{value: smollm2-135m}}
-          kv_cache_space_gb: {{value: 1}}
-          max_model_len: {{value: 512}}
-          dtype: {{value: float32}}
-          enforce_eager: {{value: true}}
-          block_size: {{value: 32}}
+""" + REAL_ENGINE_KNOBS + f"""\
           max_num_seqs: {{value: 8}}
           spec_method: {{value: ngram}}
           num_speculative_tokens: {{value: 2}}
@@ -187,13 +182,8 @@ def _one_trial_space(write, name: str, workload: str, knobs: str = "", space: st
         workload: wl.yaml
         engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
         knobs:
-          model: {{value: smollm2-135m}}
-          kv_cache_space_gb: {{value: 1}}
-          max_model_len: {{value: 512}}
-          dtype: {{value: float32}}
-          enforce_eager: {{value: true}}
-          block_size: {{value: 32}}
-          max_num_seqs: {{value: 4}}
+""" + REAL_ENGINE_KNOBS + """\
+          max_num_seqs: {value: 4}
 """ + knobs.rstrip(" ") + space.rstrip(" ") + """\
         search: {n_trials: 1, max_failures: 0}
         """)

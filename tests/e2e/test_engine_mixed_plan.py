@@ -17,7 +17,7 @@ from autotune.engines import EngineRegistry, VLLMEngine
 from autotune.models.registry import is_prepared
 from autotune.search.study import SearchOptions, run_search
 from tests.conftest import REPO
-from tests.stand_in import REAL_EXTRACTION, NullReporter, _study
+from tests.stand_in import REAL_ENGINE_KNOBS, REAL_EXTRACTION, NullReporter, _study
 
 pytestmark = pytest.mark.engine
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
@@ -42,28 +42,23 @@ def test_a_judge_on_a_second_local_vllm_played_as_an_api(tmp_path: Path, write, 
         eval_items: 6
 """)
         space = write("space.yaml", f"""\
-            name: e2e
-            workload: wl.yaml
-            engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
-            endpoints:
-              api: {{kind: openai, url: "{api.url}/v1", model: smollm2-135m, api_key_env: MIXED_API_KEY,
-                     usd_per_1m_input: 0.1, usd_per_1m_output: 0.4}}
-            knobs:
-              model: {{value: smollm2-135m}}
-              kv_cache_space_gb: {{value: 1}}
-              max_model_len: {{value: 512}}
-              dtype: {{value: float32}}
-              enforce_eager: {{value: true}}
-              block_size: {{value: 32}}
-              max_num_seqs: {{value: 4}}
-              cpu_threads_bind: {{value: "0"}}
-              cpu_reserved_cores: {{value: 0}}
-              architecture: {{value: judge}}
-              judge_rounds: {{value: 1}}
-              route_judge: {{value: api}}
-            sla: {{task_ms: 30000}}
-            search: {{n_trials: 1, max_failures: 0, noise_repeats: 0}}
-            """)
+        name: e2e
+        workload: wl.yaml
+        engine: {{python: {ENGINE_PY}, startup_timeout_s: 400}}
+        endpoints:
+          api: {{kind: openai, url: "{api.url}/v1", model: smollm2-135m, api_key_env: MIXED_API_KEY,
+                 usd_per_1m_input: 0.1, usd_per_1m_output: 0.4}}
+        knobs:
+""" + REAL_ENGINE_KNOBS + """\
+          max_num_seqs: {value: 4}
+          cpu_threads_bind: {value: "0"}
+          cpu_reserved_cores: {value: 0}
+          architecture: {value: judge}
+          judge_rounds: {value: 1}
+          route_judge: {value: api}
+        sla: {task_ms: 30000}
+        search: {n_trials: 1, max_failures: 0, noise_repeats: 0}
+""")
         opts = SearchOptions(space_file=space, run_dir=tmp_path / "runs")
         run_search(opts, NullReporter())
         trial = _study(opts, "e2e").trials[0]
